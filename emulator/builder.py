@@ -1,0 +1,474 @@
+"""Register-level construction of a Program, with no compiler involved.
+
+This is how a Lava / NxSDK / Rockpool deployment is ported, and how a third party
+cross-checks the emulator: every value is a chip register in the family's own units.
+
+>>> b = ProgramBuilder("loihi")
+>>> x = b.input("in", 2)
+>>> l1 = b.population("l1", 1, du=4095, dv=0, vth=10)
+>>> b.connect(x, l1, weights=[[100, 100]], weight_exp=0)
+>>> b.output("out", l1)
+>>> program = b.build()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+import hw_specs
+from hw_specs import HwSpec
+from spikeforge.errors import DoesNotFit, ProgramError, RegisterError
+
+from .program import Population, Program, Projection, _truncation_bits
+
+__all__ = ["ProgramBuilder", "Node"]
+
+#: COO weights: (post indices, pre indices, values)
+Coo = tuple[ArrayLike, ArrayLike, ArrayLike]
+
+
+@dataclass(frozen=True)
+class Node:
+    """A handle on an input port or population of a builder (``name`` and ``size``)."""
+
+    name: str
+    size: int
+    kind: str  # "input" | "population"
+
+
+@dataclass
+class _Pop:
+    name: str
+    size: int
+    registers: dict[str, NDArray[np.int64]]
+    readout: bool
+
+
+@dataclass
+class _Conn:
+    name: str
+    pre: Node
+    post: Node
+    post_idx: NDArray[np.int64]
+    pre_idx: NDArray[np.int64]
+    weight: NDArray[np.int64]
+    delay: int
+    params: dict[str, int]
+    axon_types: NDArray[np.int64] | None
+    plasticity: str | None
+
+
+class ProgramBuilder:
+    """Build a :class:`Program` from register values.
+
+    ``target`` is a spec name, a path to a TOML spec, or an :class:`HwSpec`.
+    """
+
+    def __init__(self, target: str | HwSpec) -> None:
+        self.spec = hw_specs.load(target)
+        self._inputs: dict[str, Node] = {}
+        self._pops: dict[str, _Pop] = {}
+        self._conns: list[_Conn] = []
+        self._outputs: dict[str, str] = {}
+
+    # ---------------------------------------------------------------- declarations
+    def input(self, name: str, size: int) -> Node:
+        """Declare an input port of ``size`` channels (the program's input axons)."""
+        self._new_name(name)
+        size = _positive_int(size, f"input {name!r}: size")
+        node = Node(name, size, "input")
+        self._inputs[name] = node
+        return node
+
+    def population(self, name: str, size: int, *, readout: bool = False, **registers: ArrayLike) -> Node:
+        """Declare ``size`` neurons with the family's registers (scalars or ``[size]`` arrays).
+
+        Loihi: ``du, dv, vth, bias_mant, bias_exp, refractory, vmin_exp, vmax_exp``.
+        Xylo: ``dash_mem, dash_syn, dash_syn2, threshold, bias``; ``readout=True`` makes a readout
+        layer (one synaptic state, at most one spike per step).
+        TrueNorth: ``type_weights`` (``[4]`` or ``[size, 4]``), ``leak, threshold, neg_threshold,
+        reset_mode, reset_value, neg_saturate, leak_reversal, stochastic_synapse, stochastic_leak,
+        threshold_mask_bits``. Registers left out take the spec's ``[defaults]``.
+        """
+        self._new_name(name)
+        size = _positive_int(size, f"population {name!r}: size")
+        spec = self.spec
+        family_regs = hw_specs.FAMILIES[spec.family]["registers"]
+        unknown = sorted(set(registers) - set(family_regs))
+        if unknown:
+            raise RegisterError(
+                f"population {name!r}: unknown register(s) {', '.join(unknown)} for family {spec.family}; "
+                f"registers are {', '.join(family_regs)}"
+            )
+        if readout and not spec.chip.readout_neurons:
+            raise ProgramError(f"population {name!r}: target {spec.name} has no readout layer (readout=True)")
+        values: dict[str, NDArray[np.int64]] = {}
+        for key in family_regs:
+            raw = registers.get(key, spec.defaults[key])
+            shape: tuple[int, ...] = (size, 4) if key == "type_weights" else (size,)
+            values[key] = _register_array(raw, shape, name, key, spec)
+        self._pops[name] = _Pop(name, size, values, readout)
+        return Node(name, size, "population")
+
+    def connect(
+        self,
+        pre: Node | str,
+        post: Node | str,
+        *,
+        weights: ArrayLike | Coo,
+        delay: int | None = None,
+        name: str | None = None,
+        plasticity: str | None = None,
+        weight_exp: int = 0,
+        num_weight_bits: int = 8,
+        sign_mode: int | None = None,
+        synapse: int = 0,
+        weight_shift: int = 0,
+        axon_types: ArrayLike | None = None,
+    ) -> Node:
+        """Connect ``pre`` (input or population) to ``post`` with integer ``weights`` ``[post, pre]``.
+
+        ``weights`` is a dense ``[post, pre]`` array or a COO triple ``(post_idx, pre_idx, values)``;
+        zero entries are no synapse. ``delay`` (steps) defaults to the spec's default (Loihi: 1,
+        as Lava's Dense; Xylo: 0 from inputs, 1 otherwise).
+
+        Loihi: ``weight_exp`` and ``num_weight_bits`` as in Lava's Dense; weights are stored as the
+        chip stores them, truncated to ``num_weight_bits`` (``w = (w >> k) << k``,
+        ``k = 8 - num_weight_bits + is_mixed``). Xylo: ``synapse`` (0 or 1) and ``weight_shift``.
+        TrueNorth: 0/1 weights and ``axon_types`` ``[pre]`` (0..3).
+        """
+        pre_n = self._node(pre)
+        post_n = self._node(post)
+        if post_n.kind != "population":
+            raise ProgramError(f"connect: post {post_n.name!r} is an input port; connect into a population")
+        spec = self.spec
+        name = name or f"{pre_n.name}->{post_n.name}"
+        if any(c.name == name for c in self._conns):
+            raise ProgramError(f"connect: a projection named {name!r} exists already; pass name=...")
+        post_idx, pre_idx, w = _coo(weights, post_n.size, pre_n.size, name)
+        keep = w != 0
+        post_idx, pre_idx, w = post_idx[keep], pre_idx[keep], w[keep]
+        where = spec.where()
+        wr = spec.synapse_range("weight")
+        if w.size and (w.min() < wr.lo or w.max() > wr.hi):
+            i = int(np.argmax((w < wr.lo) | (w > wr.hi)))
+            hint = {
+                "loihi": "scale the weights down and raise weight_exp",
+                "xylo": "scale the weights down and raise weight_shift",
+                "truenorth": "use 0/1 crossbar bits and put magnitudes in type_weights",
+            }[spec.family]
+            raise RegisterError(
+                f"projection {name!r}: weight {int(w[i])} at [post {int(post_idx[i])}, pre {int(pre_idx[i])}] "
+                f"outside {wr} of target {spec.name} ({where}); {hint}"
+            )
+        is_input = pre_n.kind == "input"
+        rng_key = "input_delay" if is_input else "delay"
+        if delay is None:
+            delay = int(spec.synapse["default_input_delay" if is_input else "default_delay"])
+        if delay not in spec.synapse_range(rng_key):
+            raise RegisterError(
+                f"projection {name!r}: delay={delay} outside {spec.synapse_range(rng_key)} steps for "
+                f"{'input' if is_input else 'neuron'} projections of target {spec.name} ({where})"
+            )
+        params: dict[str, int] = {}
+        types = None
+        if spec.family == "loihi":
+            params = {"weight_exp": int(weight_exp), "num_weight_bits": int(num_weight_bits)}
+            if sign_mode is None:
+                sign_mode = 1 if (w >= 0).all() else 2 if (w <= 0).all() else 0
+            params["sign_mode"] = int(sign_mode)
+            if sign_mode == 1 and (w < 0).any() or sign_mode == 2 and (w > 0).any():
+                raise RegisterError(f"projection {name!r}: sign_mode={sign_mode} but weights of both signs")
+            k = _truncation_bits(params)
+            w = -(np.right_shift(-w, k) << k) if sign_mode == 2 else np.right_shift(w, k) << k
+            keep = w != 0
+            post_idx, pre_idx, w = post_idx[keep], pre_idx[keep], w[keep]
+        elif spec.family == "xylo":
+            params = {"synapse": int(synapse), "weight_shift": int(weight_shift)}
+            if self._pops[post_n.name].readout and synapse != 0:
+                raise RegisterError(f"projection {name!r}: readout population {post_n.name!r} has one synapse; "
+                                    "use synapse=0")
+        else:
+            raw = np.zeros(pre_n.size, dtype=np.int64) if axon_types is None else axon_types
+            types = _register_array(raw, (pre_n.size,), name, "axon_types", spec, table="synapse")
+        for key, value in params.items():
+            if key in spec.synapse and value not in spec.synapse_range(key):
+                raise RegisterError(
+                    f"projection {name!r}: {key}={value} outside {spec.synapse_range(key)} of target "
+                    f"{spec.name} ({where})"
+                )
+        self._conns.append(_Conn(name, pre_n, post_n, post_idx, pre_idx, w.astype(np.int64), int(delay), params,
+                                 types, plasticity))
+        return Node(name, 0, "projection")
+
+    def output(self, name: str, population: Node | str) -> None:
+        """Expose a population's spikes as output port ``name``."""
+        node = self._node(population)
+        if node.kind != "population":
+            raise ProgramError(f"output {name!r}: {node.name!r} is not a population")
+        if name in self._outputs:
+            raise ProgramError(f"output {name!r} is declared twice")
+        self._outputs[name] = node.name
+
+    # ------------------------------------------------------------------------ build
+    def build(
+        self,
+        placement: Mapping[str, ArrayLike] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Program:
+        """Place neurons on cores, allocate axons and routes, and return the Program.
+
+        ``placement`` maps a population name to the core of each of its neurons (``[size]``);
+        populations left out are placed automatically: each on cores of its own, split greedily
+        so that every core respects neurons, input axons and synapse memory (on single-core
+        targets such as Xylo every population shares core 0).
+        """
+        if not self._pops:
+            raise ProgramError("build: the program has no population")
+        spec = self.spec
+        core_of: dict[str, NDArray[np.int64]] = {}
+        next_core = 0
+        single = spec.total_cores == 1
+        for pop in self._pops.values():
+            if placement and pop.name in placement:
+                cores = np.asarray(placement[pop.name], dtype=np.int64)
+                if cores.shape != (pop.size,) or (cores < 0).any():
+                    raise ProgramError(f"placement[{pop.name!r}]: expected {pop.size} non-negative core indices")
+                core_of[pop.name] = cores
+            elif single:
+                core_of[pop.name] = np.zeros(pop.size, dtype=np.int64)
+            else:
+                core_of[pop.name] = self._auto_place(pop, next_core)
+            next_core = max(next_core, int(core_of[pop.name].max()) + 1)
+        n_cores = max(int(c.max()) for c in core_of.values()) + 1
+
+        # global neuron ids: by core, then population order, then index
+        pops = list(self._pops.values())
+        keys = np.concatenate([core_of[p.name] for p in pops])
+        pop_id = np.concatenate([np.full(p.size, i) for i, p in enumerate(pops)])
+        local = np.concatenate([np.arange(p.size) for p in pops])
+        order = np.lexsort((local, pop_id, keys))
+        gid_flat = np.empty(order.size, dtype=np.int64)
+        gid_flat[order] = np.arange(order.size)
+        gids: dict[str, NDArray[np.int64]] = {}
+        start = 0
+        for p in pops:
+            gids[p.name] = gid_flat[start:start + p.size]
+            start += p.size
+        core_neurons = np.bincount(keys, minlength=n_cores)
+        registers = {}
+        for key in pops[0].registers:
+            flat = np.concatenate([p.registers[key] for p in pops])
+            out = np.empty_like(flat)
+            out[gid_flat] = flat
+            registers[key] = out
+
+        # axons: per core, connections with input ports first, then in connect order; per pre unit
+        conns = sorted(self._conns, key=lambda c: (c.pre.kind != "input",))
+        proj_index = {c.name: i for i, c in enumerate(conns)}
+        axon_rows: list[NDArray[np.int64]] = []  # per conn: (core, pre) pairs needing an axon
+        for c in conns:
+            post_core = core_of[c.post.name][c.post_idx]
+            pair = np.unique(post_core * (c.pre.size + 1) + c.pre_idx)
+            axon_rows.append(pair)
+        core_axons = np.zeros(n_cores, dtype=np.int64)
+        axon_local: list[NDArray[np.int64]] = []
+        for ci, c in enumerate(conns):
+            pair = axon_rows[ci]
+            cores = pair // (c.pre.size + 1)
+            # local axon index = running count on that core
+            counts = np.bincount(cores, minlength=n_cores)
+            first = np.searchsorted(cores, np.arange(n_cores))
+            rank = np.arange(pair.size) - first[cores]
+            axon_local.append(core_axons[cores] + rank)
+            core_axons += counts
+        axon_offset = np.concatenate([[0], np.cumsum(core_axons)])
+        n_axons = int(axon_offset[-1])
+        axon_projection = np.full(n_axons, -1, dtype=np.int64)
+        axon_type = np.zeros(n_axons, dtype=np.int64)
+        syn_a, syn_n, syn_w = [], [], []
+        r_src, r_dst, r_del = [], [], []
+        i_port, i_ch, i_dst, i_del = [], [], [], []
+        input_names = list(self._inputs)
+        for ci, c in enumerate(conns):
+            pair = axon_rows[ci]
+            cores = pair // (c.pre.size + 1)
+            pre = pair % (c.pre.size + 1)
+            glob = axon_offset[cores] + axon_local[ci]
+            axon_projection[glob] = ci
+            if c.axon_types is not None:
+                axon_type[glob] = c.axon_types[pre]
+            post_core = core_of[c.post.name][c.post_idx]
+            key = post_core * (c.pre.size + 1) + c.pre_idx
+            syn_a.append(glob[np.searchsorted(pair, key)])
+            syn_n.append(gids[c.post.name][c.post_idx])
+            syn_w.append(c.weight)
+            if c.pre.kind == "input":
+                i_port.append(np.full(pair.size, input_names.index(c.pre.name)))
+                i_ch.append(pre)
+                i_dst.append(glob)
+                i_del.append(np.full(pair.size, c.delay))
+            else:
+                r_src.append(gids[c.pre.name][pre])
+                r_dst.append(glob)
+                r_del.append(np.full(pair.size, c.delay))
+
+        def cat(parts: Sequence[NDArray[Any]]) -> NDArray[np.int64]:
+            return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+        sa, sn, sw = cat(syn_a), cat(syn_n), cat(syn_w)
+        o = np.lexsort((sn, sa))
+        ra, rd, rl = cat(r_src), cat(r_dst), cat(r_del)
+        ro = np.lexsort((rd, ra))
+        arrays = {
+            "core_neurons": core_neurons, "core_axons": core_axons,
+            "axon_projection": axon_projection, "axon_type": axon_type,
+            "syn_axon": sa[o], "syn_neuron": sn[o], "syn_weight": sw[o],
+            "route_src": ra[ro], "route_dst": rd[ro], "route_delay": rl[ro],
+            "in_port": cat(i_port), "in_channel": cat(i_ch), "in_dst": cat(i_dst), "in_delay": cat(i_del),
+        }
+        projections = [
+            Projection(c.name, c.pre.name, c.post.name, c.params, c.plasticity) for c in conns
+        ]
+        del proj_index
+        meta = {"builder": "emulator.ProgramBuilder"}
+        meta.update(metadata or {})
+        return Program(
+            spec,
+            arrays=arrays,
+            registers=registers,
+            inputs={k: v.size for k, v in self._inputs.items()},
+            populations=[Population(p.name, gids[p.name].astype(np.int32), p.readout) for p in pops],
+            projections=projections,
+            output_ports=self._outputs,
+            metadata=meta,
+        )
+
+    # ---------------------------------------------------------------------- helpers
+    def _auto_place(self, pop: _Pop, first_core: int) -> NDArray[np.int64]:
+        """Greedy split of one population over consecutive cores, respecting per-core limits."""
+        chip = self.spec.chip
+        incoming = [c for c in self._conns if c.post.name == pop.name]
+        cores = np.empty(pop.size, dtype=np.int64)
+        start, core = 0, first_core
+        while start < pop.size:
+            hi = min(pop.size, start + chip.neurons_per_core)
+            lo = start + 1
+            if not self._chunk_fits(incoming, start, lo):
+                raise DoesNotFit(
+                    f"population {pop.name!r}: neuron {start} alone needs more input axons or synapse memory than "
+                    f"one core has ({self.spec.where()}); reduce its fan-in or the weight bits"
+                )
+            # largest chunk [start, end) that fits: bisection on end
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self._chunk_fits(incoming, start, mid):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            cores[start:lo] = core
+            start, core = lo, core + 1
+        return cores
+
+    def _chunk_fits(self, incoming: list[_Conn], start: int, end: int) -> bool:
+        spec = self.spec
+        axons = 0
+        bits = 0
+        for c in incoming:
+            m = (c.post_idx >= start) & (c.post_idx < end)
+            pres = np.unique(c.pre_idx[m])
+            axons += pres.size
+            wbits = c.params.get("num_weight_bits", 8) if spec.family == "loihi" else (
+                8 if spec.family == "xylo" else 1)
+            bits += pres.size * int(spec.synapse["synapse_row_header_bits"])
+            bits += int(m.sum()) * (wbits + int(spec.synapse["synapse_index_bits"]))
+        return axons <= spec.chip.axons_in_per_core and bits <= spec.chip.synapse_memory_bits_per_core
+
+    def _new_name(self, name: str) -> None:
+        if not isinstance(name, str) or not name or "." in name or "/" in name:
+            raise ProgramError(f"name {name!r}: use a non-empty string without '.' or '/' (probes use 'pop.state')")
+        if name in self._inputs or name in self._pops:
+            raise ProgramError(f"name {name!r} is used already")
+
+    def _node(self, ref: Node | str) -> Node:
+        name = ref.name if isinstance(ref, Node) else ref
+        if name in self._inputs:
+            return self._inputs[name]
+        if name in self._pops:
+            return Node(name, self._pops[name].size, "population")
+        raise ProgramError(
+            f"no input or population named {name!r}; have {', '.join([*self._inputs, *self._pops]) or 'none'}"
+        )
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ProgramError(f"{what} = {value!r}; expected a positive integer")
+    return int(value)
+
+
+def _register_array(raw: ArrayLike, shape: tuple[int, ...], owner: str, key: str, spec: HwSpec,
+                    table: str = "registers") -> NDArray[np.int64]:
+    arr = np.asarray(raw)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise RegisterError(f"{owner!r}: register {key} must hold integers; got non-integer values")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind == "b":
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "iu":
+        raise RegisterError(f"{owner!r}: register {key} must hold integers; got dtype {arr.dtype}")
+    try:
+        out = np.broadcast_to(arr.astype(np.int64), shape).copy()
+    except ValueError:
+        raise RegisterError(f"{owner!r}: register {key} has shape {arr.shape}; expected a scalar or {shape}") from None
+    rng = spec.registers[key] if table == "registers" else spec.synapse_range(key)
+    bad = (out < rng.lo) | (out > rng.hi)
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        value = int(out[tuple(idx)])
+        bits = max(rng.hi.bit_length(), (-rng.lo).bit_length()) + (1 if rng.lo < 0 else 0)
+        raise RegisterError(
+            f"{owner!r}: {key}={value} (at index {idx.tolist()}) outside {rng} ({bits}-bit) of target "
+            f"{spec.name} ({spec.where()})"
+        )
+    return out
+
+
+def _coo(weights: ArrayLike | Coo, n_post: int, n_pre: int, name: str
+         ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    if isinstance(weights, tuple) and len(weights) == 3:
+        post = np.asarray(weights[0], dtype=np.int64).ravel()
+        pre = np.asarray(weights[1], dtype=np.int64).ravel()
+        val = np.asarray(weights[2])
+        if not (post.size == pre.size == val.size):
+            raise ProgramError(f"projection {name!r}: COO weights (post, pre, values) differ in length")
+        if post.size and (post.min() < 0 or post.max() >= n_post or pre.min() < 0 or pre.max() >= n_pre):
+            raise ProgramError(f"projection {name!r}: COO index outside [post {n_post}, pre {n_pre}]")
+        if post.size:
+            dup = np.unique(post * n_pre + pre).size != post.size
+            if dup:
+                raise ProgramError(f"projection {name!r}: COO weights repeat a (post, pre) pair")
+    else:
+        dense = np.asarray(weights)
+        if dense.shape != (n_post, n_pre):
+            raise ProgramError(
+                f"projection {name!r}: weights have shape {dense.shape}; expected [post, pre] = ({n_post}, {n_pre})"
+            )
+        post, pre = np.nonzero(dense)
+        val = dense[post, pre]
+        post, pre = post.astype(np.int64), pre.astype(np.int64)
+    if val.dtype.kind == "f":
+        if not np.all(np.isfinite(val)) or np.any(val != np.round(val)):
+            raise RegisterError(
+                f"projection {name!r}: weights must be integers (chip register values); quantise them first "
+                "(compiler.compile does this)"
+            )
+    elif val.dtype.kind not in "iub":
+        raise RegisterError(f"projection {name!r}: weights must be integers; got dtype {val.dtype}")
+    return post, pre, val.astype(np.int64).ravel()

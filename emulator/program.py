@@ -1,0 +1,636 @@
+"""The Program: what a chip runs, as data. The one seam between compiler, emulator and board.
+
+A Program is core-level hardware truth plus a symbol table:
+
+* cores: ``core_neurons[c]`` neurons and ``core_axons[c]`` input axons each. Neurons and axons
+  have *global* ids: core ``c``'s neuron ``i`` is ``neuron_offset[c] + i`` (likewise axons).
+* neuron registers: one int64 array per register name, ``[N]`` (TrueNorth ``type_weights``:
+  ``[N, 4]``), in the family's units (see ``hw_specs/<target>.toml``).
+* crossbars: synapses as sorted COO arrays ``syn_axon, syn_neuron, syn_weight`` (global ids);
+  every axon belongs to one projection (``axon_projection``), which carries its synapse format
+  (Loihi ``weight_exp``, ``num_weight_bits``; Xylo ``synapse``, ``weight_shift``); TrueNorth
+  axons carry an ``axon_type``.
+* routes: ``route_src`` (global neuron) → ``route_dst`` (global axon) after ``route_delay``
+  steps (>= 1); input routes: (``in_port``, ``in_channel``) → ``in_dst`` after ``in_delay``.
+* symbols: input ports (name → channels), populations (name → global neuron ids), projections
+  (name, pre, post, format), output ports (name → population).
+
+Weight matrices are ``[post, pre]`` wherever they are shown to users; the crossbar is stored as
+COO so that a 128-core chip file stays proportional to its synapses, not to axons × neurons.
+
+The file format (``docs/program-format.md``) is written by :meth:`Program.to_bytes`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+import hw_specs
+from hw_specs import HwSpec
+from spikeforge import __version__
+from spikeforge.errors import DoesNotFit, ProgramError, ProgramFormatError, RegisterError
+
+__all__ = ["Program", "Population", "Projection", "FORMAT_VERSION", "MAGIC"]
+
+MAGIC = b"\x89SFP\r\n\x1a\n"  # PNG-style: catches text-mode and 7-bit transfers
+FORMAT_VERSION = 1
+_HEADER = struct.Struct("<8sII")  # magic, format version, manifest length
+
+_INT_ARRAYS = (
+    "core_neurons", "core_axons", "axon_projection", "axon_type",
+    "syn_axon", "syn_neuron", "syn_weight",
+    "route_src", "route_dst", "route_delay",
+    "in_port", "in_channel", "in_dst", "in_delay",
+)
+_DTYPES = {
+    "core_neurons": "<i4", "core_axons": "<i4", "axon_projection": "<i4", "axon_type": "<i1",
+    "syn_axon": "<i4", "syn_neuron": "<i4", "syn_weight": "<i4",
+    "route_src": "<i4", "route_dst": "<i4", "route_delay": "<i4",
+    "in_port": "<i4", "in_channel": "<i4", "in_dst": "<i4", "in_delay": "<i4",
+}
+
+
+@dataclass(frozen=True)
+class Population:
+    """A named group of neurons (a layer): ``neurons`` are global neuron ids, in population order."""
+
+    name: str
+    neurons: NDArray[np.int32]
+    readout: bool = False
+
+    @property
+    def size(self) -> int:
+        return int(self.neurons.size)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A named connection ``pre`` (population or input port) → ``post`` population.
+
+    ``params`` is the synapse format shared by the projection's axons: Loihi ``weight_exp``,
+    ``num_weight_bits``, ``sign_mode`` (0 mixed, 1 excitatory, 2 inhibitory); Xylo ``synapse``
+    (0 or 1) and ``weight_shift``; TrueNorth none. ``plasticity`` is a learning rule string.
+    """
+
+    name: str
+    pre: str
+    post: str
+    params: Mapping[str, int] = field(default_factory=dict)
+    plasticity: str | None = None
+
+
+class Program:
+    """A mapped program for one target chip. Build with :class:`emulator.ProgramBuilder` or
+    the compiler; save with :meth:`save`, load with :meth:`load`.
+    """
+
+    def __init__(
+        self,
+        spec: HwSpec,
+        *,
+        arrays: Mapping[str, NDArray[Any]],
+        registers: Mapping[str, NDArray[np.int64]],
+        inputs: Mapping[str, int],
+        populations: list[Population],
+        projections: list[Projection],
+        output_ports: Mapping[str, str],
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.spec = spec
+        for key in _INT_ARRAYS:
+            if key not in arrays:
+                raise ProgramError(f"program is missing array {key!r}")
+            value = np.ascontiguousarray(arrays[key], dtype=np.dtype(_DTYPES[key]).newbyteorder("="))
+            value.flags.writeable = False
+            setattr(self, key, value)
+        self.registers: Mapping[str, NDArray[np.int64]] = MappingProxyType(
+            {k: _frozen(np.asarray(v, dtype=np.int64)) for k, v in sorted(registers.items())}
+        )
+        self.input_ports: Mapping[str, int] = MappingProxyType(dict(inputs))
+        self.populations: Mapping[str, Population] = MappingProxyType({p.name: p for p in populations})
+        self.projections: tuple[Projection, ...] = tuple(projections)
+        self.output_ports: Mapping[str, str] = MappingProxyType(dict(output_ports))
+        self.metadata: Mapping[str, Any] = MappingProxyType(dict(metadata or {}))
+        self._bytes: bytes | None = None
+        self._validate()
+
+    # typed attributes set in __init__
+    core_neurons: NDArray[np.int32]
+    core_axons: NDArray[np.int32]
+    axon_projection: NDArray[np.int32]
+    axon_type: NDArray[np.int8]
+    syn_axon: NDArray[np.int32]
+    syn_neuron: NDArray[np.int32]
+    syn_weight: NDArray[np.int32]
+    route_src: NDArray[np.int32]
+    route_dst: NDArray[np.int32]
+    route_delay: NDArray[np.int32]
+    in_port: NDArray[np.int32]
+    in_channel: NDArray[np.int32]
+    in_dst: NDArray[np.int32]
+    in_delay: NDArray[np.int32]
+
+    # ------------------------------------------------------------------------ views
+    @property
+    def target(self) -> str:
+        return self.spec.name
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def n_cores(self) -> int:
+        return int(self.core_neurons.size)
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.core_neurons.sum())
+
+    @property
+    def n_axons(self) -> int:
+        return int(self.core_axons.sum())
+
+    @property
+    def neuron_offset(self) -> NDArray[np.int64]:
+        return np.concatenate([[0], np.cumsum(self.core_neurons, dtype=np.int64)])
+
+    @property
+    def axon_offset(self) -> NDArray[np.int64]:
+        return np.concatenate([[0], np.cumsum(self.core_axons, dtype=np.int64)])
+
+    @property
+    def neuron_core(self) -> NDArray[np.int64]:
+        """Core of every global neuron ``[N]``."""
+        return np.repeat(np.arange(self.n_cores, dtype=np.int64), self.core_neurons)
+
+    @property
+    def axon_core(self) -> NDArray[np.int64]:
+        return np.repeat(np.arange(self.n_cores, dtype=np.int64), self.core_axons)
+
+    @property
+    def inputs(self) -> dict[str, int]:
+        """Input ports: name → number of channels."""
+        return dict(self.input_ports)
+
+    @property
+    def outputs(self) -> dict[str, int]:
+        """Output ports: name → number of neurons."""
+        return {name: self.populations[pop].size for name, pop in self.output_ports.items()}
+
+    @property
+    def readout_mask(self) -> NDArray[np.bool_]:
+        mask = np.zeros(self.n_neurons, dtype=bool)
+        for pop in self.populations.values():
+            if pop.readout:
+                mask[pop.neurons] = True
+        return mask
+
+    def projection_index(self, name: str) -> int:
+        for i, proj in enumerate(self.projections):
+            if proj.name == name:
+                return i
+        raise ProgramError(f"no projection named {name!r}; projections: {[p.name for p in self.projections]}")
+
+    def weights(self, projection: str) -> NDArray[np.int64]:
+        """The stored weights of a projection as a dense ``[post, pre]`` matrix (0 where no synapse).
+
+        For TrueNorth the entries are the 0/1 crossbar bits.
+        """
+        j = self.projection_index(projection)
+        proj = self.projections[j]
+        post = self.populations[proj.post].neurons
+        pre_size = self.input_ports[proj.pre] if proj.pre in self.input_ports else self.populations[proj.pre].size
+        out = np.zeros((post.size, pre_size), dtype=np.int64)
+        post_local = _local_index(post, self.n_neurons)
+        src_of_axon = self._axon_sources(proj)
+        sel = self.axon_projection[self.syn_axon] == j
+        axons = self.syn_axon[sel]
+        for src_local, axon in src_of_axon:
+            hit = axons == axon
+            out[post_local[self.syn_neuron[sel][hit]], src_local] = self.syn_weight[sel][hit]
+        return out
+
+    def _axon_sources(self, proj: Projection) -> list[tuple[int, int]]:
+        if proj.pre in self.input_ports:
+            port = list(self.input_ports).index(proj.pre)
+            m = self.in_port == port
+            return list(zip(self.in_channel[m].tolist(), self.in_dst[m].tolist(), strict=True))
+        pre = self.populations[proj.pre].neurons
+        pre_local = _local_index(pre, self.n_neurons)
+        j = self.projections.index(proj)
+        m = (pre_local[self.route_src] >= 0) & (self.axon_projection[self.route_dst] == j)
+        return list(zip(pre_local[self.route_src[m]].tolist(), self.route_dst[m].tolist(), strict=True))
+
+    # ----------------------------------------------------------------- validation
+    def _validate(self) -> None:
+        spec = self.spec
+        n, a = self.n_neurons, self.n_axons
+        if self.core_axons.size != self.core_neurons.size:
+            raise ProgramError("core_neurons and core_axons differ in length")
+        if (self.core_neurons < 0).any() or (self.core_axons < 0).any():
+            raise ProgramError("negative neuron or axon count on a core")
+        for key, size in (("axon_projection", a), ("axon_type", a)):
+            if getattr(self, key).size != size:
+                raise ProgramError(f"{key} has {getattr(self, key).size} entries for {size} axons")
+        for group in (("syn_axon", "syn_neuron", "syn_weight"), ("route_src", "route_dst", "route_delay"),
+                      ("in_port", "in_channel", "in_dst", "in_delay")):
+            sizes = {getattr(self, k).size for k in group}
+            if len(sizes) != 1:
+                raise ProgramError(f"arrays {', '.join(group)} differ in length")
+        _check_ids("syn_axon", self.syn_axon, a)
+        _check_ids("syn_neuron", self.syn_neuron, n)
+        _check_ids("route_src", self.route_src, n)
+        _check_ids("route_dst", self.route_dst, a)
+        _check_ids("in_dst", self.in_dst, a)
+        _check_ids("in_port", self.in_port, len(self.input_ports))
+        if self.axon_projection.size and (
+            (self.axon_projection < -1).any() or (self.axon_projection >= len(self.projections)).any()
+        ):
+            raise ProgramError("axon_projection refers to a projection that does not exist")
+        if self.syn_axon.size and (self.axon_projection[self.syn_axon] < 0).any():
+            raise ProgramError("a synapse sits on an axon that belongs to no projection")
+        # synapses must stay within their core
+        if self.syn_axon.size and (self.axon_core[self.syn_axon] != self.neuron_core[self.syn_neuron]).any():
+            raise ProgramError("a synapse connects an axon and a neuron of different cores")
+        order = np.lexsort((self.syn_neuron, self.syn_axon))
+        if (order != np.arange(order.size)).any():
+            raise ProgramError("synapses must be sorted by (axon, neuron)")
+        if self.syn_axon.size > 1:
+            dup = (np.diff(self.syn_axon) == 0) & (np.diff(self.syn_neuron) == 0)
+            if dup.any():
+                raise ProgramError("duplicate synapse (same axon and neuron)")
+        for port, size in self.input_ports.items():
+            if size < 1:
+                raise ProgramError(f"input port {port!r} has {size} channels; needs at least 1")
+        for i, size in enumerate(self.input_ports.values()):
+            m = self.in_port == i
+            if m.any() and (self.in_channel[m] < 0).any() | (self.in_channel[m] >= size).any():
+                raise ProgramError(f"an input route uses a channel outside port {list(self.input_ports)[i]!r}")
+        seen = np.zeros(n, dtype=np.int64)
+        for pop in self.populations.values():
+            _check_ids(f"population {pop.name!r}", pop.neurons, n)
+            seen[pop.neurons] += 1
+        if n and (seen != 1).any():
+            raise ProgramError("every neuron must belong to exactly one population")
+        for name, pop in self.output_ports.items():
+            if pop not in self.populations:
+                raise ProgramError(f"output port {name!r} names population {pop!r}, which does not exist")
+        for proj in self.projections:
+            if proj.post not in self.populations:
+                raise ProgramError(f"projection {proj.name!r}: post {proj.post!r} is not a population")
+            if proj.pre not in self.populations and proj.pre not in self.input_ports:
+                raise ProgramError(f"projection {proj.name!r}: pre {proj.pre!r} is neither population nor input")
+        self._validate_registers()
+        self._validate_synapses()
+        self._validate_resources()
+
+    def _validate_registers(self) -> None:
+        spec = self.spec
+        fam = hw_specs.FAMILIES[spec.family]
+        for key in fam["registers"]:
+            if key not in self.registers:
+                raise ProgramError(f"program lacks neuron register {key!r} required by family {spec.family}")
+        for key, values in self.registers.items():
+            if key not in spec.registers:
+                raise ProgramError(f"register {key!r} is not a register of target {spec.name} ({spec.where()})")
+            want = (self.n_neurons, 4) if key == "type_weights" else (self.n_neurons,)
+            if values.shape != want:
+                raise ProgramError(f"register {key!r} has shape {values.shape}; expected {want}")
+            rng = spec.registers[key]
+            if values.size and (values.min() < rng.lo or values.max() > rng.hi):
+                bad = int(values.min()) if values.min() < rng.lo else int(values.max())
+                raise RegisterError(
+                    f"register {key}={bad} outside {rng} of target {spec.name} ({spec.where()})"
+                )
+
+    def _validate_synapses(self) -> None:
+        spec = self.spec
+        w = spec.synapse_range("weight")
+        if self.syn_weight.size and (self.syn_weight.min() < w.lo or self.syn_weight.max() > w.hi):
+            raise RegisterError(f"a stored weight lies outside {w} of target {spec.name} ({spec.where()})")
+        d = spec.synapse_range("delay")
+        if self.route_delay.size and (self.route_delay.min() < d.lo or self.route_delay.max() > d.hi):
+            raise RegisterError(f"a route delay lies outside {d} steps of target {spec.name} ({spec.where()})")
+        d = spec.synapse_range("input_delay")
+        if self.in_delay.size and (self.in_delay.min() < d.lo or self.in_delay.max() > d.hi):
+            raise RegisterError(f"an input delay lies outside {d} steps of target {spec.name} ({spec.where()})")
+        if spec.family == "truenorth":
+            t = spec.synapse_range("axon_types")
+            if self.axon_type.size and (self.axon_type.min() < t.lo or self.axon_type.max() > t.hi):
+                raise RegisterError(f"an axon type lies outside {t} ({spec.where()})")
+        for j, proj in enumerate(self.projections):
+            for key, value in proj.params.items():
+                if key == "sign_mode":
+                    if value not in (0, 1, 2):
+                        raise RegisterError(f"projection {proj.name!r}: sign_mode={value}; expected 0, 1 or 2")
+                    continue
+                if key not in spec.synapse:
+                    raise ProgramError(f"projection {proj.name!r}: {key!r} is not a synapse field of {spec.name}")
+                rng = spec.synapse_range(key)
+                if value not in rng:
+                    raise RegisterError(
+                        f"projection {proj.name!r}: {key}={value} outside {rng} of target {spec.name} "
+                        f"({spec.where()})"
+                    )
+            if spec.family == "loihi":
+                sel = self.axon_projection[self.syn_axon] == j
+                k = _truncation_bits(proj.params)
+                ws = self.syn_weight[sel].astype(np.int64)
+                mode = proj.params.get("sign_mode", 0)
+                mag = -ws if mode == 2 else ws
+                if ws.size and ((np.right_shift(mag, k) << k) != mag).any():
+                    raise RegisterError(
+                        f"projection {proj.name!r}: stored weights are not truncated to num_weight_bits="
+                        f"{proj.params.get('num_weight_bits', 8)} (multiples of 2^{k})"
+                    )
+
+    def _validate_resources(self) -> None:
+        spec, chip = self.spec, self.spec.chip
+        where = spec.where()
+        if self.n_cores > spec.total_cores:
+            raise DoesNotFit(
+                f"program uses {self.n_cores} cores > {spec.total_cores} ({chip.cores_per_chip} per chip x "
+                f"{chip.max_chips} chips, {where}); choose a larger target or a smaller network"
+            )
+        for c in range(self.n_cores):
+            readout = int(self.readout_mask[self.neuron_offset[c]:self.neuron_offset[c + 1]].sum())
+            hidden = int(self.core_neurons[c]) - readout
+            if hidden > chip.neurons_per_core:
+                raise DoesNotFit(
+                    f"core {c}: {hidden} neurons > neurons_per_core {chip.neurons_per_core} ({where}) by "
+                    f"{hidden - chip.neurons_per_core}; split the population across cores"
+                )
+            if readout > chip.readout_neurons:
+                raise DoesNotFit(
+                    f"core {c}: {readout} readout neurons > readout_neurons {chip.readout_neurons} ({where}); "
+                    "reduce the output layer"
+                )
+            if self.core_axons[c] > chip.axons_in_per_core:
+                raise DoesNotFit(
+                    f"core {c}: {int(self.core_axons[c])} input axons > axons_in_per_core "
+                    f"{chip.axons_in_per_core} ({where}) by {int(self.core_axons[c]) - chip.axons_in_per_core}; "
+                    "split the layer's fan-in or prune inputs"
+                )
+        usage = self.core_usage()
+        for c, row in enumerate(usage):
+            if row["synapse_bits"] > chip.synapse_memory_bits_per_core:
+                raise DoesNotFit(
+                    f"core {c}: synapse memory {row['synapse_bits']} bits > synapse_memory_bits_per_core "
+                    f"{chip.synapse_memory_bits_per_core} ({where}) by "
+                    f"{row['synapse_bits'] - chip.synapse_memory_bits_per_core} bits; "
+                    "spread the population over more cores or use fewer weight bits"
+                )
+            if row["axons_out"] > chip.axons_out_per_core:
+                raise DoesNotFit(
+                    f"core {c}: {row['axons_out']} output routes > axons_out_per_core {chip.axons_out_per_core} "
+                    f"({where}); reduce fan-out"
+                )
+        if chip.fan_out_per_neuron and self.route_src.size:
+            if spec.family == "xylo":
+                fan = np.bincount(self.syn_axon, minlength=self.n_axons)
+                per_neuron = np.zeros(self.n_neurons, dtype=np.int64)
+                np.add.at(per_neuron, self.route_src, fan[self.route_dst])
+                label = "target synapses"
+            else:
+                per_neuron = np.bincount(self.route_src, minlength=self.n_neurons)
+                label = "routes"
+            worst = int(per_neuron.max())
+            if worst > chip.fan_out_per_neuron:
+                nid = int(per_neuron.argmax())
+                raise DoesNotFit(
+                    f"neuron {nid} ({self.neuron_name(nid)}): fan-out {worst} {label} > fan_out_per_neuron "
+                    f"{chip.fan_out_per_neuron} ({where}) by {worst - chip.fan_out_per_neuron}; "
+                    "prune its outgoing connections" + ("" if spec.family != "truenorth"
+                                                        else " or insert splitter neurons")
+                )
+        if chip.input_channels:
+            total = sum(self.input_ports.values())
+            if total > chip.input_channels:
+                raise DoesNotFit(
+                    f"inputs use {total} channels > input_channels {chip.input_channels} ({where}); "
+                    "reduce the input size (pool or crop the events)"
+                )
+
+    def neuron_name(self, nid: int) -> str:
+        """``population[index]`` for a global neuron id (for messages)."""
+        for pop in self.populations.values():
+            hit = np.flatnonzero(pop.neurons == nid)
+            if hit.size:
+                return f"{pop.name}[{int(hit[0])}]"
+        return f"neuron {nid}"
+
+    def synapse_bits(self) -> NDArray[np.int64]:
+        """Synapse memory per core in bits, by the spec's cost model.
+
+        ``bits = Σ_rows (row_header_bits + entries × (weight_bits + index_bits))`` where a row is an
+        axon with at least one synapse and weight_bits is the projection's ``num_weight_bits``
+        (Loihi), 8 (Xylo) or 1 (TrueNorth's binary crossbar).
+        """
+        spec = self.spec
+        per_axon = np.bincount(self.syn_axon, minlength=self.n_axons).astype(np.int64)
+        wbits = np.zeros(self.n_axons, dtype=np.int64)
+        for j, proj in enumerate(self.projections):
+            if spec.family == "loihi":
+                b = int(proj.params.get("num_weight_bits", 8))
+            elif spec.family == "xylo":
+                b = 8
+            else:
+                b = 1
+            wbits[self.axon_projection == j] = b
+        entry = wbits + int(spec.synapse["synapse_index_bits"])
+        row = (per_axon > 0) * int(spec.synapse["synapse_row_header_bits"]) + per_axon * entry
+        out = np.zeros(self.n_cores, dtype=np.int64)
+        np.add.at(out, self.axon_core, row)
+        return out
+
+    def core_usage(self) -> list[dict[str, int]]:
+        """Per core: neurons, axons in, synapses, synapse memory bits, output routes."""
+        syn = np.bincount(self.axon_core[self.syn_axon], minlength=self.n_cores) if self.syn_axon.size else (
+            np.zeros(self.n_cores, dtype=np.int64))
+        out = np.bincount(self.neuron_core[self.route_src], minlength=self.n_cores) if self.route_src.size else (
+            np.zeros(self.n_cores, dtype=np.int64))
+        bits = self.synapse_bits()
+        return [
+            {
+                "core": c,
+                "neurons": int(self.core_neurons[c]),
+                "axons_in": int(self.core_axons[c]),
+                "synapses": int(syn[c]),
+                "synapse_bits": int(bits[c]),
+                "axons_out": int(out[c]),
+            }
+            for c in range(self.n_cores)
+        ]
+
+    # -------------------------------------------------------------- serialisation
+    def _manifest_and_arrays(self) -> tuple[dict[str, Any], list[tuple[str, NDArray[Any]]]]:
+        arrays: list[tuple[str, NDArray[Any]]] = [(k, getattr(self, k)) for k in _INT_ARRAYS]
+        arrays += [(f"reg/{k}", v) for k, v in self.registers.items()]
+        arrays += [(f"pop/{p.name}", p.neurons) for p in self.populations.values()]
+        manifest: dict[str, Any] = {
+            "format": "spikeforge-program",
+            "format_version": FORMAT_VERSION,
+            "spec": {"name": self.spec.name, "family": self.spec.family, "digest": self.spec.digest,
+                     "toml": self.spec.text},
+            "inputs": [[k, v] for k, v in self.input_ports.items()],
+            "outputs": [[k, v] for k, v in self.output_ports.items()],
+            "populations": [{"name": p.name, "readout": p.readout} for p in self.populations.values()],
+            "projections": [
+                {"name": p.name, "pre": p.pre, "post": p.post, "params": dict(sorted(p.params.items())),
+                 "plasticity": p.plasticity}
+                for p in self.projections
+            ],
+            "metadata": dict(self.metadata),
+        }
+        return manifest, arrays
+
+    def to_bytes(self) -> bytes:
+        """The file bytes: identical content gives identical bytes (no timestamps, sorted keys)."""
+        if self._bytes is not None:
+            return self._bytes
+        manifest, arrays = self._manifest_and_arrays()
+        blobs: list[bytes] = []
+        table = []
+        offset = 0
+        for name, arr in arrays:
+            dt = np.dtype(arr.dtype).newbyteorder("<")
+            data = np.ascontiguousarray(arr, dtype=dt).tobytes()
+            table.append({"name": name, "dtype": dt.str, "shape": list(arr.shape), "offset": offset,
+                          "nbytes": len(data)})
+            pad = (-len(data)) % 8
+            blobs.append(data + b"\0" * pad)
+            offset += len(data) + pad
+        manifest["arrays"] = table
+        text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        text += b" " * ((-(len(text) + _HEADER.size)) % 8)
+        body = _HEADER.pack(MAGIC, FORMAT_VERSION, len(text)) + text + b"".join(blobs)
+        self._bytes = body + struct.pack("<I", zlib.crc32(body))
+        return self._bytes
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 (hex) of the file bytes: the identity a board checks after an upload."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    def save(self, path: str | Path) -> Path:
+        """Write the program to ``path`` (atomically: a partial file never replaces a good one)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(self.to_bytes())
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, target: str | None = None) -> Program:
+        """Read a program file; ``target`` (a spec name) rejects a program built for another chip."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ProgramFormatError(f"program file {path} does not exist") from None
+        except IsADirectoryError:
+            raise ProgramFormatError(f"{path} is a directory, not a program file") from None
+        return cls.from_bytes(data, target=target, source=str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, target: str | None = None, source: str = "<bytes>") -> Program:
+        """Parse program file bytes; every defect is a :class:`ProgramFormatError` naming ``source``."""
+        data = bytes(data)
+        if len(data) < _HEADER.size + 4:
+            raise ProgramFormatError(f"{source}: {len(data)} bytes is too short for a spikeforge program (truncated?)")
+        magic, version, mlen = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise ProgramFormatError(f"{source}: not a spikeforge program (bad magic {magic!r})")
+        if version != FORMAT_VERSION:
+            raise ProgramFormatError(
+                f"{source}: program format version {version}; this spikeforge ({__version__}) reads version "
+                f"{FORMAT_VERSION}: rebuild the program or upgrade spikeforge"
+            )
+        (crc,) = struct.unpack_from("<I", data, len(data) - 4)
+        if zlib.crc32(data[:-4]) != crc:
+            raise ProgramFormatError(f"{source}: checksum mismatch: the file is corrupted or truncated")
+        start = _HEADER.size
+        if start + mlen > len(data) - 4:
+            raise ProgramFormatError(f"{source}: manifest length {mlen} runs past the end of the file")
+        try:
+            manifest = json.loads(data[start:start + mlen])
+            base = start + mlen
+            spec = hw_specs.loads(manifest["spec"]["toml"].encode(), path=f"{source} (embedded spec)")
+            arrays: dict[str, NDArray[Any]] = {}
+            for entry in manifest["arrays"]:
+                lo = base + int(entry["offset"])
+                hi = lo + int(entry["nbytes"])
+                if hi > len(data) - 4:
+                    raise ProgramFormatError(f"{source}: array {entry['name']!r} runs past the end of the file")
+                arr = np.frombuffer(data[lo:hi], dtype=np.dtype(entry["dtype"])).reshape(entry["shape"])
+                arrays[entry["name"]] = arr
+            registers = {k[4:]: v for k, v in arrays.items() if k.startswith("reg/")}
+            pops = [Population(p["name"], arrays[f"pop/{p['name']}"].astype(np.int32), bool(p["readout"]))
+                    for p in manifest["populations"]]
+            projs = [Projection(p["name"], p["pre"], p["post"], {k: int(v) for k, v in p["params"].items()},
+                                p.get("plasticity")) for p in manifest["projections"]]
+            program = cls(
+                spec,
+                arrays=arrays,
+                registers=registers,
+                inputs={k: int(v) for k, v in manifest["inputs"]},
+                populations=pops,
+                projections=projs,
+                output_ports={k: v for k, v in manifest["outputs"]},
+                metadata=manifest.get("metadata", {}),
+            )
+        except ProgramFormatError:
+            raise
+        except ProgramError as exc:
+            raise ProgramFormatError(f"{source}: invalid program: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProgramFormatError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from None
+        if target is not None and spec.name != target:
+            raise ProgramFormatError(
+                f"{source}: program was built for target {spec.name!r}, not {target!r}; recompile it with "
+                f"--target {target}"
+            )
+        return program
+
+    def __repr__(self) -> str:
+        return (
+            f"Program(target={self.target!r}, cores={self.n_cores}, neurons={self.n_neurons}, "
+            f"synapses={self.syn_axon.size}, inputs={self.inputs}, outputs={self.outputs})"
+        )
+
+
+def _frozen(a: NDArray[Any]) -> NDArray[Any]:
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
+def _check_ids(what: str, ids: NDArray[Any], limit: int) -> None:
+    if ids.size and (ids.min() < 0 or ids.max() >= limit):
+        raise ProgramError(f"{what} refers to index {int(ids.max() if ids.max() >= limit else ids.min())} "
+                           f"outside [0, {limit})")
+
+
+def _local_index(ids: NDArray[Any], n: int) -> NDArray[np.int64]:
+    """Map global id → position in ``ids`` (-1 elsewhere)."""
+    out = np.full(n, -1, dtype=np.int64)
+    out[ids] = np.arange(ids.size)
+    return out
+
+
+def _truncation_bits(params: Mapping[str, int]) -> int:
+    """Loihi weight truncation ``k = 8 - num_weight_bits + is_mixed`` (Lava weightutils)."""
+    mixed = 1 if params.get("sign_mode", 0) == 0 else 0
+    return max(0, 8 - int(params.get("num_weight_bits", 8)) + mixed)
