@@ -6,6 +6,7 @@
 """
 
 from .builder import Node, ProgramBuilder
+from .engine import ENGINES, Simulator, Trace, run
 from .program import Population, Program, Projection
 
-__all__ = ["Program", "ProgramBuilder", "Population", "Projection", "Node"]
+__all__ = ["Program", "ProgramBuilder", "Population", "Projection", "Node", "Simulator", "Trace", "run", "ENGINES"]

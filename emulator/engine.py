@@ -1,0 +1,321 @@
+"""What both engines share: the Program lowered to per-axon and per-neuron tables (``Wiring``),
+input checking, the ``Trace`` they return and the ``Simulator`` that carries state between calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from spikeforge.errors import EmulatorError
+
+from . import fixed
+from .program import Program
+
+__all__ = ["Wiring", "Trace", "Simulator", "run", "ENGINES"]
+
+ENGINES = ("fast", "reference")
+
+
+class Wiring:
+    """A Program lowered to the tables an engine iterates over (global neuron/axon ids)."""
+
+    def __init__(self, program: Program) -> None:
+        p = program
+        self.program = p
+        self.family = p.family
+        self.n_neurons = p.n_neurons
+        self.n_axons = p.n_axons
+        ports = list(p.input_ports.values())
+        self.port_offset = np.concatenate([[0], np.cumsum(ports, dtype=np.int64)])
+        self.n_channels = int(self.port_offset[-1])
+        self.state_names = tuple(p.spec.state)
+        self.max_delay = max(1, int(p.route_delay.max()) if p.route_delay.size else 1)
+        self.max_input_delay = int(p.in_delay.max()) if p.in_delay.size else 0
+        # sources of every axon: kind 0 = input channel (global channel index), 1 = neuron
+        self.in_channel_global = (self.port_offset[p.in_port] + p.in_channel).astype(np.int64)
+        self.axon_fanout_np = np.bincount(p.syn_axon, minlength=self.n_axons).astype(np.int64)
+        self.axon_projection_np = p.axon_projection.astype(np.int64)
+        self.readout_np = p.readout_mask
+        chip = p.spec.chip
+        self.max_spikes_np = np.where(self.readout_np, chip.readout_max_spikes_per_step,
+                                      chip.max_spikes_per_step).astype(np.int64)
+        # effective synaptic increment stored per synapse, as the datapath adds it
+        w = p.syn_weight.astype(np.int64)
+        if self.family == "xylo":
+            shift = np.array([pr.params.get("weight_shift", 0) for pr in p.projections] or [0], dtype=np.int64)
+            # XyloSim: int8 weight << shift, converted to the int16 increment
+            w = fixed.wrap_signed_array(np.left_shift(w, shift[p.axon_projection[p.syn_axon]]), 16)
+        self.syn_increment = w
+        self.reg_np = {k: v.astype(np.int64) for k, v in p.registers.items()}
+        if self.family == "loihi":
+            vmin_exp = self.reg_np["vmin_exp"]
+            vmax_exp = self.reg_np["vmax_exp"]
+            hi = (1 << (p.spec.state["v"].bits - 1)) - 1
+            # NengoLoihi's per-compartment limits, bounded by the 24-bit register (Lava: +-(2^23 - 1))
+            self.vmin_np = np.maximum(-(np.left_shift(np.int64(1), vmin_exp)) + 1, -hi)
+            self.vmax_np = np.minimum(np.left_shift(np.int64(1), 9 + 2 * vmax_exp) - 1, hi)
+            self.weight_exp = [int(pr.params.get("weight_exp", 0)) for pr in p.projections]
+        if self.family == "xylo":
+            self.synapse_index_np = np.array(
+                [pr.params.get("synapse", 0) for pr in p.projections] or [0], dtype=np.int64
+            )[np.maximum(p.axon_projection, 0)]
+        if self.family == "truenorth":
+            fmt = p.spec.state["v"]
+            self.v_lo, self.v_hi = fmt.lo, fmt.hi
+            self.rng_bits = p.spec.chip.threshold_rng_bits
+            self.axon_local_np = np.arange(self.n_axons) - p.axon_offset[p.axon_core]
+
+    # ---------------------------------------------- Python tables for the reference engine
+    @cached_property
+    def axon_sources(self) -> list[tuple[int, int, int, int]]:
+        p = self.program
+        out = [(int(a), 0, int(c), int(d)) for a, c, d in zip(p.in_dst, self.in_channel_global, p.in_delay,
+                                                               strict=True)]
+        out += [(int(a), 1, int(s), int(d)) for a, s, d in zip(p.route_dst, p.route_src, p.route_delay,
+                                                               strict=True)]
+        return out
+
+    @cached_property
+    def axon_fanout(self) -> list[int]:
+        return self.axon_fanout_np.tolist()
+
+    @cached_property
+    def neuron_synapses(self) -> list[list[tuple[int, int]]]:
+        p = self.program
+        out: list[list[tuple[int, int]]] = [[] for _ in range(self.n_neurons)]
+        for a, n, wt in zip(p.syn_axon.tolist(), p.syn_neuron.tolist(), self.syn_increment.tolist(), strict=True):
+            out[n].append((a, wt))  # syn arrays are sorted by axon: each list ascends
+        return out
+
+    @cached_property
+    def axon_synapses(self) -> list[list[tuple[int, int]]]:
+        p = self.program
+        out: list[list[tuple[int, int]]] = [[] for _ in range(self.n_axons)]
+        for a, n, wt in zip(p.syn_axon.tolist(), p.syn_neuron.tolist(), self.syn_increment.tolist(), strict=True):
+            out[a].append((n, wt))
+        return out
+
+    @cached_property
+    def reg(self) -> dict[str, list[int]]:
+        return {k: v.tolist() for k, v in self.reg_np.items() if k != "type_weights"}
+
+    @cached_property
+    def type_weights(self) -> list[list[int]]:
+        return self.reg_np["type_weights"].tolist()
+
+    @cached_property
+    def axon_projection(self) -> list[int]:
+        return self.axon_projection_np.tolist()
+
+    @cached_property
+    def vmin(self) -> list[int]:
+        return self.vmin_np.tolist()
+
+    @cached_property
+    def vmax(self) -> list[int]:
+        return self.vmax_np.tolist()
+
+    @cached_property
+    def synapse_index(self) -> list[int]:
+        return self.synapse_index_np.tolist()
+
+    @cached_property
+    def readout(self) -> list[bool]:
+        return self.readout_np.tolist()
+
+    @cached_property
+    def max_spikes(self) -> list[int]:
+        return self.max_spikes_np.tolist()
+
+    @cached_property
+    def axon_type(self) -> list[int]:
+        return self.program.axon_type.astype(np.int64).tolist()
+
+    @cached_property
+    def axon_local(self) -> list[int]:
+        return self.axon_local_np.tolist()
+
+
+@dataclass
+class Trace:
+    """What a run produced, for ``[batch, time, ...]``.
+
+    ``spikes[port]``: output spike counts ``int16 [batch, time, n]``; ``probes[name]``: recorded
+    values ``int64 [batch, time, n]`` (state after step ``t`` at index ``t``; ``pop.spikes`` for a
+    population's spikes); ``synaptic_ops``: crossbar synapses activated per step ``int64
+    [batch, time]`` (a spike count c on an axon with k synapses counts c·k).
+    """
+
+    spikes: dict[str, NDArray[np.int16]]
+    probes: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+    synaptic_ops: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    engine: str = ""
+
+    @property
+    def steps(self) -> int:
+        return int(self.synaptic_ops.shape[1])
+
+    def spike_counts(self) -> dict[str, NDArray[np.int64]]:
+        """Total spikes per output neuron, ``[batch, n]``."""
+        return {k: v.sum(axis=1, dtype=np.int64) for k, v in self.spikes.items()}
+
+    def save(self, path: str) -> None:
+        """Write spikes, probes and synaptic-op counts to one ``.npz`` (keys ``spikes/<port>``, ...)."""
+        arrays: dict[str, Any] = {f"spikes/{k}": v for k, v in self.spikes.items()}
+        arrays.update({f"probes/{k}": v for k, v in self.probes.items()})
+        arrays["synaptic_ops"] = self.synaptic_ops
+        np.savez_compressed(path, **arrays)
+
+
+class EngineProtocol(Protocol):
+    name: str
+
+    def reset(self) -> None: ...
+
+    def run(self, inputs: NDArray[np.int64], probes: dict[str, tuple[str, str]]
+            ) -> tuple[dict[str, NDArray[np.int64]], dict[str, NDArray[np.int64]], NDArray[np.int64]]: ...
+
+
+class Simulator:
+    """A Program loaded into an engine, with state that carries over between :meth:`run` calls
+    (neuron states, refractory counters, spikes in flight on delayed routes): stream in chunks.
+
+    ``engine``: ``"fast"`` (vectorised, batched) or ``"reference"`` (per neuron, the definition);
+    both give identical integers. ``seed`` drives the stochastic modes (TrueNorth).
+    ``probes``: ``"pop.state"`` names, e.g. ``"l1.v"``, ``"h.isyn"``, ``"l1.spikes"``.
+    """
+
+    def __init__(self, program: Program, *, engine: str = "fast", batch: int = 1, seed: int = 0,
+                 probes: Iterable[str] = ()) -> None:
+        if engine not in ENGINES:
+            raise EmulatorError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        if not isinstance(batch, int) or batch < 1:
+            raise EmulatorError(f"batch = {batch!r}; expected a positive integer")
+        self.program = program
+        self.batch = batch
+        self.seed = int(seed)
+        self.probes = self._parse_probes(probes)
+        self.wiring = Wiring(program)
+        if engine == "reference":
+            from .reference import ReferenceEngine
+
+            self.engine: EngineProtocol = ReferenceEngine(self.wiring, batch, self.seed)
+        else:
+            from .fast import FastEngine
+
+            self.engine = FastEngine(self.wiring, batch, self.seed)
+
+    def _parse_probes(self, probes: Iterable[str]) -> dict[str, tuple[str, str]]:
+        out: dict[str, tuple[str, str]] = {}
+        states = tuple(self.program.spec.state)
+        for name in probes:
+            pop, _, var = str(name).partition(".")
+            if pop not in self.program.populations:
+                raise EmulatorError(
+                    f"probe {name!r}: no population {pop!r}; populations: {', '.join(self.program.populations)}"
+                )
+            if var not in (*states, "spikes"):
+                raise EmulatorError(
+                    f"probe {name!r}: {var!r} is not a state of family {self.program.family}; "
+                    f"probe one of {', '.join((*states, 'spikes'))}"
+                )
+            out[name] = (pop, var)
+        return out
+
+    def reset(self) -> None:
+        """Back to the state before the first step (all registers 0, nothing in flight)."""
+        self.engine.reset()
+
+    def run(self, spikes: ArrayLike | Mapping[str, ArrayLike] | None = None, steps: int | None = None) -> Trace:
+        """Advance by ``steps`` (default: the input's length) and return what happened.
+
+        ``spikes``: ``[batch, time, channels]`` counts for the only input port, or a mapping
+        port → array; a 2-D ``[time, channels]`` array means batch 1. Missing steps are zeros.
+        """
+        inputs = self._inputs(spikes, steps)
+        by_pop, probes, synops = self.engine.run(inputs, self.probes)
+        out = {name: by_pop[pop].astype(np.int16) for name, pop in self.program.output_ports.items()}
+        return Trace(out, probes, synops, self.engine.name)
+
+    def _inputs(self, spikes: ArrayLike | Mapping[str, ArrayLike] | None, steps: int | None) -> NDArray[np.int64]:
+        p = self.program
+        ports = p.input_ports
+        if spikes is None:
+            spikes = {}
+        if not isinstance(spikes, Mapping):
+            if len(ports) != 1:
+                raise EmulatorError(f"program has input ports {list(ports)}; pass a dict port -> spikes")
+            spikes = {next(iter(ports)): spikes}
+        unknown = set(spikes) - set(ports)
+        if unknown:
+            raise EmulatorError(f"unknown input port(s) {sorted(unknown)}; the program has {list(ports)}")
+        arrays: dict[str, NDArray[np.int64]] = {}
+        length = 0
+        for name, raw in spikes.items():
+            arr = np.asarray(raw)
+            if arr.ndim == 2 and self.batch == 1:
+                arr = arr[None]
+            if arr.ndim != 3 or arr.shape[0] != self.batch or arr.shape[2] != ports[name]:
+                raise EmulatorError(
+                    f"input {name!r}: spikes have shape {arr.shape}; expected [batch={self.batch}, time, "
+                    f"channels={ports[name]}]"
+                )
+            if arr.dtype.kind == "f":
+                if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+                    raise EmulatorError(f"input {name!r}: spike counts must be integers")
+            elif arr.dtype.kind not in "iub":
+                raise EmulatorError(f"input {name!r}: spike counts must be integers, got dtype {arr.dtype}")
+            arr = arr.astype(np.int64)
+            if arr.size and arr.min() < 0:
+                raise EmulatorError(f"input {name!r}: negative spike count {int(arr.min())}")
+            limit = p.spec.chip.max_input_count
+            if arr.size and arr.max() > limit:
+                if p.spec.chip.clip_input_counts:
+                    arr = np.minimum(arr, limit)  # the chip clips (XyloSim MAX_NUM_INP_SPIKES)
+                else:
+                    raise EmulatorError(
+                        f"input {name!r}: a channel receives {int(arr.max())} spikes in one step; target "
+                        f"{p.target} accepts at most {limit} ({p.spec.where()}: chip.max_input_count); "
+                        "pass 0/1 spikes or bin events more finely"
+                    )
+            arrays[name] = arr
+            length = max(length, arr.shape[1])
+        if steps is None:
+            steps = length
+        if not isinstance(steps, int) or steps < 0:
+            raise EmulatorError(f"steps = {steps!r}; expected a non-negative integer")
+        if length > steps:
+            raise EmulatorError(f"input spans {length} steps but steps={steps}; pass steps >= the input length")
+        out = np.zeros((self.batch, steps, max(1, int(sum(ports.values())))), dtype=np.int64)
+        for i, name in enumerate(ports):
+            if name in arrays:
+                lo = int(sum(list(ports.values())[:i]))
+                a = arrays[name]
+                out[:, : a.shape[1], lo:lo + ports[name]] = a
+        return out
+
+
+def run(program: Program, spikes: ArrayLike | Mapping[str, ArrayLike] | None = None, *, steps: int | None = None,
+        probes: Iterable[str] = (), engine: str = "fast", seed: int = 0) -> Trace:
+    """Run ``program`` from its initial state on ``spikes`` ``[batch, time, channels]``.
+
+    >>> trace = run(program, spikes, probes=["l1.v"])      # doctest: +SKIP
+    >>> trace.spikes["out"].shape                            # doctest: +SKIP
+    (batch, time, n)
+    """
+    if spikes is None:
+        batch = 1
+    elif isinstance(spikes, Mapping):
+        first = np.asarray(next(iter(spikes.values()))) if spikes else np.zeros((1, 0, 0))
+        batch = first.shape[0] if first.ndim == 3 else 1
+    else:
+        arr = np.asarray(spikes)
+        batch = arr.shape[0] if arr.ndim == 3 else 1
+    sim = Simulator(program, engine=engine, batch=batch, seed=seed, probes=probes)
+    return sim.run(spikes, steps=steps)

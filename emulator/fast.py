@@ -1,0 +1,523 @@
+"""The fast engine: vectorised over neurons and batch, layer-major where the graph allows.
+
+It computes exactly what :mod:`emulator.reference` defines, bit for bit, by three facts:
+
+* Spikes are small counts and weights small integers, so a crossbar product is an exact
+  integer in float32 while ``Σ|w|·count < 2^24`` and in float64 while ``< 2^53``; the bound is
+  proved per projection when the program is loaded and decides the dtype (DESIGN.md,
+  "Performance notes"). numpy's integer matmul has no BLAS and would be ~400× slower.
+* A projection whose source population is computed earlier (no cycle back) has its input for
+  every step of a chunk known at once: one matrix product over ``[batch·time, pre]``. Only
+  projections inside a strongly connected group of populations (recurrence) are multiplied
+  step by step.
+* Where a datapath saturates on every addition in a set order (Xylo's synaptic states,
+  TrueNorth's V), the order only matters if some partial sum could leave the register. With
+  the sums of the positive and of the negative contributions, ``x + Σ⁺ <= hi`` and
+  ``x + Σ⁻ >= lo`` prove that no ordering saturates; the (rare) neurons where that proof fails
+  are re-accumulated one synapse at a time in the chip's order.
+
+The Loihi neuron update runs on integer-valued float64: ``trunc(u · (4096 - d) / 4096)``
+equals ``sign(p)·(|p| >> 12)`` for ``p = u·(4096 - d)`` because every operand fits in 53 bits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import fixed
+from .engine import Wiring
+
+__all__ = ["FastEngine"]
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+
+@dataclass
+class _Edge:
+    """All synapses of one projection from one source, with one delay, as a dense matrix."""
+
+    src: int            # source index: 0 = the input channels, 1 + i = population i
+    post: int           # population index
+    proj: int           # projection index
+    delay: int
+    matrix: NDArray[np.floating]       # [post_n, src_n], the increments the datapath adds
+    pos: NDArray[np.floating] | None   # positive and negative parts, for order-sensitive families
+    neg: NDArray[np.floating] | None
+    synapse: int = 0    # Xylo synaptic state
+
+
+class FastEngine:
+    name = "fast"
+
+    def __init__(self, wiring: Wiring, batch: int, seed: int) -> None:
+        self.w = wiring
+        self.batch = batch
+        self.seed = seed
+        p = wiring.program
+        self.family = wiring.family
+        self.pops = list(p.populations.values())
+        self.pop_index = {pop.name: i for i, pop in enumerate(self.pops)}
+        n = wiring.n_neurons
+        self.pop_of = np.zeros(n, dtype=np.int64)
+        self.local_of = np.zeros(n, dtype=np.int64)
+        for i, pop in enumerate(self.pops):
+            self.pop_of[pop.neurons] = i
+            self.local_of[pop.neurons] = np.arange(pop.size)
+        self.src_sizes = [wiring.n_channels] + [pop.size for pop in self.pops]
+        self.dmax = wiring.max_delay
+        self.din = wiring.max_input_delay
+        self._regs = [{k: v[pop.neurons] for k, v in wiring.reg_np.items()} for pop in self.pops]
+        self._stochastic = np.zeros(n, dtype=bool)
+        if self.family == "truenorth":
+            self._stochastic = wiring.reg_np["stochastic_synapse"] != 0
+        self._build_edges()
+        self._build_schedule()
+        self._build_synops()
+        self._build_axon_sources()
+        self.reset()
+
+    # ----------------------------------------------------------------- lowering
+    def _compose(self) -> tuple[I64, I64, I64, I64, I64, I64]:
+        """Every (source unit → route → axon → synapse → neuron) path as flat arrays:
+        source kind-index (0 inputs, 1+pop), source local index, delay, projection, post neuron, axon."""
+        w = self.w
+        p = w.program
+        src_ids = np.concatenate([w.in_channel_global, p.route_src.astype(np.int64)])
+        src_kind = np.concatenate([np.zeros(p.in_dst.size, dtype=np.int64),
+                                   1 + self.pop_of[p.route_src]])
+        src_local = np.where(src_kind == 0, src_ids, self.local_of[np.where(src_kind == 0, 0, src_ids)])
+        dst = np.concatenate([p.in_dst, p.route_dst]).astype(np.int64)
+        delay = np.concatenate([p.in_delay, p.route_delay]).astype(np.int64)
+        start = np.searchsorted(p.syn_axon, dst, side="left")
+        stop = np.searchsorted(p.syn_axon, dst, side="right")
+        counts = stop - start
+        route = np.repeat(np.arange(dst.size), counts)
+        offs = np.arange(route.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        syn = start[route] + offs
+        return (src_kind[route], src_local[route], delay[route], self.w.axon_projection_np[dst[route]],
+                p.syn_neuron[syn].astype(np.int64), syn)
+
+    def _build_edges(self) -> None:
+        w = self.w
+        p = w.program
+        kind, local, delay, proj, post, syn = self._compose()
+        inc = w.syn_increment[syn].astype(np.float64)
+        if self.family == "truenorth":
+            axon = p.syn_axon[syn].astype(np.int64)
+            inc = w.reg_np["type_weights"][post, p.axon_type[axon].astype(np.int64)].astype(np.float64)
+            keep = ~self._stochastic[post]  # stochastic-synapse neurons integrate one synapse at a time
+            kind, local, delay, proj, post, inc = (a[keep] for a in (kind, local, delay, proj, post, inc))
+        post_pop = self.pop_of[post]
+        post_local = self.local_of[post]
+        max_count = np.array([p.spec.chip.max_input_count]
+                             + [int(w.max_spikes_np[pop.neurons].max()) for pop in self.pops], dtype=np.float64)
+        groups: dict[tuple[int, int, int, int], list[int]] = defaultdict(list)
+        keys = np.stack([kind, post_pop, proj, delay], axis=1) if kind.size else np.zeros((0, 4), dtype=np.int64)
+        if keys.size:
+            uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+            inverse = inverse.ravel()
+        else:
+            uniq, inverse = np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+        ordered = self.family in ("xylo", "truenorth")
+        self.edges: list[_Edge] = []
+        for g, (k, q, j, d) in enumerate(uniq.tolist()):
+            sel = order[bounds[g]:bounds[g + 1]]
+            shape = (self.pops[q].size, self.src_sizes[k])
+            dense = np.zeros(shape, dtype=np.float64)
+            np.add.at(dense, (post_local[sel], local[sel]), inc[sel])
+            # exactness bound of the product: max over post of Σ|w| · max count of the source
+            bound = float(np.abs(dense).sum(axis=1).max(initial=0.0)) * max_count[k]
+            dtype = np.float32 if bound < 2**24 else np.float64
+            pos = neg = None
+            if ordered:
+                pos = np.maximum(dense, 0).astype(dtype)
+                neg = np.minimum(dense, 0).astype(dtype)
+            synapse = int(p.projections[j].params.get("synapse", 0)) if self.family == "xylo" else 0
+            groups[(k, q, j, d)].append(g)
+            self.edges.append(_Edge(k, q, j, d, dense.astype(dtype), pos, neg, synapse))
+        # order-sensitive families need the per-neuron incoming synapse lists for the fallback
+        if ordered:
+            self._syn_by_neuron = w.neuron_synapses
+
+    def _build_schedule(self) -> None:
+        """Strongly connected groups of populations, in dependency order (Tarjan's algorithm)."""
+        n = len(self.pops)
+        succ: list[set[int]] = [set() for _ in range(n)]
+        for e in self.edges:
+            if e.src > 0:
+                succ[e.src - 1].add(e.post)
+        if self.family == "truenorth":
+            # stochastic-synapse neurons read sources outside the edge list
+            p = self.w.program
+            for s, dst in zip(p.route_src.tolist(), p.route_dst.tolist(), strict=True):
+                for nid in np.asarray(p.syn_neuron[p.syn_axon == dst]).tolist():
+                    if self._stochastic[nid]:
+                        succ[int(self.pop_of[s])].add(int(self.pop_of[nid]))
+        index: dict[int, int] = {}
+        low: dict[int, int] = {}
+        stack: list[int] = []
+        on: set[int] = set()
+        comps: list[list[int]] = []
+        counter = [0]
+
+        def visit(v: int) -> None:
+            index[v] = low[v] = counter[0]
+            counter[0] += 1
+            stack.append(v)
+            on.add(v)
+            for x in succ[v]:
+                if x not in index:
+                    visit(x)
+                    low[v] = min(low[v], low[x])
+                elif x in on:
+                    low[v] = min(low[v], index[x])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    x = stack.pop()
+                    on.discard(x)
+                    comp.append(x)
+                    if x == v:
+                        break
+                comps.append(sorted(comp))
+
+        for v in range(n):
+            if v not in index:
+                visit(v)
+        comps.reverse()  # Tarjan emits components in reverse topological order
+        self.blocks = comps
+        block_of = {q: b for b, comp in enumerate(comps) for q in comp}
+        self.internal = [e for e in self.edges if e.src > 0 and block_of[e.src - 1] == block_of[e.post]]
+        self.external = [e for e in self.edges if not (e.src > 0 and block_of[e.src - 1] == block_of[e.post])]
+        self.block_of = block_of
+
+    def _build_synops(self) -> None:
+        """Synapses reached per source unit and delay: synops(t) = Σ_d spikes(t - d) · fan_d."""
+        w = self.w
+        p = w.program
+        fan = w.axon_fanout_np
+        self.synops_terms: list[tuple[int, int, NDArray[np.int64]]] = []
+        for kind, units, dst, delays in (
+            (0, w.in_channel_global, p.in_dst.astype(np.int64), p.in_delay.astype(np.int64)),
+            (1, p.route_src.astype(np.int64), p.route_dst.astype(np.int64), p.route_delay.astype(np.int64)),
+        ):
+            for d in np.unique(delays).tolist():
+                m = delays == d
+                if kind == 0:
+                    vec = np.bincount(units[m], weights=fan[dst[m]], minlength=w.n_channels).astype(np.int64)
+                    self.synops_terms.append((0, d, vec))
+                else:
+                    for q, pop in enumerate(self.pops):
+                        mm = m & (self.pop_of[units] == q)
+                        if mm.any():
+                            vec = np.bincount(self.local_of[units[mm]], weights=fan[dst[mm]],
+                                              minlength=pop.size).astype(np.int64)
+                            self.synops_terms.append((1 + q, d, vec))
+
+    def _build_axon_sources(self) -> None:
+        per_axon: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        for axon, kind, src, delay in self.w.axon_sources:
+            if kind == 0:
+                per_axon[axon].append((0, src, delay))
+            else:
+                per_axon[axon].append((1 + int(self.pop_of[src]), int(self.local_of[src]), delay))
+        self.axon_src = per_axon
+
+    # -------------------------------------------------------------------- state
+    def reset(self) -> None:
+        b = self.batch
+        self.t = 0
+        self.state = [{k: np.zeros((b, pop.size), dtype=np.float64 if self.family == "loihi" else np.int64)
+                       for k in self.w.state_names} for pop in self.pops]
+        self.refractory = [np.zeros((b, pop.size), dtype=np.int64) for pop in self.pops]
+        self.hist = [np.zeros((b, self.din, self.w.n_channels), dtype=np.float32)]
+        self.hist += [np.zeros((b, self.dmax, pop.size), dtype=np.float32) for pop in self.pops]
+
+    # ---------------------------------------------------------------------- run
+    def run(self, inputs: I64, probes: dict[str, tuple[str, str]]
+            ) -> tuple[dict[str, I64], dict[str, I64], I64]:
+        b_n, t_n, _ = inputs.shape
+        w = self.w
+        x_in = np.concatenate([self.hist[0], inputs[:, :, : w.n_channels].astype(np.float32)], axis=1)
+        ext: list[NDArray[np.float32]] = [x_in]
+        ext += [np.concatenate([self.hist[1 + q], np.zeros((b_n, t_n, pop.size), dtype=np.float32)], axis=1)
+                for q, pop in enumerate(self.pops)]
+        offsets = [self.din] + [self.dmax] * len(self.pops)
+        want: dict[int, set[str]] = defaultdict(set)
+        for pop, var in probes.values():
+            want[self.pop_index[pop]].add(var)
+        recorded: dict[tuple[int, str], I64] = {
+            (q, var): np.zeros((b_n, t_n, self.pops[q].size), dtype=np.int64)
+            for q, vars_ in want.items() for var in vars_ if var != "spikes"
+        }
+        for comp in self.blocks:
+            self._run_block(comp, ext, offsets, t_n, recorded)
+        synops = np.zeros((b_n, t_n), dtype=np.int64)
+        for src, d, vec in self.synops_terms:
+            off = offsets[src] - d
+            window = ext[src][:, off:off + t_n, :]
+            synops += np.rint(window.astype(np.float64) @ vec.astype(np.float64)).astype(np.int64)
+        # keep the last delays' worth of spikes for the next chunk
+        self.hist[0] = x_in[:, x_in.shape[1] - self.din:, :].copy()
+        for q in range(len(self.pops)):
+            arr = ext[1 + q]
+            self.hist[1 + q] = arr[:, arr.shape[1] - self.dmax:, :].copy()
+        self.t += t_n
+        by_pop = {pop.name: ext[1 + q][:, self.dmax:, :].astype(np.int64) for q, pop in enumerate(self.pops)}
+        probed: dict[str, I64] = {}
+        for name, (pop, var) in probes.items():
+            q = self.pop_index[pop]
+            probed[name] = by_pop[pop] if var == "spikes" else recorded[(q, var)]
+        return by_pop, probed, synops
+
+    def _drive(self, edges: list[_Edge], ext: list[NDArray[np.float32]], offsets: list[int], t0: int, t_n: int,
+               part: str) -> dict[tuple[int, int, int], F64]:
+        """Σ over edges of source spikes (delayed) × matrix, for steps t0 .. t0+t_n-1, per
+        (post population, projection, synapse) → ``[B, t_n, post_n]`` float64 (exact integers)."""
+        out: dict[tuple[int, int, int], F64] = {}
+        for e in edges:
+            mat = e.matrix if part == "sum" else e.pos if part == "pos" else e.neg
+            assert mat is not None
+            off = offsets[e.src] + t0 - e.delay
+            window = ext[e.src][:, off:off + t_n, :]
+            if mat.dtype == np.float64:
+                window = window.astype(np.float64)
+            if t_n == 1 and self.batch == 1:
+                x = window[0, 0]
+                nz = np.flatnonzero(x)
+                prod = (mat[:, nz] @ x[nz]).astype(np.float64)[None, None, :] if nz.size else None
+            else:
+                b_n = window.shape[0]
+                prod = (window.reshape(b_n * t_n, -1) @ mat.T).reshape(b_n, t_n, -1).astype(np.float64)
+            if prod is None:
+                continue
+            key = (e.post, e.proj, e.synapse)
+            if key in out:
+                out[key] += prod
+            else:
+                out[key] = prod
+        return out
+
+    def _run_block(self, comp: list[int], ext: list[NDArray[np.float32]], offsets: list[int], t_n: int,
+                   recorded: dict[tuple[int, str], I64]) -> None:
+        members = set(comp)
+        ext_edges = [e for e in self.external if e.post in members]
+        int_edges = [e for e in self.internal if e.post in members]
+        parts = ("sum", "pos", "neg") if self.family != "loihi" else ("sum",)
+        pre = {part: self._drive(ext_edges, ext, offsets, 0, t_n, part) for part in parts}
+        if self.family == "loihi":
+            pre_current = self._loihi_current(pre["sum"], comp, t_n)
+        for t in range(t_n):
+            if int_edges:
+                step = {part: self._drive(int_edges, ext, offsets, t, 1, part) for part in parts}
+            for q in comp:
+                if self.family == "loihi":
+                    a = pre_current[q][:, t, :]
+                    if int_edges:
+                        a = a + self._loihi_current(step["sum"], [q], 1)[q][:, 0, :]
+                    spikes = self._loihi_step(q, a)
+                else:
+                    drive = {part: _slice(pre[part], q, t) for part in parts}
+                    if int_edges:
+                        for part in parts:
+                            for key, val in _slice(step[part], q, 0).items():
+                                drive[part][key] = drive[part][key] + val if key in drive[part] else val
+                    if self.family == "xylo":
+                        spikes = self._xylo_step(q, drive, ext, offsets, t)
+                    else:
+                        spikes = self._truenorth_step(q, drive, ext, offsets, t)
+                ext[1 + q][:, offsets[1 + q] + t, :] = spikes
+                for (qq, var), arr in recorded.items():
+                    if qq == q:
+                        arr[:, t, :] = self.state[q][var]
+
+    # -------------------------------------------------------------------- loihi
+    def _loihi_current(self, sums: dict[tuple[int, int, int], F64], comp: list[int], t_n: int) -> dict[int, F64]:
+        """a = Σ_projections shift(Σ w·count, weight_exp), per population ``[B, t_n, n]``."""
+        out = {q: np.zeros((self.batch, t_n, self.pops[q].size)) for q in comp}
+        for (q, j, _s), total in sums.items():
+            if q in out:
+                out[q] += fixed.shift_float(total, self.w.weight_exp[j])
+        return out
+
+    def _loihi_step(self, q: int, a: F64) -> F64:
+        r = self._regs[q]
+        st = self.state[q]
+        u, v = st["u"], st["v"]
+        cache = self._loihi_consts(q)
+        fixed.mul_shift_trunc_float(u, cache["ku"], 0, out=u)
+        u += a * 64.0
+        if (u > 8388608.0).any() or (u <= -8388608.0).any():
+            u[:] = fixed.wrap_float(u, 24)
+        np.trunc(np.multiply(v, cache["kv"], out=v), out=v)
+        v += u
+        v += cache["bias"]
+        np.clip(v, cache["vmin"], cache["vmax"], out=v)
+        spikes = v > cache["vth"]
+        if cache["has_refractory"]:
+            ref = self.refractory[q]
+            held = ref > 0
+            spikes &= ~held
+            v[held] = 0.0
+            ref[held] -= 1
+            ref[spikes] = np.broadcast_to(r["refractory"], spikes.shape)[spikes]
+        v[spikes] = 0.0
+        return spikes
+
+    def _loihi_consts(self, q: int) -> dict[str, F64 | bool]:
+        key = f"_loihi_{q}"
+        cached = self.__dict__.get(key)
+        if cached is None:
+            r = self._regs[q]
+            idx = self.pops[q].neurons
+            cached = {
+                # (4096 - d)/4096 is exact in float64, and so is u times it (< 2^36 significant bits)
+                "ku": (4096.0 - (r["du"] + 1)) / 4096.0,
+                "kv": (4096.0 - r["dv"]) / 4096.0,
+                "bias": np.left_shift(r["bias_mant"], r["bias_exp"]).astype(np.float64),
+                "vth": np.left_shift(r["vth"], 6).astype(np.float64),
+                "vmin": self.w.vmin_np[idx].astype(np.float64),
+                "vmax": self.w.vmax_np[idx].astype(np.float64),
+                "has_refractory": bool((r["refractory"] > 0).any()),
+            }
+            self.__dict__[key] = cached
+        return cached
+
+    # --------------------------------------------------------------------- xylo
+    def _arrivals(self, axon: int, b: int, ext: list[NDArray[np.float32]], offsets: list[int], t: int) -> int:
+        total = 0
+        for src, local, delay in self.axon_src.get(axon, ()):
+            total += int(ext[src][b, offsets[src] + t - delay, local])
+        return total
+
+    def _ordered(self, nid: int, b: int, start: int, keep, ext: list[NDArray[np.float32]], offsets: list[int],
+                 t: int, lo: int, hi: int, weight_of=None) -> int:
+        """Accumulate neuron ``nid``'s synapses one at a time in ascending axon order, saturating."""
+        x = start
+        for axon, inc in self._syn_by_neuron[nid]:
+            if not keep(axon):
+                continue
+            c = self._arrivals(axon, b, ext, offsets, t)
+            step = inc if weight_of is None else weight_of(axon)
+            for _ in range(c):
+                x = min(hi, max(lo, x + step))
+        return x
+
+    def _xylo_step(self, q: int, drive: dict[str, dict[int, F64]], ext: list[NDArray[np.float32]],
+                   offsets: list[int], t: int) -> I64:
+        r = self._regs[q]
+        st = self.state[q]
+        pop = self.pops[q]
+        lo, hi = -(1 << 15), (1 << 15) - 1
+        readout = bool(self.w.readout_np[pop.neurons[0]]) if pop.size else False
+        names = ("isyn",) if readout else ("isyn", "isyn2")
+        dashes = (r["dash_syn"],) if readout else (r["dash_syn"], r["dash_syn2"])
+        total = np.zeros((self.batch, pop.size), dtype=np.int64)
+        for s, (name, dash) in enumerate(zip(names, dashes, strict=True)):
+            x = st[name]
+            if s in drive["sum"]:
+                add = np.rint(drive["sum"][s]).astype(np.int64)
+                up = x + np.rint(drive["pos"][s]).astype(np.int64)
+                down = x + np.rint(drive["neg"][s]).astype(np.int64)
+                bad = (up > hi) | (down < lo)
+                new = x + add
+                if bad.any():
+                    syn_idx = self.w.synapse_index_np
+                    for b, i in zip(*np.nonzero(bad), strict=True):
+                        nid = int(pop.neurons[i])
+                        new[b, i] = self._ordered(nid, int(b), int(x[b, i]),
+                                                  lambda a, s=s: syn_idx[a] == s, ext, offsets, t, lo, hi)
+                x[:] = new
+            x -= fixed.shift_decay_array(x, dash)
+            total += x
+        vmem = st["vmem"]
+        dv = fixed.sat_array(-fixed.shift_decay_array(vmem, r["dash_mem"]) + total, 16)
+        dv = fixed.sat_array(dv + r["bias"], 16)
+        vmem[:] = fixed.sat_array(vmem + dv, 16)
+        theta = r["threshold"]
+        k = np.clip(vmem // theta, 0, self.w.max_spikes_np[pop.neurons])
+        vmem -= k * theta
+        return k
+
+    # ---------------------------------------------------------------- truenorth
+    def _truenorth_step(self, q: int, drive: dict[str, dict[int, F64]], ext: list[NDArray[np.float32]],
+                        offsets: list[int], t: int) -> I64:
+        w = self.w
+        r = self._regs[q]
+        pop = self.pops[q]
+        v = self.state[q]["v"]
+        lo, hi = w.v_lo, w.v_hi
+        step = self.t + t
+        if 0 in drive["sum"]:
+            add = np.rint(drive["sum"][0]).astype(np.int64)
+            up = v + np.rint(drive["pos"][0]).astype(np.int64)
+            down = v + np.rint(drive["neg"][0]).astype(np.int64)
+            bad = (up > hi) | (down < lo)
+            new = v + add
+            if bad.any():
+                for b, i in zip(*np.nonzero(bad), strict=True):
+                    nid = int(pop.neurons[i])
+                    tw = w.reg_np["type_weights"][nid]
+                    new[b, i] = self._ordered(nid, int(b), int(v[b, i]), lambda a: True, ext, offsets, t, lo, hi,
+                                              weight_of=lambda a, tw=tw: int(tw[w.program.axon_type[a]]))
+            v[:] = new
+        stoch = np.flatnonzero(self._stochastic[pop.neurons])
+        for i in stoch.tolist():
+            nid = int(pop.neurons[i])
+            tw = w.reg_np["type_weights"][nid]
+            mask = int(w.reg_np["stochastic_synapse"][nid])
+            for b in range(self.batch):
+                x = int(v[b, i])
+                for axon, _bit in self._syn_by_neuron[nid]:
+                    c = self._arrivals(axon, b, ext, offsets, t)
+                    if not c:
+                        continue
+                    g = int(w.program.axon_type[axon])
+                    s = int(tw[g])
+                    for _ in range(c):
+                        if mask >> g & 1:
+                            rho = fixed.draw(self.seed, step, nid, int(w.axon_local_np[axon]), w.rng_bits)
+                            x = fixed.saturate(x + (fixed.sign(s) if rho < abs(s) else 0), lo, hi)
+                        else:
+                            x = fixed.saturate(x + s, lo, hi)
+                v[b, i] = x
+        lam = r["leak"]
+        omega = np.where(r["leak_reversal"] != 0, np.sign(v), 1)
+        if (r["stochastic_leak"] != 0).any():
+            rho = fixed.draw_array(self.seed, step, pop.neurons.astype(np.int64), 256, w.rng_bits)
+            stoch_leak = np.where(rho < np.abs(lam), np.sign(lam), 0)
+            leak = np.where(r["stochastic_leak"] != 0, stoch_leak, lam)
+        else:
+            leak = lam
+        v[:] = np.clip(v + omega * leak, lo, hi)
+        mask = np.left_shift(1, r["threshold_mask_bits"]) - 1
+        if mask.any():
+            eta = fixed.draw_array(self.seed, step, pop.neurons.astype(np.int64), 257, w.rng_bits) & mask
+        else:
+            eta = 0
+        alpha, beta = r["threshold"], r["neg_threshold"]
+        mode, reset = r["reset_mode"], r["reset_value"]
+        spikes = v >= alpha + eta
+        below = ~spikes & (v < -beta)
+        pos_reset = np.where(mode == 0, reset, np.where(mode == 1, v - alpha, v))
+        neg_reset = np.where(r["neg_saturate"] != 0, -beta,
+                             np.where(mode == 0, -reset, np.where(mode == 1, v + beta, v)))
+        v[:] = np.clip(np.where(spikes, pos_reset, np.where(below, neg_reset, v)), lo, hi)
+        return spikes.astype(np.int64)
+
+
+def _slice(parts: dict[tuple[int, int, int], F64], q: int, t: int) -> dict[int, F64]:
+    """Per synaptic state of population ``q`` at step ``t``: the drive summed over projections."""
+    out: dict[int, F64] = {}
+    for (qq, _j, s), arr in parts.items():
+        if qq == q:
+            val = arr[:, t, :]
+            out[s] = out[s] + val if s in out else val.copy()
+    return out
