@@ -174,6 +174,7 @@ class EdvsDecoder:
         self.decoded = 0
         self.resyncs = 0
         self._pending = b""
+        self._unconfirmed = False
         self._last_raw: int | None = None
         self._ticks = 0  # unwrapped time of the last event, in ticks
 
@@ -203,6 +204,13 @@ class EdvsDecoder:
         records: list[np.ndarray] = []
         pos = 0
         while length - pos >= n:
+            if self._unconfirmed:
+                if length - pos <= n:
+                    break  # wait for the byte that confirms (or refutes) this start
+                self._unconfirmed = False
+                if not is_sync[pos + n]:
+                    pos = self._resync(pos, is_sync, sync_idx, n, length)
+                    continue
             if not is_sync[pos]:
                 pos = self._resync(pos, is_sync, sync_idx, n, length)
                 continue
@@ -222,10 +230,16 @@ class EdvsDecoder:
         self.resyncs += 1
         cand = sync_idx[np.searchsorted(sync_idx, pos + 1) :]
         confirm = cand + n
-        ok = (confirm >= length) | is_sync[np.minimum(confirm, length - 1)]
+        unconfirmable = confirm >= length
+        ok = unconfirmable | is_sync[np.minimum(confirm, length - 1)]
         hits = np.flatnonzero(ok)
-        # without a confirmed start, keep only the unconfirmable tail (it may be a start cut short)
-        new = int(cand[hits[0]]) if hits.size else max(pos + 1, length - n + 1)
+        if hits.size:
+            new = int(cand[hits[0]])
+            # a start whose confirming byte has not arrived is decided on the next feed, so that
+            # the result does not depend on how the stream was cut into reads
+            self._unconfirmed = bool(unconfirmable[hits[0]])
+        else:
+            new = length  # no byte with the sync value: nothing here can start an event
         self.discarded += new - pos
         return new
 
