@@ -16,7 +16,7 @@ from spikeforge import __version__
 from spikeforge.errors import SpikeforgeError
 
 #: subcommand modules, in the order ``spikeforge --help`` lists them
-COMMANDS = ("demo", "targets", "inspect", "emulate", "compile", "stream", "board", "events")
+COMMANDS = ("targets", "inspect", "emulate", "compile", "stream", "board", "events")
 
 
 def build_parser() -> argparse.ArgumentParser:
