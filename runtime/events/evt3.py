@@ -1,0 +1,299 @@
+"""Prophesee EVT 3.0 (``.raw``): 16-bit little-endian stateful words after a ``%`` header.
+
+Word layout (bits 15..12 = type):
+
+* ``0x0`` EVT_ADDR_Y: y in bits 10..0 (bit 11 = master/slave), sets the current row.
+* ``0x1`` EVT_ADDR_Y of an EM (exposure) row: the following pixel words are not CD events; dropped.
+* ``0x2`` EVT_ADDR_X: polarity in bit 11, x in bits 10..0; one event at (x, y, t).
+* ``0x3`` VECT_BASE_X: polarity in bit 11, x in bits 10..0; sets the vector base and polarity.
+* ``0x4`` VECT_12 / ``0x5`` VECT_8: valid mask in bits 11..0 / 7..0; one event at ``base + i`` per
+  set bit ``i`` (ascending), then ``base += 12`` / ``8``.
+* ``0x6`` EVT_TIME_LOW: t[11:0]. ``0x8`` EVT_TIME_HIGH: t[23:12]; a change of time-high resets
+  time-low to 0 (openeb).
+* ``0x7`` CONTINUED_4, ``0xA`` EXT_TRIGGER, ``0xD`` IMU, ``0xE`` OTHERS, ``0xF`` CONTINUED_12:
+  skipped. ``0x9``, ``0xB``, ``0xC`` are undefined and reported as corruption.
+
+Time (µs) = time-high << 12 | time-low plus 2^24 per wrap of the 24-bit counter; a wrap is a
+time-high decrease of at least 2^11 (openeb). Words before the first time-high word are skipped.
+All state (row, time, vector base, polarity, wrap count) carries across blocks.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+import numpy as np
+
+from runtime.events import prophesee_header
+from runtime.events.dtype import empty_events
+from runtime.events.evt21 import expand_masks
+from runtime.events.stream import BaseDecoder, Header, format_error
+from runtime.events.timecode import check_writable, high_words
+
+NAME = "evt3"
+GRANULE = 2
+BYTES_PER_EVENT = 2.5
+LOOP_US = 1 << 24
+_KEEPALIVE = 1024  # time-high units (4096 µs) between keep-alive words, half the wrap threshold
+
+# word classes, looked up from the 4-bit type
+_OTHER, _ROW, _ADDR_X, _BASE, _VECT, _TIME, _BAD = range(7)
+_CLASS = np.array(
+    [
+        _ROW,
+        _ROW,
+        _ADDR_X,
+        _BASE,
+        _VECT,
+        _VECT,
+        _TIME,
+        _OTHER,
+        _TIME,
+        _BAD,
+        _OTHER,
+        _BAD,
+        _BAD,
+        _OTHER,
+        _OTHER,
+        _OTHER,
+    ],
+    dtype=np.uint8,
+)
+
+
+def read_header(fh: BinaryIO) -> Header:
+    return prophesee_header.parse(fh, NAME)
+
+
+def _forward_index(flags: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """For positions ``at``, how many ``flags`` are set at or before them (0 = none: use the state)."""
+    return np.cumsum(flags, dtype=np.int32)[at]
+
+
+class Decoder(BaseDecoder):
+    """Stateful EVT 3.0 decoder."""
+
+    record = "16-bit EVT 3.0 word"
+
+    def __init__(self, header: Header) -> None:
+        super().__init__()
+        self.t_offset = prophesee_header.t_offset(header)
+        self.started = False
+        self.high = 0  # last time-high (12 bits)
+        self.loops = 0
+        self.low = 0
+        self.y = 0
+        self.row_cd = True
+        self.base = 0
+        self.pol = 0
+
+    def decode(self, data: bytes, offset: int) -> tuple[np.ndarray, int]:
+        n = len(data) // 2
+        if n == 0:
+            return empty_events(0), 0
+        w = np.frombuffer(data, dtype="<u2", count=n)
+        skip = 0
+        if not self.started:
+            th = np.flatnonzero((w >> 12) == 8)
+            if not len(th):
+                return empty_events(0), 2 * n
+            skip = int(th[0])
+            self.started = True
+            self.high = int(w[skip]) & 0xFFF
+        return self._decode(w[skip:], offset + 2 * skip), 2 * n
+
+    def _decode(self, w: np.ndarray, offset: int) -> np.ndarray:
+        cls = _CLASS[w >> 12]
+        bad_at = np.flatnonzero(cls == _BAD)
+        if len(bad_at):
+            bad = int(bad_at[0])
+            events = self._decode(w[:bad], offset)
+            raise format_error(
+                f"EVT 3.0: undefined word type 0x{int(w[bad]) >> 12:X} (word 0x{int(w[bad]):04X})",
+                offset + 2 * bad,
+                events,
+            )
+        times = self._times(w, cls)
+        is_row = cls == _ROW
+        rows = w[is_row]
+        y_of = np.empty(len(rows) + 1, dtype=np.uint16)
+        y_of[0] = self.y
+        np.bitwise_and(rows, 0x7FF, out=y_of[1:])
+        cd_of = np.empty(len(rows) + 1, dtype=bool)
+        cd_of[0] = self.row_cd
+        np.less(rows, 0x1000, out=cd_of[1:])
+        if len(rows):
+            self.y, self.row_cd = int(y_of[-1]), bool(cd_of[-1])
+
+        is_vec = cls == _VECT
+        has_vectors = bool(is_vec.any()) or bool(np.any(cls == _BASE))
+        is_ev = (cls == _ADDR_X) | is_vec if has_vectors else cls == _ADDR_X
+        ev_pos = np.flatnonzero(is_ev)
+        ev_w = w[ev_pos]
+        y_idx = _forward_index(is_row, ev_pos)
+        t_idx = _forward_index((cls == _TIME), ev_pos)
+
+        if has_vectors:
+            base, pol, mask = self._vectors(w, cls, ev_pos, ev_w)
+            row, col = expand_masks(mask, 12)
+            keep = cd_of[y_idx[row]]
+            if not keep.all():
+                row, col = row[keep], col[keep]
+            out = self.alloc(len(row))
+            out["x"] = base[row] + col
+            out["p"] = pol[row]
+            out["y"] = y_of[y_idx[row]]
+            out["t"] = times[t_idx[row]]
+            return out
+        keep = cd_of[y_idx]
+        if not keep.all():
+            ev_w, y_idx, t_idx = ev_w[keep], y_idx[keep], t_idx[keep]
+        out = self.alloc(len(ev_w))
+        np.bitwise_and(ev_w, 0x7FF, out=out["x"])
+        np.right_shift(ev_w, 11, out=out["p"], casting="unsafe")
+        out["p"] &= 1
+        out["y"] = y_of[y_idx]
+        out["t"] = times[t_idx]
+        return out
+
+    def _times(self, w: np.ndarray, cls: np.ndarray) -> np.ndarray:
+        """Absolute time (µs) after each time word, with the carried-in time at index 0."""
+        tw = w[cls == _TIME]
+        is_high = tw >= 0x8000
+        val = (tw & 0xFFF).astype(np.int64)
+        high = val[is_high]
+        prev = np.empty(len(high), dtype=np.int64)
+        if len(high):
+            prev[0] = self.high
+            prev[1:] = high[:-1]
+        loops = np.cumsum(prev >= high + 2048) + self.loops
+        high_abs = np.empty(len(high) + 1, dtype=np.int64)
+        high_abs[0] = self.high + (self.loops << 12)
+        high_abs[1:] = high + (loops << 12)
+        setter = ~is_high
+        setter[is_high] = prev != high
+        lows = np.empty(int(np.count_nonzero(setter)) + 1, dtype=np.int64)
+        lows[0] = self.low
+        lows[1:] = np.where(is_high, 0, val)[setter]
+        times = np.empty(len(tw) + 1, dtype=np.int64)
+        times[0] = (high_abs[0] << 12) + self.low + self.t_offset
+        times[1:] = (high_abs[np.cumsum(is_high)] << 12) + lows[np.cumsum(setter)] + self.t_offset
+        if len(high):
+            self.high, self.loops = int(high[-1]), int(loops[-1])
+        self.low = int(lows[-1])
+        return times
+
+    def _vectors(
+        self, w: np.ndarray, cls: np.ndarray, ev_pos: np.ndarray, ev_w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per event word: x base, polarity and valid mask (ADDR_X = base x, mask 1)."""
+        fam = np.flatnonzero((cls == _BASE) | (cls == _VECT))
+        fw = w[fam]
+        is_base = fw < 0x4000
+        step = np.where(fw >= 0x5000, 8, 12)
+        step[is_base] = 0
+        before = np.cumsum(step) - step
+        bidx = np.cumsum(is_base)
+        bases = np.empty(int(np.count_nonzero(is_base)) + 1, dtype=np.int64)
+        bases[0] = self.base
+        bases[1:] = (fw[is_base] & 0x7FF).astype(np.int64) - before[is_base]
+        pols = np.empty(len(bases), dtype=np.int8)
+        pols[0] = self.pol
+        pols[1:] = (fw[is_base] >> 11) & 1
+        if len(fw):
+            self.base = int(bases[-1] + before[-1] + step[-1])
+            self.pol = int(pols[-1])
+        is_vec_ev = ev_w >= 0x4000
+        vec = ~is_base
+        base = (ev_w & 0x7FF).astype(np.int64)
+        pol = ((ev_w >> 11) & 1).astype(np.int8)
+        mask = np.ones(len(ev_w), dtype=np.uint16)
+        base[is_vec_ev] = (bases[bidx] + before)[vec]
+        pol[is_vec_ev] = pols[bidx][vec]
+        vw = fw[vec]
+        mask[is_vec_ev] = vw & np.where(vw >= 0x5000, 0xFF, 0xFFF).astype(np.uint16)
+        return base, pol, mask
+
+
+class Writer:
+    """Stream events into an EVT 3.0 file.
+
+    Per event: time-high words when t >> 12 changes (plus keep-alives every 2^22 µs of silence),
+    a time-low word when t changes, an ADDR_Y word when y changes, then either an ADDR_X word or,
+    for a run of events with equal t, y, p, increasing x within one 12-pixel block, a VECT_BASE_X
+    plus VECT_12 pair. A first timestamp beyond 2^24 µs goes to header key ``spikeforge_t_offset``
+    as a multiple of 2^24.
+    """
+
+    def __init__(self, fh: BinaryIO, width: int | None = None, height: int | None = None) -> None:
+        self.fh, self.width, self.height = fh, width, height
+        self.started = False
+        self.prev_high: int | None = None
+        self.last: tuple[int, int, int, int] | None = None  # t - t_offset, y, p, x of the last event
+        self.last_t = -1
+        self.t_offset = 0
+
+    def write(self, events: np.ndarray) -> None:
+        n = len(events)
+        if not n:
+            return
+        check_writable(events, "EVT 3.0", 2047, 2047)
+        t = events["t"].astype(np.int64)
+        if int(t[0]) < self.last_t:
+            raise format_error(
+                f"EVT 3.0 writer: chunk starts at t={t[0]} before the previous t={self.last_t}", None
+            )
+        if not self.started:
+            self.t_offset = (int(t[0]) >> 24) << 24
+            self.fh.write(prophesee_header.build("EVT3", "3.0", self.width, self.height, self.t_offset))
+            self.started = True
+        tr = t - self.t_offset
+        x = events["x"].astype(np.int64)
+        y = events["y"].astype(np.int64)
+        p = (events["p"] != 0).astype(np.int64)
+
+        high = tr >> 12
+        n_th, th_vals, th_group = high_words(high, self.prev_high, _KEEPALIVE)
+        prev_t, prev_y, prev_p, prev_x = (-1, -1, -1, -1) if self.last is None else self.last
+        t_prev = np.concatenate(([prev_t], tr[:-1]))
+        y_prev = np.concatenate(([prev_y], y[:-1]))
+        p_prev = np.concatenate(([prev_p], p[:-1]))
+        x_prev = np.concatenate(([prev_x], x[:-1]))
+        new_t = (tr != t_prev) | (n_th > 0)
+        new_y = (y != y_prev) | (n_th > 0)
+        block = x // 12
+        start = new_t | new_y | (p != p_prev) | (block != x_prev // 12) | (x <= x_prev)
+        if self.last is not None:
+            start[0] = True  # never continue a vector across chunks
+        starts = np.flatnonzero(start)
+        size = np.diff(starts, append=n)
+        vec_start = np.zeros(n, dtype=bool)
+        vec_start[starts[size > 1]] = True
+        single = start & ~vec_start
+        masks = np.bitwise_or.reduceat(np.left_shift(1, x - block * 12), starts)
+
+        per_event = n_th + new_t + new_y + single + 2 * vec_start
+        first = np.cumsum(per_event) - per_event
+        words = np.empty(int(per_event.sum()), dtype=np.uint16)
+        within = np.arange(len(th_vals)) - np.repeat(
+            np.cumsum(n_th[n_th > 0]) - n_th[n_th > 0], n_th[n_th > 0]
+        )
+        words[first[th_group] + within] = 0x8000 | (th_vals & 0xFFF)
+        at = first + n_th
+        words[at[new_t]] = 0x6000 | (tr[new_t] & 0xFFF)
+        at = at + new_t
+        words[at[new_y]] = y[new_y]
+        at = at + new_y
+        words[at[single]] = 0x2000 | (p[single] << 11) | x[single]
+        vs = vec_start
+        words[at[vs]] = 0x3000 | (p[vs] << 11) | (block[vs] * 12)
+        words[at[vs] + 1] = 0x4000 | masks[size > 1]
+        self.fh.write(words.astype("<u2", copy=False).tobytes())
+        self.prev_high = int(high[-1])
+        self.last = (int(tr[-1]), int(y[-1]), int(p[-1]), int(x[-1]))
+        self.last_t = int(t[-1])
+
+    def close(self) -> None:
+        if not self.started:
+            self.fh.write(prophesee_header.build("EVT3", "3.0", self.width, self.height, 0))
+            self.started = True

@@ -1,0 +1,216 @@
+"""Streaming machinery shared by every binary format: read blocks of bytes, decode, re-chunk.
+
+A format supplies a header reader and a stateful ``Decoder``; this module owns the file, feeds the
+decoder blocks of bytes (so memory stays bounded by the block size, not the file size), carries the
+bytes of an incomplete record over to the next block, and turns the stream of decoded arrays into
+chunks of a fixed number of events. Errors keep what was decoded before them in ``.events``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+import numpy as np
+
+from runtime.events.dtype import concat_events, empty_events
+from spikeforge.errors import EventFormatError
+
+
+class EventFormatWarning(UserWarning):
+    """A file was decoded only up to a defect because ``on_error="stop"`` was asked for."""
+
+
+@dataclass
+class Header:
+    """What a format's header says: where the data starts, the sensor size and raw key/values."""
+
+    format: str
+    data_offset: int
+    width: int | None = None
+    height: int | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+class Decoder(Protocol):
+    """A stateful decoder of one format's data bytes.
+
+    ``decode(data, offset)`` decodes as many whole records of ``data`` (which starts at byte
+    ``offset`` of the file) as it can and returns ``(events, bytes_consumed)``; state such as the
+    current time base carries over to the next call. ``need`` is how many bytes, counted from the
+    first unconsumed byte, the next record needs (0 if unknown). ``finish(rest, offset)`` is called at
+    the end of the file with the unconsumed bytes and raises if they are not empty. Defects raise
+    ``EventFormatError`` whose ``.events`` holds the events of ``data`` decoded before the defect.
+    """
+
+    need: int
+
+    def decode(self, data: bytes, offset: int) -> tuple[np.ndarray, int]: ...
+
+    def finish(self, rest: bytes, offset: int) -> None: ...
+
+
+def format_error(message: str, offset: int | None, events: np.ndarray | None = None) -> EventFormatError:
+    """An ``EventFormatError`` carrying the events decoded before the defect in ``.events``."""
+    err = EventFormatError(f"{message} (at byte offset {offset})" if offset is not None else message, offset)
+    err.events = events if events is not None else empty_events(0)  # type: ignore[attr-defined]
+    return err
+
+
+def truncated_error(what: str, rest: int, offset: int) -> EventFormatError:
+    """The error for a file that ends inside a record."""
+    return format_error(f"file truncated: {rest} trailing byte(s) do not form a whole {what}", offset)
+
+
+def decode_file(
+    fh: BinaryIO,
+    header: Header,
+    decoder: Decoder,
+    block_bytes: int,
+    granule: int = 1,
+) -> Iterator[np.ndarray]:
+    """Yield decoded arrays, block by block, from ``fh`` starting at ``header.data_offset``.
+
+    ``block_bytes`` is rounded down to a multiple of ``granule`` (the word size) so that word
+    formats never split a word between blocks.
+    """
+    block = max(granule, block_bytes - block_bytes % granule)
+    fh.seek(header.data_offset)
+    offset = header.data_offset
+    pending = b""
+    while True:
+        want = max(block, decoder.need - len(pending))
+        data = fh.read(want)
+        if not data:
+            break
+        buf = pending + data if pending else data
+        events, used = decoder.decode(buf, offset)
+        offset += used
+        pending = buf[used:]
+        if len(events):
+            yield events
+    decoder.finish(pending, offset)
+
+
+def rechunk(blocks: Iterator[np.ndarray], chunk_events: int) -> Iterator[np.ndarray]:
+    """Re-cut a stream of event arrays into arrays of exactly ``chunk_events`` (the last may be short).
+
+    If ``blocks`` raises ``EventFormatError``, every complete chunk is yielded first and the error's
+    ``.events`` is extended with the events not yet yielded.
+    """
+    parts: list[np.ndarray] = []
+    held = 0
+    try:
+        for arr in blocks:
+            parts.append(arr)
+            held += len(arr)
+            if held < chunk_events:
+                continue
+            merged = concat_events(parts)
+            cut = len(merged) - len(merged) % chunk_events
+            for start in range(0, cut, chunk_events):
+                yield merged[start : start + chunk_events]
+            parts = [merged[cut:]] if cut < len(merged) else []
+            held = len(merged) - cut
+    except EventFormatError as err:
+        partial = getattr(err, "events", None)
+        if partial is not None and len(partial):
+            parts.append(partial)
+        merged = concat_events(parts)
+        cut = len(merged) - len(merged) % chunk_events
+        for start in range(0, cut, chunk_events):
+            yield merged[start : start + chunk_events]
+        err.events = merged[cut:]  # type: ignore[attr-defined]
+        raise
+    if held:
+        yield concat_events(parts)
+
+
+def collect(blocks: Iterator[np.ndarray], arena: Arena | None = None) -> np.ndarray:
+    """Concatenate every block; on ``EventFormatError`` its ``.events`` becomes everything decoded.
+
+    If every block was allocated in order from ``arena``, the result is a view of it (no copy).
+    """
+    parts: list[np.ndarray] = []
+
+    def join() -> np.ndarray:
+        if arena is not None and parts and arena.owns_in_order(parts):
+            return arena.buf[: arena.used]
+        return concat_events(parts)
+
+    try:
+        for arr in blocks:
+            parts.append(arr)
+    except EventFormatError as err:
+        partial = getattr(err, "events", None)
+        if partial is not None and len(partial):
+            parts.append(partial)
+        err.events = join()  # type: ignore[attr-defined]
+        raise
+    return join()
+
+
+def stop_or_raise(err: EventFormatError, on_error: str, path: str | os.PathLike[str]) -> np.ndarray:
+    """Apply the ``on_error`` policy: re-raise, or warn and hand back the events decoded so far."""
+    if on_error == "raise":
+        raise err
+    warnings.warn(
+        f"{os.fspath(path)}: {err}; kept the events decoded before it", EventFormatWarning, stacklevel=3
+    )
+    return getattr(err, "events", empty_events(0))
+
+
+def check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "stop"):
+        raise ValueError(f"on_error={on_error!r}: expected 'raise' or 'stop'")
+
+
+OpenFn = Callable[[BinaryIO], tuple[Header, Decoder]]
+
+
+class BaseDecoder:
+    """Defaults for decoders: no size hint, fresh output arrays, no trailing bytes allowed.
+
+    ``alloc(n)`` returns the array a decoder fills with ``n`` events; ``read_events`` swaps in an
+    ``Arena`` so that blocks land in one preallocated array and need no final concatenation.
+    """
+
+    need = 0
+    record = "record"
+
+    def __init__(self) -> None:
+        self.alloc: Callable[[int], np.ndarray] = empty_events
+
+    def finish(self, rest: bytes, offset: int) -> None:
+        if rest:
+            raise truncated_error(self.record, len(rest), offset)
+
+
+class Arena:
+    """Hands out consecutive slices of one preallocated event array while it has room."""
+
+    def __init__(self, capacity: int) -> None:
+        self.buf = empty_events(capacity)
+        self.used = 0
+
+    def alloc(self, n: int) -> np.ndarray:
+        if self.used + n <= len(self.buf):
+            view = self.buf[self.used : self.used + n]
+            self.used += n
+            return view
+        return empty_events(n)
+
+    def owns_in_order(self, parts: list[np.ndarray]) -> bool:
+        """True if ``parts`` are exactly ``buf[:used]`` cut in order (then no copy is needed)."""
+        pos = 0
+        start = self.buf.ctypes.data
+        for part in parts:
+            if not len(part):
+                continue
+            if part.base is not self.buf or part.ctypes.data != start + pos * self.buf.itemsize:
+                return False
+            pos += len(part)
+        return pos == self.used
