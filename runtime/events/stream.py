@@ -181,7 +181,7 @@ class BaseDecoder:
     need = 0
     record = "record"
 
-    def __init__(self) -> None:
+    def __init__(self, header: Header | None = None) -> None:
         self.alloc: Callable[[int], np.ndarray] = empty_events
 
     def finish(self, rest: bytes, offset: int) -> None:
