@@ -75,7 +75,9 @@ class BoardTarget:
     """Streams chunks of steps to a board (or SimBoard) at ``url`` through ``runtime.host.BoardClient``.
 
     Uploads the program, starts it, sends each chunk as dense counts and collects the spikes that have
-    arrived; :meth:`finish` waits until every step sent has run. Spikes may arrive a few chunks late.
+    arrived; :meth:`finish` waits until every step sent has run. Spikes may arrive a few chunks late,
+    so the latency statistic covers sending only. ``drop_policy``: ``"block"`` (every event arrives) or
+    ``"drop_oldest"`` (live input: fresh beats complete; drops are counted in the target statistics).
     """
 
     name = "board"

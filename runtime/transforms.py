@@ -30,19 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from runtime.events import EVENT_DTYPE
 from spikeforge.errors import ProgramError
-
-try:
-    from runtime.events import EVENT_DTYPE
-except ImportError:  # runtime.events not merged yet: its dtype, fields accessed by name anyway
-    EVENT_DTYPE = np.dtype(
-        {
-            "names": ["x", "y", "t", "p"],
-            "formats": [np.uint16, np.uint16, np.int64, np.int8],
-            "offsets": [8, 10, 0, 12],
-            "itemsize": 16,
-        }
-    )
 
 __all__ = [
     "EVENT_DTYPE",

@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         if size is None:
             raise ValueError(f"source {args.source!r} does not state its sensor size; pass --sensor WxH")
         transforms = parse_transforms(args.transforms, size)
-        kwargs = {} if args.target.startswith("emulator") else {"baudrate": args.baud}
+        # a live sensor prefers fresh input over complete input; a recording wants every event
+        policy = "drop_oldest" if source.live else "block"
+        kwargs = {} if args.target.startswith("emulator") else {"baudrate": args.baud, "drop_policy": policy}
         target = open_target(args.target, program, **kwargs)
     except BaseException:
         source.close()

@@ -82,7 +82,7 @@ def test_resync_skips_a_cut_event() -> None:
     assert dec.discarded > 0
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     cuts=st.lists(st.integers(0, 600), max_size=8),
     name=st.sampled_from(["E0", "E1", "E2", "E3", "E4", "libcaer-E2"]),

@@ -199,3 +199,26 @@ def test_cli_reports_bad_transform(tmp_path, capsys) -> None:
     relay_program().save(prog)
     with pytest.raises(ValueError, match="unknown transform"):
         main(["stream", "--program", str(prog), "--source", "synthetic:poisson", "--transforms", "blur=1"])
+
+
+def test_board_target_over_a_pty_simboard_matches_emulator() -> None:
+    from runtime.board import BoardThread, SimBoard
+    from runtime.link import Link
+    from runtime.stream import BoardTarget
+
+    program = relay_program()
+    ev = bar_events()
+    link = Link.pty(keep_slave_open=True).open()
+    try:
+        with BoardThread(SimBoard(link, target="loihi")):
+            target = BoardTarget(program, link.url, drop_policy="block")
+            try:
+                chunks = [ev[i : i + 50] for i in range(0, ev.size, 50)]
+                s = Streamer(program, ListSource(chunks), target, dt_us=500)
+                stats = s.run()
+            finally:
+                target.close()
+    finally:
+        link.close()
+    assert stats.ended == "source ended" and stats.target.get("spike_frames_lost", 0) == 0
+    np.testing.assert_array_equal(s.spikes()["out"], expected_spikes(program, ev, 500))

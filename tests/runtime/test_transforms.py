@@ -88,7 +88,7 @@ FACTORIES = {
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(data=event_streams())
 def test_chunked_equals_whole(name: str, data) -> None:
     ev, cuts = data
@@ -156,7 +156,7 @@ def hot_ref(ev: np.ndarray, rate: float, window: int, t0: int | None, pixels=())
     return ev[np.asarray(keep, dtype=bool)]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(data=event_streams(), d=st.integers(0, 60), tonic=st.booleans(), per_pol=st.booleans())
 def test_refractory_matches_reference(data, d: int, tonic: bool, per_pol: bool) -> None:
     ev, _ = data
@@ -165,7 +165,7 @@ def test_refractory_matches_reference(data, d: int, tonic: bool, per_pol: bool) 
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(data=event_streams(), d=st.integers(1, 60), n8=st.booleans(), tonic=st.booleans())
 def test_denoise_matches_reference(data, d: int, n8: bool, tonic: bool) -> None:
     ev, _ = data
@@ -173,7 +173,7 @@ def test_denoise_matches_reference(data, d: int, n8: bool, tonic: bool) -> None:
     assert_same(Denoise(d, neighbours=nb, tonic_compat=tonic)(ev), denoise_ref(ev, d, nb, tonic))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(data=event_streams(max_xy=3), rate=st.sampled_from([10_000.0, 30_000.0, 55_000.0]))
 def test_hot_pixels_match_reference(data, rate: float) -> None:
     ev, _ = data
