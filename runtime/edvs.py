@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from runtime.transforms import EVENT_DTYPE
+from runtime.events import EVENT_DTYPE
 
 __all__ = ["FORMATS", "EdvsDecoder", "EdvsFormat", "encode_events", "get_format"]
 

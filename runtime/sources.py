@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 
 from runtime.edvs import EDVS_HEIGHT, EDVS_WIDTH, EdvsDecoder, EdvsFormat, get_format
-from runtime.transforms import EVENT_DTYPE
+from runtime.events import EVENT_DTYPE
 from spikeforge.errors import LinkError
 
 __all__ = [
