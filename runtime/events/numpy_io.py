@@ -94,7 +94,7 @@ def _npy_blocks(
 def _npz_blocks(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
     source = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             names = list(npz.files)
             structured = [k for k in names if npz[k].dtype.names is not None]
             if "events" in structured:
