@@ -175,10 +175,10 @@ class StreamStats:
     def line(self) -> str:
         """One status line."""
         drops = sum(self.dropped.values())
-        out = ", ".join(f"{p} {self.rate_hz(p):.1f} Hz" for p in self.spikes)
+        out = ", ".join(f"{p}={self.rate_hz(p):.1f} Hz" for p in self.spikes)
         return (
             f"[{self.wall_s:6.1f} s] in {self.events_in_per_s / 1e3:8.1f} kev/s  dropped {drops}  "
-            f"steps {self.steps} ({self.steps_per_s:.0f}/s)  out {out or '-'}  "
+            f"steps {self.steps} ({self.steps_per_s:.0f}/s)  rate/neuron {out or '-'}  "
             f"latency {self.latency_ms_mean:.1f}/{self.latency_ms_max:.1f} ms"
         )
 
