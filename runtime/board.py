@@ -235,7 +235,7 @@ class SimBoard:
     def _on_hello(self, msg: Hello) -> Message:
         if msg.version != VERSION:
             raise Refused(Reason.VERSION, f"host speaks protocol version {msg.version}, this board {VERSION}")
-        self.payload_limit = max(64, min(self.max_payload, msg.max_payload))
+        self.payload_limit = max(16, min(self.max_payload, msg.max_payload))
         self.gaps = GapCounter()
         self._spike_seq = 0
         self.queue.clear()

@@ -129,7 +129,7 @@ class BoardClient:
         self.max_spike_records = max_spike_records
         self.capabilities: Capabilities | None = None
         self.errors: list[Error] = []
-        self.failure: LinkError | None = None
+        self._failure: LinkError | None = None
         self.last_pong: Pong | None = None
         self._count: Counter[str] = Counter()
         self._cond = threading.Condition()
@@ -321,12 +321,18 @@ class BoardClient:
         return out
 
     # --- internals ---------------------------------------------------------------------------
+    @property
+    def failure(self) -> LinkError | None:
+        """The LinkError that ended this session, if any (seen by the reader or by a send)."""
+        return self._failure or self.link.lost
+
     def _session(self) -> Capabilities:
         return self.capabilities if self.capabilities is not None else self.hello()
 
     def _raise_failure(self) -> None:
-        if self.failure is not None:
-            raise type(self.failure)(str(self.failure))
+        failure = self.failure
+        if failure is not None:
+            raise type(failure)(str(failure))
 
     def _request(self, msg: Message, *, timeout: float | None = None, session: bool = True) -> Message:
         if session:
@@ -438,7 +444,7 @@ class BoardClient:
                     self._dispatch(frame)
             except LinkError as exc:
                 with self._cond:
-                    self.failure = exc
+                    self._failure = exc
                     self._cond.notify_all()
                 return
 
