@@ -4,7 +4,8 @@
 ``t`` (int64, microseconds) and ``p`` (int8, polarity 0 = OFF, 1 = ON). Consumers must access fields
 by name: the memory layout is an implementation detail. It is 16 bytes per event with ``t`` at offset 0,
 ``x`` at 8, ``y`` at 10, ``p`` at 12 and 3 padding bytes -- the byte layout of an AEDAT 4.0 event, so
-aligned 64-bit time stores are cheap and AEDAT 4.0 packets decode with one copy.
+aligned 64-bit time stores are cheap and AEDAT 4.0 packets decode with one copy. Fields are declared
+in memory order (``t, x, y, p``) so that ``np.save`` and ``dtype.descr`` work on these arrays.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from spikeforge.errors import EventFormatError
 
 EVENT_DTYPE = np.dtype(
     {
-        "names": ["x", "y", "t", "p"],
-        "formats": [np.uint16, np.uint16, np.int64, np.int8],
-        "offsets": [8, 10, 0, 12],
+        "names": ["t", "x", "y", "p"],
+        "formats": [np.int64, np.uint16, np.uint16, np.int8],
+        "offsets": [0, 8, 10, 12],
         "itemsize": 16,
     }
 )

@@ -95,9 +95,15 @@ class Decoder(BaseDecoder):
         skip = 0
         if not self.started:
             th = np.flatnonzero((w >> 12) == 8)
+            skip = int(th[0]) if len(th) else n
+            bad = np.flatnonzero(_CLASS[w[:skip] >> 12] == _BAD)
+            if len(bad):
+                word = int(w[bad[0]])
+                raise format_error(
+                    f"EVT 3.0: undefined word type 0x{word >> 12:X} (word 0x{word:04X})", offset + 2 * int(bad[0])
+                )
             if not len(th):
                 return empty_events(0), 2 * n
-            skip = int(th[0])
             self.started = True
             self.high = int(w[skip]) & 0xFFF
         return self._decode(w[skip:], offset + 2 * skip), 2 * n
