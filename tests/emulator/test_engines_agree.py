@@ -14,7 +14,7 @@ import emulator
 import hw_specs
 from spikeforge.errors import DoesNotFit
 
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def extreme(lo: int, hi: int) -> st.SearchStrategy[int]:
