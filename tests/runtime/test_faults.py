@@ -97,7 +97,15 @@ def _record_frames(link, sent: list[Frame]) -> None:
     link.send = send
 
 
-@pytest.mark.parametrize(("fraction", "seed"), [(0.01, 11), (0.10, 12), (0.10, 13), (0.10, 14)])
+@pytest.mark.parametrize(
+    ("fraction", "seed"),
+    [
+        (0.01, 11),
+        (0.10, 12),
+        pytest.param(0.10, 13, marks=pytest.mark.slow),
+        pytest.param(0.10, 14, marks=pytest.mark.slow),
+    ],
+)
 def test_damaged_link_upload_and_stream(program, fraction: float, seed: int) -> None:
     host_faults = FaultInjector.damaging(fraction, seed)
     board_faults = FaultInjector.damaging(fraction, seed + 100)

@@ -72,8 +72,9 @@ def test_pacing_limits_throughput_to_the_baud_rate() -> None:
         elapsed = time.monotonic() - t0
         reader.join(10)
         expected = 25 * len(frame) * 10 / baud
+        ahead = host.tx_buffer * 10 / baud  # the writer may run ahead of the line by one transmit buffer
         assert len(got) == 25
-        assert expected * 0.95 <= elapsed <= expected * 1.5 + 0.05
+        assert expected - ahead - 0.005 <= elapsed <= expected * 1.5 + 0.05
 
 
 def test_peer_closing_the_pty_is_a_link_error() -> None:
@@ -113,7 +114,7 @@ def test_faulty_link_never_delivers_a_corrupted_frame() -> None:
     with Link.pty() as board, Link(board.url, faults=injector) as host:
         board.peer_attached()
         got: list[Frame] = []
-        reader = threading.Thread(target=lambda: got.extend(_collect(board, len(sent), timeout=2.0)))
+        reader = threading.Thread(target=lambda: got.extend(_collect(board, len(sent), timeout=1.0)))
         reader.start()
         for f in sent:
             host.send_frame(f.type, f.seq, f.payload)

@@ -64,7 +64,7 @@ def test_every_type_decodes_its_default() -> None:
         assert isinstance(decode_message(type_, cls().encode()), cls)
 
 
-@settings(max_examples=1500)
+@settings(max_examples=500)
 @given(st.integers(0, 255), st.binary(max_size=120))
 def test_decoder_raises_only_protocol_errors(type_: int, payload: bytes) -> None:
     try:
