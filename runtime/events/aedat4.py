@@ -163,6 +163,12 @@ def read_header(fh: BinaryIO) -> Header:
     return Header(NAME, len(MAGIC) + 4 + n, width, height, meta)
 
 
+def max_events(nbytes: int) -> int:
+    """Arena size for a whole-file read: 16 bytes per event uncompressed; compressed files
+    usually shrink 2-5x, and a denser file falls back to concatenation."""
+    return nbytes // 4
+
+
 def decompressor(name: str) -> Callable[[bytes], bytes]:
     """A function decompressing one packet of ``name`` compression; a clear error if unavailable."""
     if name == "none":
@@ -206,6 +212,10 @@ class Decoder(BaseDecoder):
         pos = 0
         self.need = 0
         view = memoryview(data)
+
+        def so_far() -> np.ndarray:
+            return concat_events([np.array(p) for p in parts])
+
         while not self.done and len(data) - pos >= 8:
             if self.end >= 0 and offset + pos >= self.end:
                 self.done = True
@@ -213,9 +223,7 @@ class Decoder(BaseDecoder):
             sid, size = struct.unpack_from("<ii", data, pos)
             if size < 0 or size > MAX_PACKET_BYTES:
                 raise format_error(
-                    f"AEDAT 4.0: corrupt packet header (stream {sid}, size {size})",
-                    offset + pos,
-                    concat_events(parts),
+                    f"AEDAT 4.0: corrupt packet header (stream {sid}, size {size})", offset + pos, so_far()
                 )
             if len(data) - pos < 8 + size:
                 self.need = 8 + size
@@ -225,14 +233,17 @@ class Decoder(BaseDecoder):
                     parts.append(self._events(view[pos + 8 : pos + 8 + size]))
                 except ValueError as exc:
                     raise format_error(
-                        f"AEDAT 4.0: corrupt event packet: {exc}", offset + pos, concat_events(parts)
+                        f"AEDAT 4.0: corrupt event packet: {exc}", offset + pos, so_far()
                     ) from None
             pos += 8 + size
         if self.done:
             pos = len(data)  # the file data table and anything after it are not packets
-        events = concat_events(parts)
-        out = self.alloc(len(events))
-        out[...] = events
+        # parts may be views of ``data``: copy each once, straight into the output
+        out = self.alloc(sum(len(p) for p in parts))
+        at = 0
+        for part in parts:
+            out[at : at + len(part)] = part
+            at += len(part)
         return out, pos
 
     def _events(self, payload: memoryview) -> np.ndarray:

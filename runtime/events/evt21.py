@@ -42,6 +42,11 @@ def read_header(fh: BinaryIO) -> Header:
     return header
 
 
+def max_events(nbytes: int) -> int:
+    """Arena size for a whole-file read: four events per word (denser files fall back)."""
+    return nbytes // 2
+
+
 def expand_masks(masks: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows and bit numbers of the set bits of ``masks`` (uint16 or uint32), row-major, bits ascending."""
     nbytes = masks.dtype.itemsize

@@ -26,7 +26,6 @@ import numpy as np
 
 from runtime.events import prophesee_header
 from runtime.events.dtype import empty_events
-from runtime.events.evt21 import expand_masks
 from runtime.events.stream import BaseDecoder, Header, format_error
 from runtime.events.timecode import check_writable, high_words
 
@@ -65,6 +64,11 @@ def read_header(fh: BinaryIO) -> Header:
     return prophesee_header.parse(fh, NAME)
 
 
+def max_events(nbytes: int) -> int:
+    """Arena size for a whole-file read: one event per word (vectors beyond that fall back)."""
+    return nbytes // 2
+
+
 def _forward_index(flags: np.ndarray, at: np.ndarray) -> np.ndarray:
     """For positions ``at``, how many ``flags`` are set at or before them (0 = none: use the state)."""
     return np.cumsum(flags, dtype=np.int32)[at]
@@ -100,7 +104,8 @@ class Decoder(BaseDecoder):
             if len(bad):
                 word = int(w[bad[0]])
                 raise format_error(
-                    f"EVT 3.0: undefined word type 0x{word >> 12:X} (word 0x{word:04X})", offset + 2 * int(bad[0])
+                    f"EVT 3.0: undefined word type 0x{word >> 12:X} (word 0x{word:04X})",
+                    offset + 2 * int(bad[0]),
                 )
             if not len(th):
                 return empty_events(0), 2 * n
@@ -139,27 +144,31 @@ class Decoder(BaseDecoder):
         y_idx = _forward_index(is_row, ev_pos)
         t_idx = _forward_index((cls == _TIME), ev_pos)
 
-        if has_vectors:
-            base, pol, mask = self._vectors(w, cls, ev_pos, ev_w)
-            row, col = expand_masks(mask, 12)
-            keep = cd_of[y_idx[row]]
-            if not keep.all():
-                row, col = row[keep], col[keep]
-            out = self.alloc(len(row))
-            out["x"] = base[row] + col
-            out["p"] = pol[row]
-            out["y"] = y_of[y_idx[row]]
-            out["t"] = times[t_idx[row]]
-            return out
         keep = cd_of[y_idx]
+        if not has_vectors:
+            if not keep.all():  # pixel words of EM rows are not CD events
+                ev_w, y_idx, t_idx = ev_w[keep], y_idx[keep], t_idx[keep]
+            out = self.alloc(len(ev_w))
+            np.bitwise_and(ev_w, 0x7FF, out=out["x"])
+            np.right_shift(ev_w, 11, out=out["p"], casting="unsafe")
+            out["p"] &= 1
+            out["y"] = y_of[y_idx]
+            out["t"] = times[t_idx]
+            return out
+        base, pol, mask = self._vectors(w, cls, ev_pos, ev_w)
         if not keep.all():
-            ev_w, y_idx, t_idx = ev_w[keep], y_idx[keep], t_idx[keep]
-        out = self.alloc(len(ev_w))
-        np.bitwise_and(ev_w, 0x7FF, out=out["x"])
-        np.right_shift(ev_w, 11, out=out["p"], casting="unsafe")
-        out["p"] &= 1
-        out["y"] = y_of[y_idx]
-        out["t"] = times[t_idx]
+            base, pol, mask, y_idx, t_idx = base[keep], pol[keep], mask[keep], y_idx[keep], t_idx[keep]
+        # per-word values are spread over the word's events with repeat, which is much cheaper
+        # than gathering with per-event indices
+        counts = np.bitwise_count(mask)
+        bits = np.unpackbits(mask.view(np.uint8).reshape(-1, 2), axis=1, bitorder="little")
+        col = np.flatnonzero(bits)
+        col &= 15
+        out = self.alloc(len(col))
+        np.add(np.repeat(base, counts), col, out=out["x"], casting="unsafe")
+        out["p"] = np.repeat(pol, counts)
+        out["y"] = np.repeat(y_of[y_idx], counts)
+        out["t"] = np.repeat(times[t_idx], counts)
         return out
 
     def _times(self, w: np.ndarray, cls: np.ndarray) -> np.ndarray:
@@ -213,7 +222,7 @@ class Decoder(BaseDecoder):
         vec = ~is_base
         base = (ev_w & 0x7FF).astype(np.int64)
         pol = ((ev_w >> 11) & 1).astype(np.int8)
-        mask = np.ones(len(ev_w), dtype=np.uint16)
+        mask = np.ones(len(ev_w), dtype="<u2")
         base[is_vec_ev] = (bases[bidx] + before)[vec]
         pol[is_vec_ev] = pols[bidx][vec]
         vw = fw[vec]

@@ -80,19 +80,27 @@ def decode_file(
     block = max(granule, block_bytes - block_bytes % granule)
     fh.seek(header.data_offset)
     offset = header.data_offset
-    pending = b""
+    pending = np.zeros(0, dtype=np.uint8)
+    # reused between blocks: decoders never return views of their input
+    store = np.empty(0, dtype=np.uint8)
     while True:
         want = max(block, decoder.need - len(pending))
-        data = fh.read(want)
-        if not data:
+        # read into an uninitialised aligned buffer behind the carried-over bytes: no zero-fill
+        # and no concatenation copy of the whole block
+        if len(store) < len(pending) + want:
+            store = np.empty(len(pending) + want, dtype=np.uint8)
+        buf = store[: len(pending) + want]
+        buf[: len(pending)] = pending
+        got = fh.readinto(memoryview(buf)[len(pending) :])  # type: ignore[attr-defined]
+        if not got:
             break
-        buf = pending + data if pending else data
-        events, used = decoder.decode(buf, offset)
+        data = buf[: len(pending) + got]
+        events, used = decoder.decode(data, offset)  # type: ignore[arg-type]
         offset += used
-        pending = buf[used:]
+        pending = data[used:].copy()
         if len(events):
             yield events
-    decoder.finish(pending, offset)
+    decoder.finish(pending.tobytes(), offset)
 
 
 def rechunk(blocks: Iterator[np.ndarray], chunk_events: int) -> Iterator[np.ndarray]:
