@@ -59,7 +59,9 @@ def write_dat(path: Path, ev: np.ndarray) -> None:
     """DAT has no writer in spikeforge (read-only format): build the bytes directly."""
     rec = np.empty((len(ev), 2), dtype="<u4")
     rec[:, 0] = ev["t"] & 0xFFFFFFFF
-    rec[:, 1] = ev["x"].astype(np.uint32) | (ev["y"].astype(np.uint32) << 14) | (ev["p"].astype(np.uint32) << 28)
+    rec[:, 1] = (
+        ev["x"].astype(np.uint32) | (ev["y"].astype(np.uint32) << 14) | (ev["p"].astype(np.uint32) << 28)
+    )
     with open(path, "wb") as fh:
         fh.write(b"% Data file containing CD events.\n% Version 2\n% Width 1280\n% Height 720\n")
         fh.write(bytes([0, 8]))
@@ -103,7 +105,9 @@ def main() -> None:
     print(f"synthesising {n:,} events ...", flush=True)
     ev = synthesise(n)
     print(f"cpu count {os.cpu_count()}; numpy {np.__version__}; best of {args.repeat}")
-    print(f"{'format':14s}{'file MB':>9s}{'write s':>9s}{'Mev/s':>9s}{'ref':>7s}{'vs ref':>8s}{'stream Mev/s':>14s}")
+    print(
+        f"{'format':14s}{'file MB':>9s}{'write s':>9s}{'Mev/s':>9s}{'ref':>7s}{'vs ref':>8s}{'stream Mev/s':>14s}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         # one untimed decode first: the first large allocation of a process pays for fresh pages
         warm = Path(tmp) / "warm.raw"
@@ -148,8 +152,11 @@ def main() -> None:
                 pt = best(lambda b=body: plain_evt2(b), args.repeat)
                 prate = n / pt / 1e6
                 results["plain-evt2"] = prate
-                print(f"{'plain-evt2':14s}{'':9s}{'':9s}{prate:9.1f}{REFERENCE_MEVS['plain-evt2']:7.0f}"
-                      f"{prate / REFERENCE_MEVS['plain-evt2']:8.2f}", flush=True)
+                print(
+                    f"{'plain-evt2':14s}{'':9s}{'':9s}{prate:9.1f}{REFERENCE_MEVS['plain-evt2']:7.0f}"
+                    f"{prate / REFERENCE_MEVS['plain-evt2']:8.2f}",
+                    flush=True,
+                )
             os.remove(path)
         if "evt2" in results and "plain-evt2" in results:
             print(f"\nEVT 2.0: optimised / plain numpy = {results['evt2'] / results['plain-evt2']:.2f}x")

@@ -60,6 +60,24 @@ _CLASS = np.array(
 )
 
 
+# per pixel-word type: x advance after a vector word, and the valid-mask bits
+_STEP = np.zeros(16, dtype=np.int16)
+_STEP[0x4], _STEP[0x5] = 12, 8
+_MASK = np.zeros(16, dtype="<u2")
+_MASK[0x4], _MASK[0x5] = 0xFFF, 0xFF
+
+
+def _bit_table() -> tuple[np.ndarray, np.ndarray]:
+    """For every 12-bit mask, its set bit numbers in ascending order, concatenated, and offsets."""
+    masks = np.arange(1 << 12, dtype=np.uint16)
+    bits = np.unpackbits(masks.view(np.uint8).reshape(-1, 2), axis=1, bitorder="little")
+    at = np.cumsum(bits.sum(axis=1)) - bits.sum(axis=1)
+    return (np.flatnonzero(bits) & 15).astype(np.int64), at.astype(np.int64)
+
+
+_BITS, _BITS_AT = _bit_table()
+
+
 def read_header(fh: BinaryIO) -> Header:
     return prophesee_header.parse(fh, NAME)
 
@@ -136,36 +154,32 @@ class Decoder(BaseDecoder):
         if len(rows):
             self.y, self.row_cd = int(y_of[-1]), bool(cd_of[-1])
 
-        is_vec = cls == _VECT
-        has_vectors = bool(is_vec.any()) or bool(np.any(cls == _BASE))
-        is_ev = (cls == _ADDR_X) | is_vec if has_vectors else cls == _ADDR_X
-        ev_pos = np.flatnonzero(is_ev)
-        ev_w = w[ev_pos]
-        y_idx = _forward_index(is_row, ev_pos)
-        t_idx = _forward_index((cls == _TIME), ev_pos)
-
+        # pixel words: ADDR_X, VECT_BASE_X, VECT_12, VECT_8 (classes 2..4), in file order
+        is_pix = cls >= _ADDR_X
+        is_pix &= cls <= _VECT
+        pos = np.flatnonzero(is_pix)
+        pw = w[pos]
+        y_idx = _forward_index(is_row, pos)
+        t_idx = _forward_index(cls == _TIME, pos)
+        base, pol, mask = self._pixels(pw)
         keep = cd_of[y_idx]
-        if not has_vectors:
-            if not keep.all():  # pixel words of EM rows are not CD events
-                ev_w, y_idx, t_idx = ev_w[keep], y_idx[keep], t_idx[keep]
-            out = self.alloc(len(ev_w))
-            np.bitwise_and(ev_w, 0x7FF, out=out["x"])
-            np.right_shift(ev_w, 11, out=out["p"], casting="unsafe")
-            out["p"] &= 1
-            out["y"] = y_of[y_idx]
-            out["t"] = times[t_idx]
-            return out
-        base, pol, mask = self._vectors(w, cls, ev_pos, ev_w)
-        if not keep.all():
-            base, pol, mask, y_idx, t_idx = base[keep], pol[keep], mask[keep], y_idx[keep], t_idx[keep]
-        # per-word values are spread over the word's events with repeat, which is much cheaper
-        # than gathering with per-event indices
+        if not keep.all():  # pixel words of EM rows are not CD events
+            mask[~keep] = 0
+        # per-word values are spread over the word's events with repeat, much cheaper than
+        # gathering with per-event indices; VECT_BASE_X words have an empty mask and vanish
         counts = np.bitwise_count(mask)
-        bits = np.unpackbits(mask.view(np.uint8).reshape(-1, 2), axis=1, bitorder="little")
-        col = np.flatnonzero(bits)
-        col &= 15
-        out = self.alloc(len(col))
-        np.add(np.repeat(base, counts), col, out=out["x"], casting="unsafe")
+        n = int(counts.sum(dtype=np.int64))
+        # bit numbers of the set bits, word after word, from a table of every 12-bit mask:
+        # event k of the file is entry k - first_event(word) + _BITS_AT[mask] of _BITS
+        first = np.cumsum(counts, dtype=np.int64)
+        first -= counts
+        start = _BITS_AT[mask] - first
+        idx = np.repeat(start, counts)
+        idx += np.arange(n, dtype=np.int64)
+        out = self.alloc(n)
+        x = np.repeat(base, counts)
+        x += _BITS[idx]
+        out["x"] = x
         out["p"] = np.repeat(pol, counts)
         out["y"] = np.repeat(y_of[y_idx], counts)
         out["t"] = np.repeat(times[t_idx], counts)
@@ -198,35 +212,38 @@ class Decoder(BaseDecoder):
         self.low = int(lows[-1])
         return times
 
-    def _vectors(
-        self, w: np.ndarray, cls: np.ndarray, ev_pos: np.ndarray, ev_w: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per event word: x base, polarity and valid mask (ADDR_X = base x, mask 1)."""
-        fam = np.flatnonzero((cls == _BASE) | (cls == _VECT))
-        fw = w[fam]
-        is_base = fw < 0x4000
-        step = np.where(fw >= 0x5000, 8, 12)
-        step[is_base] = 0
-        before = np.cumsum(step) - step
-        bidx = np.cumsum(is_base)
-        bases = np.empty(int(np.count_nonzero(is_base)) + 1, dtype=np.int64)
+    def _pixels(self, pw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pixel word: x base (int64), polarity (int8) and valid mask (``<u2``).
+
+        ADDR_X: its own x, polarity and mask 1. VECT_BASE_X: mask 0 (no event), it sets the base.
+        VECT_12/VECT_8: the current base, advanced by 12/8 per vector word since the last
+        VECT_BASE_X, and the polarity of that VECT_BASE_X.
+        """
+        typ = pw >> 12
+        is_addr = typ == 2
+        is_base = typ == 3
+        step = _STEP[typ]
+        before = np.cumsum(step, dtype=np.int64)
+        before -= step
+        bpos = np.flatnonzero(is_base)
+        seg = np.diff(bpos, prepend=0, append=len(pw))
+        bases = np.empty(len(bpos) + 1, dtype=np.int64)
         bases[0] = self.base
-        bases[1:] = (fw[is_base] & 0x7FF).astype(np.int64) - before[is_base]
-        pols = np.empty(len(bases), dtype=np.int8)
+        bases[1:] = (pw[bpos] & 0x7FF).astype(np.int64) - before[bpos]
+        pols = np.empty(len(bpos) + 1, dtype=np.int8)
         pols[0] = self.pol
-        pols[1:] = (fw[is_base] >> 11) & 1
-        if len(fw):
+        pols[1:] = (pw[bpos] >> 11) & 1
+        if len(pw):
             self.base = int(bases[-1] + before[-1] + step[-1])
             self.pol = int(pols[-1])
-        is_vec_ev = ev_w >= 0x4000
-        vec = ~is_base
-        base = (ev_w & 0x7FF).astype(np.int64)
-        pol = ((ev_w >> 11) & 1).astype(np.int8)
-        mask = np.ones(len(ev_w), dtype="<u2")
-        base[is_vec_ev] = (bases[bidx] + before)[vec]
-        pol[is_vec_ev] = pols[bidx][vec]
-        vw = fw[vec]
-        mask[is_vec_ev] = vw & np.where(vw >= 0x5000, 0xFF, 0xFFF).astype(np.uint16)
+        base = np.repeat(bases, seg)
+        base += before
+        x_own = (pw & 0x7FF).astype(np.int64)
+        np.copyto(base, x_own, where=is_addr)
+        pol = np.repeat(pols, seg)
+        np.copyto(pol, ((pw >> 11) & 1).astype(np.int8), where=is_addr)
+        mask = pw & _MASK[typ]
+        mask |= is_addr
         return base, pol, mask
 
 

@@ -9,7 +9,14 @@ import warnings
 import numpy as np
 import pytest
 
-from runtime.events import EVENT_DTYPE, EventFormatWarning, iter_events, read_events, read_header, write_events
+from runtime.events import (
+    EVENT_DTYPE,
+    EventFormatWarning,
+    iter_events,
+    read_events,
+    read_header,
+    write_events,
+)
 from spikeforge.errors import EventFormatError
 
 #: (format, extension, largest record in bytes) of the writable formats

@@ -105,7 +105,11 @@ def test_header_records_geometry_and_info(tmp_path):
     npy = tmp_path / "g.npy"
     write_events(npy, ev)
     info = event_info(npy)
-    assert (info.width, info.height, info.resolution_source) == (ev["x"].max() + 1, ev["y"].max() + 1, "events")
+    assert (info.width, info.height, info.resolution_source) == (
+        ev["x"].max() + 1,
+        ev["y"].max() + 1,
+        "events",
+    )
 
 
 def test_writers_reject_what_they_cannot_store(tmp_path):
