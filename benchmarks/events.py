@@ -105,9 +105,9 @@ def main() -> None:
     print(f"synthesising {n:,} events ...", flush=True)
     ev = synthesise(n)
     print(f"cpu count {os.cpu_count()}; numpy {np.__version__}; best of {args.repeat}")
-    print(
-        f"{'format':14s}{'file MB':>9s}{'write s':>9s}{'Mev/s':>9s}{'ref':>7s}{'vs ref':>8s}{'stream Mev/s':>14s}"
-    )
+    columns = ("file MB", "write s", "Mev/s", "ref", "vs ref", "stream Mev/s")
+    widths = (9, 9, 9, 7, 8, 14)
+    print(f"{'format':14s}" + "".join(f"{c:>{w}s}" for c, w in zip(columns, widths, strict=True)))
     with tempfile.TemporaryDirectory() as tmp:
         # one untimed decode first: the first large allocation of a process pays for fresh pages
         warm = Path(tmp) / "warm.raw"

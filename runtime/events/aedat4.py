@@ -180,7 +180,7 @@ def decompressor(name: str) -> Callable[[bytes], bytes]:
             raise format_error(
                 f"AEDAT 4.0 file is LZ4-compressed and 'lz4' is not installed; {EXTRA_HINT}", None
             ) from None
-        return lz4.frame.decompress  # type: ignore[no-any-return]
+        return lz4.frame.decompress
     try:
         import zstandard
     except ImportError:
@@ -189,7 +189,7 @@ def decompressor(name: str) -> Callable[[bytes], bytes]:
         ) from None
 
     def unzstd(data: bytes) -> bytes:
-        return zstandard.ZstdDecompressor().decompressobj().decompress(data)  # type: ignore[no-any-return]
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
 
     return unzstd
 

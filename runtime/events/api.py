@@ -57,8 +57,8 @@ def open_blocks(
     fmt = resolve_format(path, format)
     mod = format_module(fmt)
     if hasattr(mod, "open_blocks"):
-        header, blocks = mod.open_blocks(path, fmt, block_bytes)
-        return header, blocks
+        opened: tuple[Header, Iterator[np.ndarray]] = mod.open_blocks(path, fmt, block_bytes)
+        return opened
     fh = open(path, "rb")  # noqa: SIM115 - closed by the generator below
     try:
         header = mod.read_header(fh)
@@ -68,13 +68,11 @@ def open_blocks(
     except BaseException:
         fh.close()
         raise
-    except_header = header
-
-    def blocks() -> Iterator[np.ndarray]:
+    def decoded() -> Iterator[np.ndarray]:
         with fh:
-            yield from decode_file(fh, except_header, decoder, block_bytes, mod.GRANULE)
+            yield from decode_file(fh, header, decoder, block_bytes, mod.GRANULE)
 
-    return header, blocks()
+    return header, decoded()
 
 
 def _with_events(err: EventFormatError) -> EventFormatError:

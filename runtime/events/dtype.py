@@ -131,4 +131,4 @@ def as_events(events: Any, *, source: str = "events") -> np.ndarray:
             f"shape {arr.shape}"
         )
     arr = arr.reshape(-1)
-    return from_columns({name: arr[name] for name in arr.dtype.names}, source=source)
+    return from_columns({name: arr[name] for name in arr.dtype.names or ()}, source=source)

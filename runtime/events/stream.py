@@ -91,7 +91,7 @@ def decode_file(
             store = np.empty(len(pending) + want, dtype=np.uint8)
         buf = store[: len(pending) + want]
         buf[: len(pending)] = pending
-        got = fh.readinto(memoryview(buf)[len(pending) :])  # type: ignore[attr-defined]
+        got = fh.readinto(buf[len(pending) :].data)  # type: ignore[attr-defined]
         if not got:
             break
         data = buf[: len(pending) + got]

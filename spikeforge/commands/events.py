@@ -11,7 +11,7 @@ import argparse
 import json
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "events",
         help="describe and convert event-camera files (EVT 2/2.1/3, DAT, AEDAT 2/3.1/4, npy/npz)",
