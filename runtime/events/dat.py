@@ -59,26 +59,27 @@ class Decoder(BaseDecoder):
         if n == 0:
             return empty_events(0), 0
         words = np.frombuffer(data, dtype="<u4", count=2 * n).reshape(n, 2)
-        t32 = words[:, 0].astype(np.int64)
+        t32 = words[:, 0]
         d = words[:, 1]
         out = self.alloc(n)
         rec32 = out.view(np.uint32).reshape(n, 4)
         lo = d & 0x3FFF
         hi = np.left_shift(d, 2)
         hi &= 0x3FFF0000
-        np.bitwise_or(lo, hi, out=rec32[:, 2])  # x | y << 16
-        np.right_shift(d, 28, out=lo)
-        np.not_equal(lo, 0, out=out["p"], casting="unsafe")
-        prev = self.prev if self.prev >= 0 else int(t32[0])
-        back = np.empty(n, dtype=bool)
-        back[0] = t32[0] < prev - (1 << 31)
-        np.less(t32[1:], t32[:-1] - (1 << 31), out=back[1:])
-        base = self.loops * (1 << 32) + self.t_offset
-        if back.any():
-            loops = np.cumsum(back) + self.loops
-            np.add(t32, (loops << 32) + self.t_offset, out=out["t"])
+        np.bitwise_or(lo, hi, out=rec32[:, 2])  # x | y << 16; also zeroes p and the padding
+        np.greater_equal(d, 0x10000000, out=out["p"], casting="unsafe")
+        first = int(t32[0])
+        back = bool(first < self.prev - (1 << 31)) if self.prev >= 0 else False
+        # one cheap test on the uint32 times; the wrap bookkeeping only runs if time ever goes back
+        if back or bool(np.any(t32[1:] < t32[:-1])):
+            t64 = t32.astype(np.int64)
+            wraps = np.empty(n, dtype=bool)
+            wraps[0] = back
+            np.less(t64[1:], t64[:-1] - (1 << 31), out=wraps[1:])
+            loops = np.cumsum(wraps) + self.loops
+            np.add(t64, (loops << 32) + self.t_offset, out=out["t"])
             self.loops = int(loops[-1])
         else:
-            np.add(t32, base, out=out["t"])
+            np.add(t32, self.loops * (1 << 32) + self.t_offset, out=out["t"], dtype=np.int64)
         self.prev = int(t32[-1])
         return out, 8 * n

@@ -113,16 +113,19 @@ def rechunk(blocks: Iterator[np.ndarray], chunk_events: int) -> Iterator[np.ndar
     held = 0
     try:
         for arr in blocks:
-            parts.append(arr)
-            held += len(arr)
-            if held < chunk_events:
+            if held + len(arr) < chunk_events:
+                parts.append(arr)
+                held += len(arr)
                 continue
-            merged = concat_events(parts)
-            cut = len(merged) - len(merged) % chunk_events
-            for start in range(0, cut, chunk_events):
-                yield merged[start : start + chunk_events]
-            parts = [merged[cut:]] if cut < len(merged) else []
-            held = len(merged) - cut
+            # only the events carried over are copied; whole chunks are views of the block
+            need = chunk_events - held
+            yield concat_events([*parts, arr[:need]]) if parts else arr[:need]
+            pos = need
+            while len(arr) - pos >= chunk_events:
+                yield arr[pos : pos + chunk_events]
+                pos += chunk_events
+            parts = [arr[pos:]] if pos < len(arr) else []
+            held = len(arr) - pos
     except EventFormatError as err:
         partial = getattr(err, "events", None)
         if partial is not None and len(partial):

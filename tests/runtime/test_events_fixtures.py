@@ -128,9 +128,10 @@ def test_dat_hand_built(tmp_path):
     head = b"% Data file containing CD events.\n% Version 2\n% Width 304\n% Height 240\n" + bytes([0, 8])
     body = dat_record(10, 3, 4, 1) + dat_record(20, 303, 239, 0) + dat_record((1 << 32) - 5, 1, 1, 1)
     body += dat_record(7, 2, 2, 1)  # wrapped: 2^32 + 7
+    body += dat_record(9, 0, 0, 0)
     path = tmp_path / "d.dat"
     path.write_bytes(head + body)
-    expected = [(3, 4, 10, 1), (303, 239, 20, 0), (1, 1, (1 << 32) - 5, 1), (2, 2, (1 << 32) + 7, 1)]
+    expected = [(3, 4, 10, 1), (303, 239, 20, 0), (1, 1, (1 << 32) - 5, 1), (2, 2, (1 << 32) + 7, 1), (0, 0, (1 << 32) + 9, 0)]
     check(path, "dat", expected, 8)
     assert (read_header(path).width, read_header(path).height) == (304, 240)
 
