@@ -33,8 +33,8 @@ _MODULES = {
     "aedat4-zstd": "aedat4",
 }
 
-#: bytes per block when reading a whole file (the result is in memory anyway; this bounds temporaries)
-READ_BLOCK_BYTES = 16 << 20
+#: bytes per block when reading a whole file: small enough that temporaries stay in cache
+READ_BLOCK_BYTES = 2 << 20
 
 
 def format_module(fmt: str) -> ModuleType:

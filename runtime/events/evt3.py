@@ -72,7 +72,7 @@ def _bit_table() -> tuple[np.ndarray, np.ndarray]:
     masks = np.arange(1 << 12, dtype=np.uint16)
     bits = np.unpackbits(masks.view(np.uint8).reshape(-1, 2), axis=1, bitorder="little")
     at = np.cumsum(bits.sum(axis=1)) - bits.sum(axis=1)
-    return (np.flatnonzero(bits) & 15).astype(np.int64), at.astype(np.int64)
+    return (np.flatnonzero(bits) & 15).astype(np.uint16), at.astype(np.int64)
 
 
 _BITS, _BITS_AT = _bit_table()
@@ -168,21 +168,34 @@ class Decoder(BaseDecoder):
         # per-word values are spread over the word's events with repeat, much cheaper than
         # gathering with per-event indices; VECT_BASE_X words have an empty mask and vanish
         counts = np.bitwise_count(mask)
-        n = int(counts.sum(dtype=np.int64))
-        # bit numbers of the set bits, word after word, from a table of every 12-bit mask:
-        # event k of the file is entry k - first_event(word) + _BITS_AT[mask] of _BITS
-        first = np.cumsum(counts, dtype=np.int64)
-        first -= counts
-        start = _BITS_AT[mask] - first
-        idx = np.repeat(start, counts)
-        idx += np.arange(n, dtype=np.int64)
+        live = np.flatnonzero(counts)  # VECT_BASE_X words and dropped rows have no events
+        mask, counts = mask[live], counts[live].astype(np.int64)
+        n = int(counts.sum())
         out = self.alloc(n)
-        x = np.repeat(base, counts)
-        x += _BITS[idx]
-        out["x"] = x
-        out["p"] = np.repeat(pol, counts)
-        out["y"] = np.repeat(y_of[y_idx], counts)
-        out["t"] = np.repeat(times[t_idx], counts)
+        y_w = y_of[y_idx[live]]
+        t_w = times[t_idx[live]]
+        base, pol = base[live], pol[live]
+        if n == len(live):  # one event per word (ADDR_X, single-bit vectors): no expansion
+            np.add(base, _BITS[_BITS_AT[mask]], out=out["x"])
+            out["p"], out["y"], out["t"] = pol, y_w, t_w
+            return out
+        # event k belongs to word ``word[k]``; np.repeat is slow for counts this small, so the
+        # word index comes from a cumulative sum of word-start markers and values are gathered
+        first = np.cumsum(counts)
+        first -= counts
+        marker = np.zeros(n, dtype=np.int8)
+        marker[first[1:]] = 1
+        word = np.cumsum(marker, dtype=np.intp)
+        # bit numbers of the set bits come from a table of every 12-bit mask:
+        # event k is entry k - first[word] + _BITS_AT[mask[word]] of _BITS
+        start = _BITS_AT[mask]
+        start -= first
+        bit = np.take(start, word, mode="clip")
+        bit += np.arange(n, dtype=np.int64)
+        np.add(np.take(base, word, mode="clip"), np.take(_BITS, bit, mode="clip"), out=out["x"])
+        np.take(pol, word, out=out["p"], mode="clip")
+        np.take(y_w, word, out=out["y"], mode="clip")
+        np.take(t_w, word, out=out["t"], mode="clip")
         return out
 
     def _times(self, w: np.ndarray, cls: np.ndarray) -> np.ndarray:
@@ -213,7 +226,7 @@ class Decoder(BaseDecoder):
         return times
 
     def _pixels(self, pw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per pixel word: x base (int64), polarity (int8) and valid mask (``<u2``).
+        """Per pixel word: x base (uint16), polarity (int8) and valid mask (``<u2``).
 
         ADDR_X: its own x, polarity and mask 1. VECT_BASE_X: mask 0 (no event), it sets the base.
         VECT_12/VECT_8: the current base, advanced by 12/8 per vector word since the last
@@ -223,28 +236,32 @@ class Decoder(BaseDecoder):
         is_addr = typ == 2
         is_base = typ == 3
         step = _STEP[typ]
-        before = np.cumsum(step, dtype=np.int64)
+        # int32 is ample: a block holds far fewer than 2^31 / 12 vector words
+        before = np.cumsum(step, dtype=np.int32)
         before -= step
         bpos = np.flatnonzero(is_base)
-        seg = np.diff(bpos, prepend=0, append=len(pw))
-        bases = np.empty(len(bpos) + 1, dtype=np.int64)
+        bases = np.empty(len(bpos) + 1, dtype=np.int32)
         bases[0] = self.base
-        bases[1:] = (pw[bpos] & 0x7FF).astype(np.int64) - before[bpos]
+        bases[1:] = pw[bpos] & 0x7FF
+        bases[1:] -= before[bpos]
         pols = np.empty(len(bpos) + 1, dtype=np.int8)
         pols[0] = self.pol
-        pols[1:] = (pw[bpos] >> 11) & 1
+        np.right_shift(pw[bpos], 11, out=pols[1:], casting="unsafe")
+        pols[1:] &= 1
         if len(pw):
-            self.base = int(bases[-1] + before[-1] + step[-1])
+            self.base = int(bases[-1]) + int(before[-1]) + int(step[-1])
             self.pol = int(pols[-1])
-        base = np.repeat(bases, seg)
+        # forward fill of the last VECT_BASE_X by gathering (np.repeat is slow for short runs)
+        which = np.cumsum(is_base, dtype=np.intp)
+        base = np.take(bases, which, mode="clip")
         base += before
-        x_own = (pw & 0x7FF).astype(np.int64)
-        np.copyto(base, x_own, where=is_addr)
-        pol = np.repeat(pols, seg)
-        np.copyto(pol, ((pw >> 11) & 1).astype(np.int8), where=is_addr)
+        base16 = base.astype(np.uint16)
+        np.copyto(base16, pw & 0x7FF, where=is_addr)
+        pol = np.take(pols, which, mode="clip")
+        np.copyto(pol, (pw >> 11) & 1, where=is_addr, casting="unsafe")
         mask = pw & _MASK[typ]
         mask |= is_addr
-        return base, pol, mask
+        return base16, pol, mask
 
 
 class Writer:
