@@ -116,18 +116,24 @@ class FastEngine:
         post_local = self.local_of[post]
         max_count = np.array([p.spec.chip.max_input_count]
                              + [int(w.max_spikes_np[pop.neurons].max()) for pop in self.pops], dtype=np.float64)
-        groups: dict[tuple[int, int, int, int], list[int]] = defaultdict(list)
-        keys = np.stack([kind, post_pop, proj, delay], axis=1) if kind.size else np.zeros((0, 4), dtype=np.int64)
-        if keys.size:
-            uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-            inverse = inverse.ravel()
-        else:
-            uniq, inverse = np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+        dims = np.array([len(self.src_sizes), len(self.pops), max(1, len(p.projections)),
+                         max(self.dmax, self.din) + 1], dtype=np.int64)
+        flat = ((kind * dims[1] + post_pop) * dims[2] + proj) * dims[3] + delay
+        order = np.argsort(flat, kind="stable")
+        sorted_keys = flat[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if flat.size else np.zeros(0, int)
+        bounds = np.r_[starts, flat.size]
+        uniq = []
+        for g in range(starts.size):
+            key = int(sorted_keys[starts[g]])
+            d = key % dims[3]
+            key //= dims[3]
+            j = key % dims[2]
+            key //= dims[2]
+            uniq.append((key // dims[1], key % dims[1], j, d))
         ordered = self.family in ("xylo", "truenorth")
         self.edges: list[_Edge] = []
-        for g, (k, q, j, d) in enumerate(uniq.tolist()):
+        for g, (k, q, j, d) in enumerate(uniq):
             sel = order[bounds[g]:bounds[g + 1]]
             shape = (self.pops[q].size, self.src_sizes[k])
             dense = np.zeros(shape, dtype=np.float64)
@@ -140,7 +146,6 @@ class FastEngine:
                 pos = np.maximum(dense, 0).astype(dtype)
                 neg = np.minimum(dense, 0).astype(dtype)
             synapse = int(p.projections[j].params.get("synapse", 0)) if self.family == "xylo" else 0
-            groups[(k, q, j, d)].append(g)
             self.edges.append(_Edge(k, q, j, d, dense.astype(dtype), pos, neg, synapse))
         # order-sensitive families need the per-neuron incoming synapse lists for the fallback
         if ordered:
@@ -237,70 +242,79 @@ class FastEngine:
         self.state = [{k: np.zeros((b, pop.size), dtype=np.float64 if self.family == "loihi" else np.int64)
                        for k in self.w.state_names} for pop in self.pops]
         self.refractory = [np.zeros((b, pop.size), dtype=np.int64) for pop in self.pops]
-        self.hist = [np.zeros((b, self.din, self.w.n_channels), dtype=np.float32)]
-        self.hist += [np.zeros((b, self.dmax, pop.size), dtype=np.float32) for pop in self.pops]
+        # spike history, time-major [delay, batch, n]: the last steps' spikes still travelling on routes
+        self.hist = [np.zeros((self.din, b, self.w.n_channels), dtype=np.float32)]
+        self.hist += [np.zeros((self.dmax, b, pop.size), dtype=np.float32) for pop in self.pops]
 
     # ---------------------------------------------------------------------- run
     def run(self, inputs: I64, probes: dict[str, tuple[str, str]]
-            ) -> tuple[dict[str, I64], dict[str, I64], I64]:
+            ) -> tuple[dict[str, NDArray[np.generic]], dict[str, I64], I64]:
+        """Spikes per population ``{pop: [B, T, n]}`` (float32 views holding exact counts), probed
+        values ``{probe: [B, T, n]}`` and synaptic operations ``[B, T]``.
+
+        Internally every spike array is time-major ``[history + T, B, n]`` so that a delayed
+        window over all steps is one contiguous block for one matrix product.
+        """
         b_n, t_n, _ = inputs.shape
         w = self.w
-        x_in = np.concatenate([self.hist[0], inputs[:, :, : w.n_channels].astype(np.float32)], axis=1)
+        x_now = np.ascontiguousarray(np.moveaxis(inputs[:, :, : w.n_channels], 1, 0), dtype=np.float32)
+        x_in = np.concatenate([self.hist[0], x_now], axis=0)
         ext: list[NDArray[np.float32]] = [x_in]
-        ext += [np.concatenate([self.hist[1 + q], np.zeros((b_n, t_n, pop.size), dtype=np.float32)], axis=1)
+        ext += [np.concatenate([self.hist[1 + q], np.zeros((t_n, b_n, pop.size), dtype=np.float32)], axis=0)
                 for q, pop in enumerate(self.pops)]
         offsets = [self.din] + [self.dmax] * len(self.pops)
         want: dict[int, set[str]] = defaultdict(set)
         for pop, var in probes.values():
             want[self.pop_index[pop]].add(var)
         recorded: dict[tuple[int, str], I64] = {
-            (q, var): np.zeros((b_n, t_n, self.pops[q].size), dtype=np.int64)
+            (q, var): np.zeros((t_n, b_n, self.pops[q].size), dtype=np.int64)
             for q, vars_ in want.items() for var in vars_ if var != "spikes"
         }
         for comp in self.blocks:
             self._run_block(comp, ext, offsets, t_n, recorded)
-        synops = np.zeros((b_n, t_n), dtype=np.int64)
+        synops = np.zeros((t_n, b_n), dtype=np.int64)
         for src, d, vec in self.synops_terms:
             off = offsets[src] - d
-            window = ext[src][:, off:off + t_n, :]
+            window = ext[src][off:off + t_n]
             synops += np.rint(window.astype(np.float64) @ vec.astype(np.float64)).astype(np.int64)
         # keep the last delays' worth of spikes for the next chunk
-        self.hist[0] = x_in[:, x_in.shape[1] - self.din:, :].copy()
+        self.hist[0] = x_in[x_in.shape[0] - self.din:].copy()
         for q in range(len(self.pops)):
             arr = ext[1 + q]
-            self.hist[1 + q] = arr[:, arr.shape[1] - self.dmax:, :].copy()
+            self.hist[1 + q] = arr[arr.shape[0] - self.dmax:].copy()
         self.t += t_n
-        by_pop = {pop.name: ext[1 + q][:, self.dmax:, :].astype(np.int64) for q, pop in enumerate(self.pops)}
+        by_pop = {pop.name: np.moveaxis(ext[1 + q][self.dmax:], 0, 1) for q, pop in enumerate(self.pops)}
         probed: dict[str, I64] = {}
         for name, (pop, var) in probes.items():
             q = self.pop_index[pop]
-            probed[name] = by_pop[pop] if var == "spikes" else recorded[(q, var)]
-        return by_pop, probed, synops
+            arr = by_pop[pop] if var == "spikes" else np.moveaxis(recorded[(q, var)], 0, 1)
+            probed[name] = np.ascontiguousarray(arr, dtype=np.int64)
+        return by_pop, probed, np.ascontiguousarray(synops.T)
 
     def _drive(self, edges: list[_Edge], ext: list[NDArray[np.float32]], offsets: list[int], t0: int, t_n: int,
-               part: str) -> dict[tuple[int, int, int], F64]:
-        """Σ over edges of source spikes (delayed) × matrix, for steps t0 .. t0+t_n-1, per
-        (post population, projection, synapse) → ``[B, t_n, post_n]`` float64 (exact integers)."""
-        out: dict[tuple[int, int, int], F64] = {}
+               part: str) -> dict[tuple[int, int, int], NDArray[np.floating]]:
+        """Σ over edges of delayed source spikes × matrix, for steps t0 .. t0+t_n-1, per
+        (post population, projection, synapse) → time-major ``[t_n, B, post_n]`` (exact integers)."""
+        out: dict[tuple[int, int, int], NDArray[np.floating]] = {}
         for e in edges:
             mat = e.matrix if part == "sum" else e.pos if part == "pos" else e.neg
             assert mat is not None
             off = offsets[e.src] + t0 - e.delay
-            window = ext[e.src][:, off:off + t_n, :]
+            window = ext[e.src][off:off + t_n]
             if mat.dtype == np.float64:
                 window = window.astype(np.float64)
-            if t_n == 1 and self.batch == 1:
+            b_n = window.shape[1]
+            if t_n == 1 and b_n == 1:
                 x = window[0, 0]
                 nz = np.flatnonzero(x)
-                prod = (mat[:, nz] @ x[nz]).astype(np.float64)[None, None, :] if nz.size else None
+                if not nz.size:
+                    continue
+                prod = (mat[:, nz] @ x[nz])[None, None, :]
             else:
-                b_n = window.shape[0]
-                prod = (window.reshape(b_n * t_n, -1) @ mat.T).reshape(b_n, t_n, -1).astype(np.float64)
-            if prod is None:
-                continue
+                prod = (window.reshape(t_n * b_n, -1) @ mat.T).reshape(t_n, b_n, -1)
             key = (e.post, e.proj, e.synapse)
             if key in out:
-                out[key] += prod
+                out[key] = out[key] + prod if out[key].dtype == prod.dtype else out[key] + prod.astype(np.float64)
             else:
                 out[key] = prod
         return out
@@ -314,14 +328,17 @@ class FastEngine:
         pre = {part: self._drive(ext_edges, ext, offsets, 0, t_n, part) for part in parts}
         if self.family == "loihi":
             pre_current = self._loihi_current(pre["sum"], comp, t_n)
+        rec = [(q, var, arr) for (q, var), arr in recorded.items() if q in members]
         for t in range(t_n):
             if int_edges:
                 step = {part: self._drive(int_edges, ext, offsets, t, 1, part) for part in parts}
             for q in comp:
                 if self.family == "loihi":
-                    a = pre_current[q][:, t, :]
+                    a = pre_current[q][t] if q in pre_current else np.zeros((self.batch, self.pops[q].size))
                     if int_edges:
-                        a = a + self._loihi_current(step["sum"], [q], 1)[q][:, 0, :]
+                        extra = self._loihi_current(step["sum"], [q], 1)
+                        if q in extra:
+                            a = a + extra[q][0]
                     spikes = self._loihi_step(q, a)
                 else:
                     drive = {part: _slice(pre[part], q, t) for part in parts}
@@ -333,18 +350,23 @@ class FastEngine:
                         spikes = self._xylo_step(q, drive, ext, offsets, t)
                     else:
                         spikes = self._truenorth_step(q, drive, ext, offsets, t)
-                ext[1 + q][:, offsets[1 + q] + t, :] = spikes
-                for (qq, var), arr in recorded.items():
-                    if qq == q:
-                        arr[:, t, :] = self.state[q][var]
+                ext[1 + q][offsets[1 + q] + t] = spikes
+            for q, var, arr in rec:
+                arr[t] = self.state[q][var]
 
     # -------------------------------------------------------------------- loihi
-    def _loihi_current(self, sums: dict[tuple[int, int, int], F64], comp: list[int], t_n: int) -> dict[int, F64]:
-        """a = Σ_projections shift(Σ w·count, weight_exp), per population ``[B, t_n, n]``."""
-        out = {q: np.zeros((self.batch, t_n, self.pops[q].size)) for q in comp}
+    def _loihi_current(self, sums: dict[tuple[int, int, int], NDArray[np.floating]], comp: list[int], t_n: int
+                       ) -> dict[int, NDArray[np.floating]]:
+        """a = Σ_projections shift(Σ w·count, weight_exp), per population, time-major ``[t_n, B, n]``.
+
+        A single projection with exponent 0 passes through untouched (float32 stays exact)."""
+        out: dict[int, NDArray[np.floating]] = {}
         for (q, j, _s), total in sums.items():
-            if q in out:
-                out[q] += fixed.shift_float(total, self.w.weight_exp[j])
+            if q not in comp:
+                continue
+            exp = self.w.weight_exp[j]
+            term = total if exp == 0 else fixed.shift_float(total.astype(np.float64), exp)
+            out[q] = term if q not in out else out[q].astype(np.float64) + term
         return out
 
     def _loihi_step(self, q: int, a: F64) -> F64:
@@ -352,7 +374,7 @@ class FastEngine:
         st = self.state[q]
         u, v = st["u"], st["v"]
         cache = self._loihi_consts(q)
-        fixed.mul_shift_trunc_float(u, cache["ku"], 0, out=u)
+        np.trunc(np.multiply(u, cache["ku"], out=u), out=u)  # == sign(p)(|p| >> 12), see module doc
         u += a * 64.0
         if (u > 8388608.0).any() or (u <= -8388608.0).any():
             u[:] = fixed.wrap_float(u, 24)
@@ -368,7 +390,7 @@ class FastEngine:
             v[held] = 0.0
             ref[held] -= 1
             ref[spikes] = np.broadcast_to(r["refractory"], spikes.shape)[spikes]
-        v[spikes] = 0.0
+        np.copyto(v, 0.0, where=spikes)
         return spikes
 
     def _loihi_consts(self, q: int) -> dict[str, F64 | bool]:
@@ -394,20 +416,51 @@ class FastEngine:
     def _arrivals(self, axon: int, b: int, ext: list[NDArray[np.float32]], offsets: list[int], t: int) -> int:
         total = 0
         for src, local, delay in self.axon_src.get(axon, ()):
-            total += int(ext[src][b, offsets[src] + t - delay, local])
+            total += int(ext[src][offsets[src] + t - delay, b, local])
         return total
 
-    def _ordered(self, nid: int, b: int, start: int, keep, ext: list[NDArray[np.float32]], offsets: list[int],
-                 t: int, lo: int, hi: int, weight_of=None) -> int:
-        """Accumulate neuron ``nid``'s synapses one at a time in ascending axon order, saturating."""
-        x = start
-        for axon, inc in self._syn_by_neuron[nid]:
-            if not keep(axon):
+    def _axon_counts(self, b: int, ext: list[NDArray[np.float32]], offsets: list[int], t: int) -> I64:
+        """Spike count arriving at every axon at step ``t`` for batch element ``b``: ``[A]``."""
+        if not hasattr(self, "_axsrc"):
+            rows = [(axon, src, local, delay) for axon, lst in self.axon_src.items() for src, local, delay in lst]
+            arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
+            self._axsrc = [(src, delay, arr[(arr[:, 1] == src) & (arr[:, 3] == delay)][:, [0, 2]])
+                           for src, delay in {(int(r[1]), int(r[3])) for r in arr}]
+        counts = np.zeros(self.w.n_axons, dtype=np.int64)
+        for src, delay, pairs in self._axsrc:
+            row = ext[src][offsets[src] + t - delay, b]
+            np.add.at(counts, pairs[:, 0], row[pairs[:, 1]].astype(np.int64))
+        return counts
+
+    def _ordered_vector(self, q: int, b: int, start: I64, ext: list[NDArray[np.float32]], offsets: list[int],
+                        t: int, lo: int, hi: int, synapse: int | None = None) -> I64:
+        """Accumulate population ``q`` (batch ``b``) one axon at a time in ascending axon order,
+        each spike a saturating addition: the chip's order, vectorised over the neurons."""
+        w = self.w
+        p = w.program
+        pop = self.pops[q]
+        x = start.copy()
+        counts = self._axon_counts(b, ext, offsets, t)
+        if not hasattr(self, "_ax_bounds"):
+            axes = np.arange(w.n_axons)
+            self._ax_bounds = np.stack([np.searchsorted(p.syn_axon, axes, side="left"),
+                                        np.searchsorted(p.syn_axon, axes, side="right")], axis=1).tolist()
+        for axon in np.flatnonzero(counts).tolist():
+            if synapse is not None and w.synapse_index_np[axon] != synapse:
                 continue
-            c = self._arrivals(axon, b, ext, offsets, t)
-            step = inc if weight_of is None else weight_of(axon)
-            for _ in range(c):
-                x = min(hi, max(lo, x + step))
+            lo_i, hi_i = self._ax_bounds[axon]
+            nids = p.syn_neuron[lo_i:hi_i].astype(np.int64)
+            keep = (self.pop_of[nids] == q) & ~self._stochastic[nids]
+            nids = nids[keep]
+            if not nids.size:
+                continue
+            if self.family == "truenorth":
+                inc = w.reg_np["type_weights"][nids, int(p.axon_type[axon])]
+            else:
+                inc = w.syn_increment[lo_i:hi_i][keep]
+            idx = self.local_of[nids]
+            for _ in range(int(counts[axon])):
+                x[idx] = np.minimum(np.maximum(x[idx] + inc, lo), hi)
         return x
 
     def _xylo_step(self, q: int, drive: dict[str, dict[int, F64]], ext: list[NDArray[np.float32]],
@@ -428,12 +481,8 @@ class FastEngine:
                 down = x + np.rint(drive["neg"][s]).astype(np.int64)
                 bad = (up > hi) | (down < lo)
                 new = x + add
-                if bad.any():
-                    syn_idx = self.w.synapse_index_np
-                    for b, i in zip(*np.nonzero(bad), strict=True):
-                        nid = int(pop.neurons[i])
-                        new[b, i] = self._ordered(nid, int(b), int(x[b, i]),
-                                                  lambda a, s=s: syn_idx[a] == s, ext, offsets, t, lo, hi)
+                for b in np.flatnonzero(bad.any(axis=1)).tolist():
+                    new[b] = self._ordered_vector(q, b, x[b], ext, offsets, t, lo, hi, synapse=s)
                 x[:] = new
             x -= fixed.shift_decay_array(x, dash)
             total += x
@@ -461,12 +510,8 @@ class FastEngine:
             down = v + np.rint(drive["neg"][0]).astype(np.int64)
             bad = (up > hi) | (down < lo)
             new = v + add
-            if bad.any():
-                for b, i in zip(*np.nonzero(bad), strict=True):
-                    nid = int(pop.neurons[i])
-                    tw = w.reg_np["type_weights"][nid]
-                    new[b, i] = self._ordered(nid, int(b), int(v[b, i]), lambda a: True, ext, offsets, t, lo, hi,
-                                              weight_of=lambda a, tw=tw: int(tw[w.program.axon_type[a]]))
+            for b in np.flatnonzero(bad.any(axis=1)).tolist():
+                new[b] = self._ordered_vector(q, b, v[b], ext, offsets, t, lo, hi)
             v[:] = new
         stoch = np.flatnonzero(self._stochastic[pop.neurons])
         for i in stoch.tolist():
@@ -513,11 +558,11 @@ class FastEngine:
         return spikes.astype(np.int64)
 
 
-def _slice(parts: dict[tuple[int, int, int], F64], q: int, t: int) -> dict[int, F64]:
+def _slice(parts: dict[tuple[int, int, int], NDArray[np.floating]], q: int, t: int) -> dict[int, F64]:
     """Per synaptic state of population ``q`` at step ``t``: the drive summed over projections."""
     out: dict[int, F64] = {}
     for (qq, _j, s), arr in parts.items():
         if qq == q:
-            val = arr[:, t, :]
+            val = arr[t].astype(np.float64)
             out[s] = out[s] + val if s in out else val.copy()
     return out
