@@ -438,7 +438,6 @@ class FastEngine:
         each spike a saturating addition: the chip's order, vectorised over the neurons."""
         w = self.w
         p = w.program
-        pop = self.pops[q]
         x = start.copy()
         counts = self._axon_counts(b, ext, offsets, t)
         if not hasattr(self, "_ax_bounds"):

@@ -235,7 +235,6 @@ class Program:
 
     # ----------------------------------------------------------------- validation
     def _validate(self) -> None:
-        spec = self.spec
         n, a = self.n_neurons, self.n_axons
         if self.core_axons.size != self.core_neurons.size:
             raise ProgramError("core_neurons and core_axons differ in length")

@@ -24,7 +24,8 @@ def build(seed: int = 0) -> emulator.Program:
     rng = np.random.default_rng(seed)
     b = emulator.ProgramBuilder("loihi")
     x = b.input("in", 64)
-    hidden = b.population("hidden", 32, du=410, dv=205, vth=12000, bias_mant=0, bias_exp=0)   # tau_u ~ 10, tau_v ~ 20 steps
+    # du = 410, dv = 205: time constants of about 10 and 20 steps
+    hidden = b.population("hidden", 32, du=410, dv=205, vth=12000, bias_mant=0, bias_exp=0)
     readout = b.population("readout", 10, du=410, dv=205, vth=5000)
     b.connect(x, hidden, weights=rng.integers(-60, 100, size=(32, 64)), weight_exp=0, num_weight_bits=8)
     b.connect(hidden, readout, weights=rng.integers(-100, 160, size=(10, 32)), weight_exp=0, num_weight_bits=6)

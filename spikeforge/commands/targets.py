@@ -46,7 +46,8 @@ def _table(rows: list[dict]) -> str:
 
 def _show(spec: hw_specs.HwSpec) -> str:
     d = spec.to_dict()
-    out = [f"{spec.name} ({spec.family}) — {spec.description}", f"file: {spec.where()}  sha256: {spec.digest[:16]}…", ""]
+    out = [f"{spec.name} ({spec.family}) — {spec.description}",
+           f"file: {spec.where()}  sha256: {spec.digest[:16]}…", ""]
     for section in ("chip", "synapse", "registers", "defaults", "state", "learning", "link", "energy"):
         values = d[section]
         if not values:
