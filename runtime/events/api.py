@@ -17,6 +17,7 @@ from runtime.events.stream import (
     Header,
     check_on_error,
     collect,
+    decode_chunks,
     decode_file,
     rechunk,
     stop_or_raise,
@@ -141,8 +142,16 @@ def iter_events(
 
 def _iter(path: PathLike, fmt: str, chunk_events: int, block: int, on_error: str) -> Iterator[np.ndarray]:
     try:
-        _, blocks = open_blocks(path, fmt, block)
-        yield from rechunk(blocks, chunk_events)
+        mod = format_module(fmt)
+        if hasattr(mod, "open_blocks"):
+            _, blocks = open_blocks(path, fmt, block)
+            yield from rechunk(blocks, chunk_events)
+            return
+        with open(path, "rb") as fh:
+            header = mod.read_header(fh)
+            decoder = mod.Decoder(header)
+            per_byte = mod.max_events(1 << 20) / (1 << 20) if hasattr(mod, "max_events") else 1 / 8
+            yield from decode_chunks(fh, header, decoder, chunk_events, per_byte, mod.GRANULE)
     except EventFormatError as err:
         rest = stop_or_raise(_with_events(err), on_error, path)
         if len(rest):

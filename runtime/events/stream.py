@@ -103,6 +103,82 @@ def decode_file(
     decoder.finish(pending.tobytes(), offset)
 
 
+def decode_chunks(
+    fh: BinaryIO,
+    header: Header,
+    decoder: Decoder,
+    chunk_events: int,
+    events_per_byte: float,
+    granule: int = 1,
+    max_block: int = 2 << 20,
+) -> Iterator[np.ndarray]:
+    """Yield arrays of exactly ``chunk_events`` events (the last may be short), decoded in place.
+
+    Each chunk is one preallocated array that the decoder fills directly: reads are sized so that
+    the events they can produce (``events_per_byte`` bound) fit the room left, so no chunk is ever
+    assembled by concatenation. Events that do not fit (formats without a strict bound) are
+    copied over. On ``EventFormatError`` the complete chunks are yielded first and ``.events``
+    holds the rest.
+    """
+    arena = Arena(chunk_events)
+    decoder.alloc = arena.alloc  # type: ignore[attr-defined]
+    spill: list[np.ndarray] = []
+
+    def take(events: np.ndarray) -> Iterator[np.ndarray]:
+        """Account for decoded ``events``; yield every chunk they complete."""
+        nonlocal arena
+        if len(events) and events.base is arena.buf:
+            pass  # decoded in place
+        elif len(events):
+            spill.append(events)
+        while spill or arena.used == chunk_events:
+            if arena.used == chunk_events:
+                yield arena.buf
+                arena = Arena(chunk_events)
+                decoder.alloc = arena.alloc  # type: ignore[attr-defined]
+                continue
+            head = spill.pop(0)
+            room = chunk_events - arena.used
+            arena.buf[arena.used : arena.used + min(room, len(head))] = head[:room]
+            arena.used += min(room, len(head))
+            if len(head) > room:
+                spill.insert(0, head[room:])
+
+    fh.seek(header.data_offset)
+    offset = header.data_offset
+    pending = np.zeros(0, dtype=np.uint8)
+    store = np.empty(0, dtype=np.uint8)
+    try:
+        while True:
+            room = max(1, chunk_events - arena.used)
+            # at least 16 KiB per read: tiny reads near the end of a chunk cost more than copying
+            # the few events that spill over into the next chunk
+            want = int(min(max_block, max(16 << 10, room / events_per_byte)))
+            want -= want % granule
+            want = max(want, granule, decoder.need - len(pending))
+            if len(store) < len(pending) + want:
+                store = np.empty(len(pending) + want, dtype=np.uint8)
+            buf = store[: len(pending) + want]
+            buf[: len(pending)] = pending
+            got = fh.readinto(buf[len(pending) :].data)  # type: ignore[attr-defined]
+            if not got:
+                break
+            data = buf[: len(pending) + got]
+            events, used = decoder.decode(data, offset)  # type: ignore[arg-type]
+            offset += used
+            pending = data[used:].copy()
+            yield from take(events)
+        decoder.finish(pending.tobytes(), offset)
+    except EventFormatError as err:
+        partial = getattr(err, "events", None)
+        if partial is not None and len(partial):
+            yield from take(partial)
+        err.events = concat_events([arena.buf[: arena.used], *spill])  # type: ignore[attr-defined]
+        raise
+    if arena.used:
+        yield arena.buf[: arena.used]
+
+
 def rechunk(blocks: Iterator[np.ndarray], chunk_events: int) -> Iterator[np.ndarray]:
     """Re-cut a stream of event arrays into arrays of exactly ``chunk_events`` (the last may be short).
 
