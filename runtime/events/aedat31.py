@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from runtime.events.dtype import concat_events, empty_events
+from runtime.events.dtype import concat_events, copy_events, empty_events
 from runtime.events.stream import BaseDecoder, Header, format_error
 
 NAME = "aedat31"
@@ -84,14 +84,13 @@ class Decoder(BaseDecoder):
             pos += _PACKET.size + body
         events = concat_events(parts)
         out = self.alloc(len(events))
-        out[...] = events
+        copy_events(out, events)
         return out, pos
 
     def finish(self, rest: bytes, offset: int) -> None:
         if rest:
             raise format_error(
-                f"file truncated: the last packet needs {self.need or _PACKET.size} bytes but only "
-                f"{len(rest)} remain",
+                f"file truncated: the last packet needs {self.need or _PACKET.size} bytes but only {len(rest)} remain",
                 offset,
             )
 

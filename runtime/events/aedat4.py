@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from runtime.events.dtype import EVENT_DTYPE, concat_events
+from runtime.events.dtype import EVENT_DTYPE, concat_events, copy_events
 from runtime.events.stream import BaseDecoder, Header, format_error
 
 NAME = "aedat4"
@@ -137,9 +137,7 @@ def read_header(fh: BinaryIO) -> Header:
     (n,) = struct.unpack("<I", raw)
     body = fh.read(n)
     if len(body) < n or n > MAX_PACKET_BYTES:
-        raise format_error(
-            f"AEDAT 4.0: IOHeader of {n} bytes but only {len(body)} in the file", len(MAGIC) + 4
-        )
+        raise format_error(f"AEDAT 4.0: IOHeader of {n} bytes but only {len(body)} in the file", len(MAGIC) + 4)
     try:
         table = _root(body)
         compression = table.scalar(0, "<i", 0)
@@ -232,9 +230,7 @@ class Decoder(BaseDecoder):
                 try:
                     parts.append(self._events(view[pos + 8 : pos + 8 + size]))
                 except ValueError as exc:
-                    raise format_error(
-                        f"AEDAT 4.0: corrupt event packet: {exc}", offset + pos, so_far()
-                    ) from None
+                    raise format_error(f"AEDAT 4.0: corrupt event packet: {exc}", offset + pos, so_far()) from None
             pos += 8 + size
         if self.done:
             pos = len(data)  # the file data table and anything after it are not packets
@@ -242,7 +238,7 @@ class Decoder(BaseDecoder):
         out = self.alloc(sum(len(p) for p in parts))
         at = 0
         for part in parts:
-            out[at : at + len(part)] = part
+            copy_events(out[at : at + len(part)], part)
             at += len(part)
         return out, pos
 
@@ -255,9 +251,7 @@ class Decoder(BaseDecoder):
         else:
             buf = payload
         if len(buf) < 12 or bytes(buf[8:12]) != b"EVTS":
-            raise ValueError(
-                f"packet of the event stream lacks the 'EVTS' identifier (got {bytes(buf[8:12])!r})"
-            )
+            raise ValueError(f"packet of the event stream lacks the 'EVTS' identifier (got {bytes(buf[8:12])!r})")
         (size,) = struct.unpack_from("<I", buf, 0)
         if size + 4 > len(buf):
             raise ValueError(f"size prefix {size} exceeds the {len(buf) - 4} bytes of the packet")
@@ -345,17 +339,13 @@ class Writer:
             try:
                 import lz4.frame
             except ImportError:
-                raise format_error(
-                    f"writing LZ4-compressed AEDAT 4.0 needs 'lz4'; {EXTRA_HINT}", None
-                ) from None
+                raise format_error(f"writing LZ4-compressed AEDAT 4.0 needs 'lz4'; {EXTRA_HINT}", None) from None
             self.compress = lz4.frame.compress
         elif compression == "zstd":
             try:
                 import zstandard
             except ImportError:
-                raise format_error(
-                    f"writing Zstd-compressed AEDAT 4.0 needs 'zstandard'; {EXTRA_HINT}", None
-                ) from None
+                raise format_error(f"writing Zstd-compressed AEDAT 4.0 needs 'zstandard'; {EXTRA_HINT}", None) from None
             self.compress = zstandard.ZstdCompressor().compress
         header = _ioheader(codes[compression], _description(width, height, compression))
         fh.write(MAGIC + struct.pack("<I", len(header)) + header)
@@ -374,9 +364,7 @@ class Writer:
 
 
 class _OwnedWriter:
-    def __init__(
-        self, path: str | os.PathLike[str], width: int | None, height: int | None, compression: str
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], width: int | None, height: int | None, compression: str) -> None:
         self.fh = open(path, "wb")  # noqa: SIM115 - closed in close()
         try:
             self.writer = Writer(self.fh, width, height, compression)
@@ -391,9 +379,7 @@ class _OwnedWriter:
         self.fh.close()
 
 
-def open_writer(
-    path: str | os.PathLike[str], fmt: str, width: int | None, height: int | None
-) -> _OwnedWriter:
+def open_writer(path: str | os.PathLike[str], fmt: str, width: int | None, height: int | None) -> _OwnedWriter:
     """Writer for ``aedat4`` (uncompressed), ``aedat4-lz4`` or ``aedat4-zstd``."""
     compression = fmt.split("-", 1)[1] if "-" in fmt else "none"
     return _OwnedWriter(path, width, height, compression)

@@ -69,6 +69,7 @@ def open_blocks(
     except BaseException:
         fh.close()
         raise
+
     def decoded() -> Iterator[np.ndarray]:
         with fh:
             yield from decode_file(fh, header, decoder, block_bytes, mod.GRANULE)
@@ -163,9 +164,7 @@ def open_writer(path: PathLike, format: str | None, width: int | None, height: i
     fmt = detect.for_writing(path, format)
     mod = format_module(fmt)
     if not hasattr(mod, "Writer"):
-        raise ValueError(
-            f"format {fmt!r} can be read but not written; writable: evt2, evt3, aedat4, npy, npz"
-        )
+        raise ValueError(f"format {fmt!r} can be read but not written; writable: evt2, evt3, aedat4, npy, npz")
     return (
         mod.open_writer(path, fmt, width, height)
         if hasattr(mod, "open_writer")

@@ -26,9 +26,7 @@ def read_header(fh: BinaryIO) -> Header:
     fh.seek(header.data_offset)
     kind = fh.read(2)
     if len(kind) < 2:
-        raise format_error(
-            "DAT: file ends before the 2-byte event type/size after the header", header.data_offset
-        )
+        raise format_error("DAT: file ends before the 2-byte event type/size after the header", header.data_offset)
     if kind[1] != 8:
         raise format_error(
             f"DAT: event size {kind[1]} (type {kind[0]}) is not supported; only 8-byte CD records are",

@@ -99,7 +99,6 @@ def detect(path: str | os.PathLike[str]) -> str:
     if ext in _EXTENSIONS:
         return _EXTENSIONS[ext]
     raise EventFormatError(
-        f"{os.fspath(path)}: unknown event file (first bytes {head[:12]!r}); pass format= one of "
-        f"{', '.join(FORMATS)}",
+        f"{os.fspath(path)}: unknown event file (first bytes {head[:12]!r}); pass format= one of {', '.join(FORMATS)}",
         0,
     )

@@ -181,9 +181,7 @@ class Writer:
         check_writable(events, "EVT 2.0", 2047, 2047)
         t = events["t"]
         if self.last_t is not None and int(t[0]) < self.last_t:
-            raise format_error(
-                f"EVT 2.0 writer: chunk starts at t={t[0]} before the previous t={self.last_t}", None
-            )
+            raise format_error(f"EVT 2.0 writer: chunk starts at t={t[0]} before the previous t={self.last_t}", None)
         if not self.started:
             self._start(int(t[0]))
         tr = t - self.t_offset

@@ -85,9 +85,7 @@ class Decoder(BaseDecoder):
             is_cd, t_base, skip, bad = self.time.split(high)
         if bad >= 0:
             events = self._decode(high[:bad], mask[:bad], offset) if bad else empty_events(0)
-            raise format_error(
-                f"EVT 2.1: undefined word type 0x{int(high[bad]) >> 28:X}", offset + 8 * bad, events
-            )
+            raise format_error(f"EVT 2.1: undefined word type 0x{int(high[bad]) >> 28:X}", offset + 8 * bad, events)
         hw = high[is_cd][skip:]
         mw = mask[is_cd][skip:]
         row, col = expand_masks(mw, 32)

@@ -192,7 +192,9 @@ class Decoder(BaseDecoder):
         start -= first
         bit = np.take(start, word, mode="clip")
         bit += np.arange(n, dtype=np.int64)
-        np.add(np.take(base, word, mode="clip"), np.take(_BITS, bit, mode="clip"), out=out["x"])
+        x = np.take(base, word, mode="clip")
+        x += np.take(_BITS, bit, mode="clip")
+        out["x"] = x
         np.take(pol, word, out=out["p"], mode="clip")
         np.take(y_w, word, out=out["y"], mode="clip")
         np.take(t_w, word, out=out["t"], mode="clip")
@@ -289,9 +291,7 @@ class Writer:
         check_writable(events, "EVT 3.0", 2047, 2047)
         t = events["t"].astype(np.int64)
         if int(t[0]) < self.last_t:
-            raise format_error(
-                f"EVT 3.0 writer: chunk starts at t={t[0]} before the previous t={self.last_t}", None
-            )
+            raise format_error(f"EVT 3.0 writer: chunk starts at t={t[0]} before the previous t={self.last_t}", None)
         if not self.started:
             self.t_offset = (int(t[0]) >> 24) << 24
             self.fh.write(prophesee_header.build("EVT3", "3.0", self.width, self.height, self.t_offset))
@@ -324,9 +324,7 @@ class Writer:
         per_event = n_th + new_t + new_y + single + 2 * vec_start
         first = np.cumsum(per_event) - per_event
         words = np.empty(int(per_event.sum()), dtype=np.uint16)
-        within = np.arange(len(th_vals)) - np.repeat(
-            np.cumsum(n_th[n_th > 0]) - n_th[n_th > 0], n_th[n_th > 0]
-        )
+        within = np.arange(len(th_vals)) - np.repeat(np.cumsum(n_th[n_th > 0]) - n_th[n_th > 0], n_th[n_th > 0])
         words[first[th_group] + within] = 0x8000 | (th_vals & 0xFFF)
         at = first + n_th
         words[at[new_t]] = 0x6000 | (tr[new_t] & 0xFFF)

@@ -42,9 +42,7 @@ class EventInfo:
         return getattr(self, key)
 
 
-def event_info(
-    path: str | os.PathLike[str], *, format: str | None = None, chunk_events: int = 4_000_000
-) -> EventInfo:
+def event_info(path: str | os.PathLike[str], *, format: str | None = None, chunk_events: int = 4_000_000) -> EventInfo:
     """Count, time span, sensor size, mean rate and polarity balance of an event file (one pass)."""
     fmt = resolve_format(path, format)
     header = read_header(path, fmt)

@@ -6,8 +6,9 @@ t/ts/timestamp; p/pol/polarity/on), in any order and of compatible dtypes (e.g. 
 memory-mapped and streamed; a truncated ``.npy`` yields its complete records, then raises.
 ``.npz`` members are read whole (zip members cannot be streamed).
 
-Writing: ``.npy`` gets the packed dtype ``[x <u2, y <u2, t <i8, p i1]`` (13 bytes per event, readable
-by any tool), streamed with the header's shape patched on close; ``.npz`` gets columns x, y, t, p.
+Writing: ``.npy`` gets ``EVENT_DTYPE`` itself (``[t <i8, x <u2, y <u2, p i1]`` plus 3 padding bytes,
+16 bytes per event, readable by ``np.load``), streamed with the header's shape patched on close, and
+read back with one copy; ``.npz`` gets columns x, y, t, p.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from runtime.events.dtype import as_events, concat_events, from_columns
+from runtime.events.dtype import EVENT_DTYPE, as_events, concat_events, copy_events, empty_events, from_columns
 from runtime.events.stream import Header, format_error
 
 BYTES_PER_EVENT = 16
-NPY_DTYPE = np.dtype([("x", "<u2"), ("y", "<u2"), ("t", "<i8"), ("p", "i1")])
+#: what the writer stores: EVENT_DTYPE itself (16 bytes, aligned), so reading back is one copy
+NPY_DTYPE = EVENT_DTYPE
 _HEADER_BYTES = 192  # fixed so that the shape can be patched in place
 
 
@@ -58,9 +60,7 @@ def read_file_header(path: str | os.PathLike[str], fmt: str) -> Header:
     return Header("npy", offset)
 
 
-def open_blocks(
-    path: str | os.PathLike[str], fmt: str, block_bytes: int
-) -> tuple[Header, Iterator[np.ndarray]]:
+def open_blocks(path: str | os.PathLike[str], fmt: str, block_bytes: int) -> tuple[Header, Iterator[np.ndarray]]:
     if fmt == "npz":
         return Header("npz", 0), _npz_blocks(path)
     dtype, declared, offset = _npy_layout(path)
@@ -80,8 +80,17 @@ def _npy_blocks(
     per_block = max(1, block_bytes // 16)
     if n:
         mm = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(n,))
+        native = dtype == EVENT_DTYPE
         for start in range(0, n, per_block):
-            yield as_events(np.asarray(mm[start : start + per_block]), source=os.fspath(path))
+            part = np.asarray(mm[start : start + per_block])
+            if native:
+                if len(part) and int(part["p"].view(np.uint8).max()) > 1:
+                    raise format_error("npy: polarity values other than 0 and 1", offset + start * 16)
+                out = empty_events(len(part))
+                copy_events(out, part)
+                yield out
+            else:
+                yield as_events(part, source=os.fspath(path))
         del mm
     if available < declared:
         raise format_error(
@@ -125,9 +134,9 @@ class NpyWriter:
         self.fh.write(_header(0))
 
     def write(self, events: np.ndarray) -> None:
-        arr = np.empty(len(events), dtype=NPY_DTYPE)
-        for f in ("x", "y", "t", "p"):
-            arr[f] = events[f]
+        arr = np.zeros(len(events), dtype=NPY_DTYPE)  # zeroed: padding bytes are deterministic
+        copy_events(arr, events)
+        arr["p"] = events["p"] != 0
         self.fh.write(arr.tobytes())
         self.n += len(events)
 

@@ -16,7 +16,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from runtime.events.dtype import concat_events, empty_events
+from runtime.events.dtype import concat_events, copy_events, empty_events
 from spikeforge.errors import EventFormatError
 
 
@@ -139,7 +139,7 @@ def decode_chunks(
                 continue
             head = spill.pop(0)
             room = chunk_events - arena.used
-            arena.buf[arena.used : arena.used + min(room, len(head))] = head[:room]
+            copy_events(arena.buf[arena.used : arena.used + min(room, len(head))], head[:room])
             arena.used += min(room, len(head))
             if len(head) > room:
                 spill.insert(0, head[room:])
@@ -244,9 +244,7 @@ def stop_or_raise(err: EventFormatError, on_error: str, path: str | os.PathLike[
     """Apply the ``on_error`` policy: re-raise, or warn and hand back the events decoded so far."""
     if on_error == "raise":
         raise err
-    warnings.warn(
-        f"{os.fspath(path)}: {err}; kept the events decoded before it", EventFormatWarning, stacklevel=3
-    )
+    warnings.warn(f"{os.fspath(path)}: {err}; kept the events decoded before it", EventFormatWarning, stacklevel=3)
     return getattr(err, "events", empty_events(0))
 
 

@@ -20,7 +20,7 @@ from runtime.events import (
 from spikeforge.errors import EventFormatError
 
 #: (format, extension, largest record in bytes) of the writable formats
-FORMATS = [("evt2", "raw", 4), ("evt3", "raw", 2), ("aedat4", "aedat4", 1 << 20), ("npy", "npy", 13)]
+FORMATS = [("evt2", "raw", 4), ("evt3", "raw", 2), ("aedat4", "aedat4", 1 << 20), ("npy", "npy", 16)]
 
 
 def events(n: int = 60) -> np.ndarray:
