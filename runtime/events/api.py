@@ -34,8 +34,11 @@ _MODULES = {
     "aedat4-zstd": "aedat4",
 }
 
+#: events encoded at a time by writers
+WRITE_PIECE = 1 << 18
+
 #: bytes per block when reading a whole file: small enough that temporaries stay in cache
-READ_BLOCK_BYTES = 2 << 20
+READ_BLOCK_BYTES = 1 << 20
 
 
 def format_module(fmt: str) -> ModuleType:
@@ -111,7 +114,9 @@ def read_events(path: PathLike, *, format: str | None = None, on_error: str = "r
         if hasattr(mod, "max_events"):
             size = os.path.getsize(path)
             arena = Arena(max(0, mod.max_events(size)))
-        _, blocks = open_blocks(path, fmt, READ_BLOCK_BYTES, arena)
+        # NumPy files are memory-mapped: one block, one copy
+        block = os.path.getsize(path) if hasattr(mod, "open_blocks") else getattr(mod, "READ_BLOCK", READ_BLOCK_BYTES)
+        _, blocks = open_blocks(path, fmt, block, arena)
         return collect(blocks, arena)
     except EventFormatError as err:
         return stop_or_raise(_with_events(err), on_error, path)
@@ -152,7 +157,8 @@ def _iter(path: PathLike, fmt: str, chunk_events: int, block: int, on_error: str
             header = mod.read_header(fh)
             decoder = mod.Decoder(header)
             per_byte = mod.max_events(1 << 20) / (1 << 20) if hasattr(mod, "max_events") else 1 / 8
-            yield from decode_chunks(fh, header, decoder, chunk_events, per_byte, mod.GRANULE)
+            max_block = getattr(mod, "READ_BLOCK", READ_BLOCK_BYTES)
+            yield from decode_chunks(fh, header, decoder, chunk_events, per_byte, mod.GRANULE, max_block)
     except EventFormatError as err:
         rest = stop_or_raise(_with_events(err), on_error, path)
         if len(rest):
@@ -180,7 +186,9 @@ class _FileWriter:
         self.writer = mod.Writer(self.fh, width, height)
 
     def write(self, events: np.ndarray) -> None:
-        self.writer.write(events)
+        # encoders make several temporaries per event: bounded pieces keep them small and reused
+        for start in range(0, len(events), WRITE_PIECE):
+            self.writer.write(events[start : start + WRITE_PIECE])
 
     def close(self) -> None:
         try:

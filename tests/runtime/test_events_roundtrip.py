@@ -154,3 +154,15 @@ def test_property_round_trip(tmp_path, items, t0, chunk):
         assert_same(read_events(path, format=fmt), ev)
         parts = list(iter_events(path, chunk_events=chunk, format=fmt))
         assert_same(np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE), ev)
+
+
+@pytest.mark.parametrize("fmt", ["evt2", "evt3"])
+def test_writer_state_across_pieces(tmp_path, monkeypatch, fmt):
+    """Writers encode in pieces; time-high, row and vector state must carry across them."""
+    from runtime.events import api
+
+    monkeypatch.setattr(api, "WRITE_PIECE", 7)
+    ev = make_events(500)
+    path = tmp_path / "p.raw"
+    write_events(path, ev, format=fmt)
+    assert_same(read_events(path), ev)
