@@ -38,7 +38,7 @@ _MODULES = {
 WRITE_PIECE = 1 << 18
 
 #: bytes per block when reading a whole file: small enough that temporaries stay in cache
-READ_BLOCK_BYTES = 1 << 20
+READ_BLOCK_BYTES = 512 << 10
 
 
 def format_module(fmt: str) -> ModuleType:
@@ -170,7 +170,10 @@ def open_writer(path: PathLike, format: str | None, width: int | None, height: i
     fmt = detect.for_writing(path, format)
     mod = format_module(fmt)
     if not hasattr(mod, "Writer"):
-        raise ValueError(f"format {fmt!r} can be read but not written; writable: evt2, evt3, aedat4, npy, npz")
+        raise EventFormatError(
+            f"format {fmt!r} can be read but not written; writable: evt2, evt3, aedat4, aedat4-lz4, "
+            "aedat4-zstd, npy, npz"
+        )
     return (
         mod.open_writer(path, fmt, width, height)
         if hasattr(mod, "open_writer")
@@ -233,6 +236,8 @@ def convert(
 
     The sensor size comes from ``src``'s header unless ``width``/``height`` are given.
     """
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        raise EventFormatError(f"convert: input and output are the same file ({os.fspath(src)})")
     fmt = resolve_format(src, format)
     header = read_header(src, fmt)
     w = width if width is not None else header.width

@@ -49,11 +49,11 @@ _EXTENSIONS = {".aedat4": "aedat4", ".dat": "dat", ".npy": "npy", ".npz": "npz"}
 
 
 def normalise(name: str) -> str:
-    """The canonical format name for ``name``; raises ``ValueError`` listing the known formats."""
+    """The canonical format name for ``name``; raises ``EventFormatError`` listing the known formats."""
     key = "".join(ch for ch in name.lower() if ch.isalnum())
     if key in _ALIASES:
         return _ALIASES[key]
-    raise ValueError(f"unknown event format {name!r}; known formats: {', '.join(FORMATS)}")
+    raise EventFormatError(f"unknown event format {name!r}; known formats: {', '.join(FORMATS + WRITE_VARIANTS)}")
 
 
 def for_writing(path: str | os.PathLike[str], format: str | None) -> str:
@@ -61,10 +61,10 @@ def for_writing(path: str | os.PathLike[str], format: str | None) -> str:
     if format is not None:
         return normalise(format)
     ext = Path(path).suffix.lower()
-    table = {".raw": "evt3", ".aedat4": "aedat4", ".npy": "npy", ".npz": "npz"}
+    table = {".raw": "evt3", ".aedat4": "aedat4", ".npy": "npy", ".npz": "npz", ".dat": "dat"}
     if ext in table:
         return table[ext]
-    raise ValueError(
+    raise EventFormatError(
         f"{os.fspath(path)}: cannot tell the format from extension {ext!r}; pass format= one of "
         "evt2, evt3, aedat4, npy, npz (.raw defaults to evt3)"
     )

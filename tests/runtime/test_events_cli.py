@@ -51,3 +51,15 @@ def test_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("spikeforge events: error:") and "byte offset 16" in err
     assert main(["events"]) == 2
+
+
+def test_convert_refuses_bad_requests(tmp_path, capsys):
+    path, _ = sample(tmp_path)
+    assert main(["events", "convert", str(path), str(tmp_path / "o.xyz")]) == 1
+    assert "cannot tell the format" in capsys.readouterr().err
+    assert main(["events", "convert", str(path), str(tmp_path / "o.dat")]) == 1
+    assert "read but not written" in capsys.readouterr().err
+    assert main(["events", "convert", str(path), str(path), "--to", "evt3"]) == 1
+    assert "same file" in capsys.readouterr().err
+    assert main(["events", "info", str(path), "--format", "evt9"]) == 1
+    assert "unknown event format" in capsys.readouterr().err

@@ -245,3 +245,22 @@ def test_tiny_blocks_equal_whole_read(tmp_path, fmt, granule, k):
 
 def test_concat_events_of_nothing():
     assert len(concat_events([])) == 0
+
+
+def test_aedat4_stops_at_the_data_table(tmp_path, monkeypatch):
+    """Bytes from the header's dataTablePosition on are the file data table, not packets."""
+    from runtime.events import EVENT_DTYPE, aedat4, write_events
+
+    monkeypatch.setattr(aedat4, "EVENTS_PER_PACKET", 4)
+    ev = np.zeros(8, EVENT_DTYPE)
+    ev["t"], ev["x"], ev["y"], ev["p"] = np.arange(8), np.arange(8), np.arange(8), 1
+    path = tmp_path / "t.aedat4"
+    write_events(path, ev)
+    data = bytearray(path.read_bytes())
+    table_at = len(data)
+    data += b"\x01\x02\x03 not a packet"
+    # our IOHeader keeps dataTablePosition at byte 32 of the flatbuffer, after magic and length
+    struct.pack_into("<q", data, len(aedat4.MAGIC) + 4 + 32, table_at)
+    path.write_bytes(bytes(data))
+    assert read_header(path).meta["data_table_position"] == str(table_at)
+    check(path, "aedat4", rows(ev), 1)
