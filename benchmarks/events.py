@@ -59,9 +59,7 @@ def write_dat(path: Path, ev: np.ndarray) -> None:
     """DAT has no writer in spikeforge (read-only format): build the bytes directly."""
     rec = np.empty((len(ev), 2), dtype="<u4")
     rec[:, 0] = ev["t"] & 0xFFFFFFFF
-    rec[:, 1] = (
-        ev["x"].astype(np.uint32) | (ev["y"].astype(np.uint32) << 14) | (ev["p"].astype(np.uint32) << 28)
-    )
+    rec[:, 1] = ev["x"].astype(np.uint32) | (ev["y"].astype(np.uint32) << 14) | (ev["p"].astype(np.uint32) << 28)
     with open(path, "wb") as fh:
         fh.write(b"% Data file containing CD events.\n% Version 2\n% Width 1280\n% Height 720\n")
         fh.write(bytes([0, 8]))

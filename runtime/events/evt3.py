@@ -37,27 +37,12 @@ READ_BLOCK = 128 << 10
 LOOP_US = 1 << 24
 _KEEPALIVE = 1024  # time-high units (4096 µs) between keep-alive words, half the wrap threshold
 
-# word classes, looked up from the 4-bit type
-_OTHER, _ROW, _ADDR_X, _BASE, _VECT, _TIME, _BAD = range(7)
+# word classes, looked up from the 4-bit type; numbered so that pixel words are ``cls <= _VECT``
+# and row/time words ``cls >= _ROW`` (undefined types are rejected before)
+_ADDR_X, _BASE, _VECT, _OTHER, _ROW, _TIME, _BAD = range(7)
 _CLASS = np.array(
-    [
-        _ROW,
-        _ROW,
-        _ADDR_X,
-        _BASE,
-        _VECT,
-        _VECT,
-        _TIME,
-        _OTHER,
-        _TIME,
-        _BAD,
-        _OTHER,
-        _BAD,
-        _BAD,
-        _OTHER,
-        _OTHER,
-        _OTHER,
-    ],
+    [_ROW, _ROW, _ADDR_X, _BASE, _VECT, _VECT, _TIME, _OTHER]
+    + [_TIME, _BAD, _OTHER, _BAD, _BAD, _OTHER, _OTHER, _OTHER],
     dtype=np.uint8,
 )
 
@@ -87,11 +72,6 @@ def read_header(fh: BinaryIO) -> Header:
 def max_events(nbytes: int) -> int:
     """Arena size for a whole-file read: one event per word (vectors beyond that fall back)."""
     return nbytes // 2
-
-
-def _forward_index(flags: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """For positions ``at``, how many ``flags`` are set at or before them (0 = none: use the state)."""
-    return np.cumsum(flags, dtype=np.int32)[at]
 
 
 class Decoder(BaseDecoder):
@@ -134,48 +114,37 @@ class Decoder(BaseDecoder):
         return self._decode(w[skip:], offset + 2 * skip), 2 * n
 
     def _decode(self, w: np.ndarray, offset: int) -> np.ndarray:
-        cls = _CLASS[w >> 12]
-        bad_at = np.flatnonzero(cls == _BAD)
-        if len(bad_at):
-            bad = int(bad_at[0])
+        cls = _CLASS.take(w >> 12)
+        if len(cls) and cls.max() == _BAD:
+            bad = int(np.flatnonzero(cls == _BAD)[0])
             events = self._decode(w[:bad], offset)
             raise format_error(
                 f"EVT 3.0: undefined word type 0x{int(w[bad]) >> 12:X} (word 0x{int(w[bad]):04X})",
                 offset + 2 * bad,
                 events,
             )
-        times = self._times(w, cls)
-        is_row = cls == _ROW
-        rows = w[is_row]
-        y_of = np.empty(len(rows) + 1, dtype=np.uint16)
-        y_of[0] = self.y
-        np.bitwise_and(rows, 0x7FF, out=y_of[1:])
-        cd_of = np.empty(len(rows) + 1, dtype=bool)
-        cd_of[0] = self.row_cd
-        np.less(rows, 0x1000, out=cd_of[1:])
-        if len(rows):
-            self.y, self.row_cd = int(y_of[-1]), bool(cd_of[-1])
-
-        # pixel words: ADDR_X, VECT_BASE_X, VECT_12, VECT_8 (classes 2..4), in file order
-        is_pix = cls >= _ADDR_X
-        is_pix &= cls <= _VECT
-        pos = np.flatnonzero(is_pix)
-        pw = w[pos]
-        y_idx = _forward_index(is_row, pos)
-        t_idx = _forward_index(cls == _TIME, pos)
+        # Row and time words set state; pixel words (ADDR_X, VECT_BASE_X, VECT_12, VECT_8) use
+        # it. Each pixel word is given the index of the last state word before it (0 = the
+        # state carried in), and row/time state is resolved on the short list of state words.
+        is_set = cls >= _ROW
+        spos = np.flatnonzero(is_set)
+        pos = np.flatnonzero(cls <= _VECT)
+        s_at = np.cumsum(is_set, dtype=np.intp).take(pos)
+        y_s, cd_s, t_s = self._state(w.take(spos))
+        y_px = y_s.take(s_at)
+        keep = cd_s.take(s_at)
+        t_px = t_s.take(s_at)
+        pw = w.take(pos)
         base, pol, mask = self._pixels(pw)
-        keep = cd_of[y_idx]
         if not keep.all():  # pixel words of EM rows are not CD events
             mask[~keep] = 0
-        # per-word values are spread over the word's events with repeat, much cheaper than
-        # gathering with per-event indices; VECT_BASE_X words have an empty mask and vanish
         counts = np.bitwise_count(mask)
         live = np.flatnonzero(counts)  # VECT_BASE_X words and dropped rows have no events
         mask, counts = mask[live], counts[live].astype(np.int64)
         n = int(counts.sum())
         out = self.alloc(n)
-        y_w = y_of[y_idx[live]]
-        t_w = times[t_idx[live]]
+        y_w = y_px.take(live)
+        t_w = t_px.take(live)
         base, pol = base[live], pol[live]
         if n == len(live):  # one event per word (ADDR_X, single-bit vectors): no expansion
             np.add(base, _BITS[_BITS_AT[mask]], out=out["x"])
@@ -202,9 +171,33 @@ class Decoder(BaseDecoder):
         np.take(t_w, word, out=out["t"], mode="clip")
         return out
 
-    def _times(self, w: np.ndarray, cls: np.ndarray) -> np.ndarray:
-        """Absolute time (µs) after each time word, with the carried-in time at index 0."""
-        tw = w[cls == _TIME]
+    def _state(self, sw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row y, CD-row flag and absolute time (µs) after each state word ``sw`` (rows and times).
+
+        Each array has ``len(sw) + 1`` entries; index 0 is the state carried in from the last block.
+        """
+        is_row = sw < 0x2000
+        rows = sw[is_row]
+        y_of = np.empty(len(rows) + 1, dtype=np.uint16)
+        y_of[0] = self.y
+        np.bitwise_and(rows, 0x7FF, out=y_of[1:])
+        cd_of = np.empty(len(rows) + 1, dtype=bool)
+        cd_of[0] = self.row_cd
+        np.less(rows, 0x1000, out=cd_of[1:])
+        if len(rows):
+            self.y, self.row_cd = int(y_of[-1]), bool(cd_of[-1])
+        ridx = np.empty(len(sw) + 1, dtype=np.intp)
+        ridx[0] = 0
+        np.cumsum(is_row, out=ridx[1:])
+        is_time = ~is_row
+        times = self._times(sw[is_time])
+        tidx = np.empty(len(sw) + 1, dtype=np.intp)
+        tidx[0] = 0
+        np.cumsum(is_time, out=tidx[1:])
+        return y_of.take(ridx), cd_of.take(ridx), times.take(tidx)
+
+    def _times(self, tw: np.ndarray) -> np.ndarray:
+        """Absolute time (µs) after each time word ``tw``, with the carried-in time at index 0."""
         is_high = tw >= 0x8000
         val = (tw & 0xFFF).astype(np.int64)
         high = val[is_high]

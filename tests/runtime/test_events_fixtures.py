@@ -131,7 +131,13 @@ def test_dat_hand_built(tmp_path):
     body += dat_record(9, 0, 0, 0)
     path = tmp_path / "d.dat"
     path.write_bytes(head + body)
-    expected = [(3, 4, 10, 1), (303, 239, 20, 0), (1, 1, (1 << 32) - 5, 1), (2, 2, (1 << 32) + 7, 1), (0, 0, (1 << 32) + 9, 0)]
+    expected = [
+        (3, 4, 10, 1),
+        (303, 239, 20, 0),
+        (1, 1, (1 << 32) - 5, 1),
+        (2, 2, (1 << 32) + 7, 1),
+        (0, 0, (1 << 32) + 9, 0),
+    ]
     check(path, "dat", expected, 8)
     assert (read_header(path).width, read_header(path).height) == (304, 240)
 
@@ -160,16 +166,13 @@ def test_aedat2_dvs128_hand_built(tmp_path):
     recs = [((5 << 8) | (9 << 1) | 1, 10), (1 << 15, 11), ((127 << 8) | (127 << 1), 12)]
     path = tmp_path / "f.aedat"
     path.write_bytes(
-        b"#!AER-DAT2.0\r\n# HardwareInterface: DVS128\r\n"
-        + b"".join(struct.pack(">II", a, t) for a, t in recs)
+        b"#!AER-DAT2.0\r\n# HardwareInterface: DVS128\r\n" + b"".join(struct.pack(">II", a, t) for a, t in recs)
     )
     check(path, "aedat2", [(9, 5, 10, 1), (127, 127, 12, 0)], 8)
     assert read_header(path).width == 128
 
 
-def aedat31_packet(
-    etype: int, size: int, overflow: int, events: list[bytes], capacity: int | None = None
-) -> bytes:
+def aedat31_packet(etype: int, size: int, overflow: int, events: list[bytes], capacity: int | None = None) -> bytes:
     cap = len(events) if capacity is None else capacity
     valid = sum(1 for e in events if size == 8 and struct.unpack_from("<I", e)[0] & 1)
     body = b"".join(events) + b"\0" * (size * (cap - len(events)))
@@ -184,9 +187,7 @@ def test_aedat31_hand_built(tmp_path):
     head = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DAVIS346\r\n#Start-Time: now\r\n#!END-HEADER\r\n"
     packets = [
         aedat31_packet(0, 8, 0, [struct.pack("<Ii", 1, 5)]),  # special events: skipped
-        aedat31_packet(
-            1, 8, 0, [polarity31(10, 20, 1, 100), polarity31(11, 21, 0, 101, valid=0)], capacity=4
-        ),
+        aedat31_packet(1, 8, 0, [polarity31(10, 20, 1, 100), polarity31(11, 21, 0, 101, valid=0)], capacity=4),
         aedat31_packet(1, 8, 1, [polarity31(345, 259, 0, 7)]),
     ]
     path = tmp_path / "g.aedat"
