@@ -131,9 +131,10 @@ def iter_events(
 ) -> Iterator[np.ndarray]:
     """Yield the events of ``path`` in ``EVENT_DTYPE`` arrays of ``chunk_events`` (the last may be short).
 
-    Memory stays bounded: the file is read in blocks of bytes sized to the chunk. State that spans
-    blocks (time-high words, vector bases, wrap counts) carries over, so the concatenated chunks
-    equal ``read_events(path)``. On a defect, every complete chunk before it is yielded, then
+    Memory stays bounded: the file is read in blocks of at most ``READ_BLOCK_BYTES`` (per-format
+    ``READ_BLOCK``) decoded straight into the chunk arrays. State that spans blocks (time-high
+    words, vector bases, wrap counts, split packets) carries over, so the concatenated chunks equal
+    ``read_events(path)``. On a defect, every complete chunk before it is yielded, then
     ``EventFormatError`` is raised with ``.events`` = the decoded events not yet yielded
     (``on_error="stop"``: those are yielded and a warning is issued instead).
     """
