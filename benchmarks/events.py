@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--formats", default="evt2,evt3,dat,aedat4,aedat4-lz4,aedat4-zstd,npy")
     args = ap.parse_args()
+    print(f"glibc M_TOP_PAD tuning: {os.environ.get('SPIKEFORGE_MALLOC_TUNING', '1') != '0'}")
     n = args.events
     print(f"synthesising {n:,} events ...", flush=True)
     ev = synthesise(n)
