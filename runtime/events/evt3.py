@@ -32,8 +32,6 @@ from runtime.events.timecode import check_writable, high_words
 NAME = "evt3"
 GRANULE = 2
 BYTES_PER_EVENT = 2.5
-#: EVT 3.0 decoding makes many temporaries per word: small blocks keep them in cache
-READ_BLOCK = 128 << 10
 LOOP_US = 1 << 24
 _KEEPALIVE = 1024  # time-high units (4096 µs) between keep-alive words, half the wrap threshold
 
