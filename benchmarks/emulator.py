@@ -88,10 +88,10 @@ def build_xylo(seed: int = 0) -> emulator.Program:
     rng = np.random.default_rng(seed)
     b = emulator.ProgramBuilder("xylo")
     x = b.input("in", 16)
-    h = b.population("h", 1000, dash_mem=4, dash_syn=3, dash_syn2=5, threshold=4000, bias=0)
+    h = b.population("h", 1000, dash_mem=4, dash_syn=3, dash_syn2=5, threshold=3000, bias=0)
     o = b.population("o", 8, readout=True, dash_mem=4, dash_syn=3, threshold=300)
-    b.connect(x, h, weights=rng.integers(-128, 128, (1000, 16)), weight_shift=0)
-    b.connect(x, h, weights=rng.integers(-128, 128, (1000, 16)), synapse=1, weight_shift=0, name="in_syn2")
+    b.connect(x, h, weights=rng.integers(-32, 32, (1000, 16)), weight_shift=0)
+    b.connect(x, h, weights=rng.integers(-32, 32, (1000, 16)), synapse=1, weight_shift=0, name="in_syn2")
     posts, pres = [], []
     for j in range(1000):  # each neuron targets at most 64 others (Xylo fan-out limit)
         tgt = rng.choice(1000, size=int(rng.integers(16, 50)), replace=False)
