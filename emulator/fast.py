@@ -76,6 +76,11 @@ class FastEngine:
         self._stochastic = np.zeros(n, dtype=bool)
         if self.family == "truenorth":
             self._stochastic = wiring.reg_np["stochastic_synapse"] != 0
+        self._n_syn = [1] * len(self.pops)
+        if self.family == "xylo":
+            self._n_syn = [1 if pop.size and wiring.readout_np[pop.neurons[0]] else 2 for pop in self.pops]
+            for q, r in enumerate(self._regs):
+                r["dash_each"] = [r["dash_syn"], r["dash_syn2"]][: self._n_syn[q]]
         self._build_edges()
         self._build_schedule()
         self._build_synops()
@@ -244,6 +249,15 @@ class FastEngine:
         self.t = 0
         self.state = [{k: np.zeros((b, pop.size), dtype=np.float64 if self.family == "loihi" else np.int64)
                        for k in self.w.state_names} for pop in self.pops]
+        if self.family == "xylo":
+            # both synaptic states as one [B, S, n] array (S = 1 for a readout): one numpy call
+            # updates both; "isyn"/"isyn2" stay as views for probes
+            for q, st in enumerate(self.state):
+                syn = np.zeros((b, self._n_syn[q], self.pops[q].size), dtype=np.int64)
+                st["syn"] = syn
+                st["isyn"] = syn[:, 0]
+                if self._n_syn[q] == 2:
+                    st["isyn2"] = syn[:, 1]
         self.refractory = [np.zeros((b, pop.size), dtype=np.int64) for pop in self.pops]
         # spike history, time-major [delay, batch, n]: the last steps' spikes still travelling on routes
         self.hist = [np.zeros((self.din, b, self.w.n_channels), dtype=np.float32)]
@@ -331,19 +345,49 @@ class FastEngine:
             out["sum"] = {k: out["pos"][k] + out["neg"][k] for k in out["pos"]}
         return out
 
+    def _ordered_drive(self, edges: list[_Edge], ext: list[NDArray[np.float32]], offsets: list[int], t0: int,
+                       t_n: int) -> dict[int, tuple[F64, F64]]:
+        """Positive and negative parts of the drive per population, ``[t_n, B, S, n]`` float64
+        (S synaptic states: Xylo 2, or 1 for a readout; TrueNorth 1). Exact integers."""
+        out: dict[int, tuple[F64, F64]] = {}
+        for e in edges:
+            off = offsets[e.src] + t0 - e.delay
+            window = ext[e.src][off:off + t_n]
+            b_n = window.shape[1]
+            if t_n == 1 and b_n == 1:
+                x = window[0, 0]
+                nz = np.flatnonzero(x)
+                if not nz.size:
+                    continue
+                xs = x[nz].astype(e.mats[0].dtype)
+                pp, nn = xs @ e.mats[0][nz], xs @ e.mats[1][nz]
+            else:
+                flat = window.reshape(t_n * b_n, -1).astype(e.mats[0].dtype)
+                pp, nn = flat @ e.mats[0], flat @ e.mats[1]
+            if e.post not in out:
+                shape = (t_n, b_n, self._n_syn[e.post], self.pops[e.post].size)
+                out[e.post] = (np.zeros(shape), np.zeros(shape))
+            pos, neg = out[e.post]
+            pos[:, :, e.synapse, :] += pp.reshape(t_n, b_n, -1)
+            neg[:, :, e.synapse, :] += nn.reshape(t_n, b_n, -1)
+        return out
+
     def _run_block(self, comp: list[int], ext: list[NDArray[np.float32]], offsets: list[int], t_n: int,
                    recorded: dict[tuple[int, str], I64]) -> None:
         members = set(comp)
         ext_edges = [e for e in self.external if e.post in members]
         int_edges = [e for e in self.internal if e.post in members]
-        parts = ("sum", "pos", "neg") if self.family != "loihi" else ("sum",)
-        pre = self._drive(ext_edges, ext, offsets, 0, t_n)
         if self.family == "loihi":
-            pre_current = self._loihi_current(pre["sum"], comp, t_n)
+            pre_current = self._loihi_current(self._drive(ext_edges, ext, offsets, 0, t_n)["sum"], comp, t_n)
+        else:
+            pre_ord = self._ordered_drive(ext_edges, ext, offsets, 0, t_n)
         rec = [(q, var, arr) for (q, var), arr in recorded.items() if q in members]
         for t in range(t_n):
             if int_edges:
-                step = self._drive(int_edges, ext, offsets, t, 1)
+                if self.family == "loihi":
+                    step = self._drive(int_edges, ext, offsets, t, 1)
+                else:
+                    step_ord = self._ordered_drive(int_edges, ext, offsets, t, 1)
             for q in comp:
                 if self.family == "loihi":
                     a = pre_current[q][t] if q in pre_current else np.zeros((self.batch, self.pops[q].size))
@@ -353,15 +397,15 @@ class FastEngine:
                             a = a + extra[q][0]
                     spikes = self._loihi_step(q, a)
                 else:
-                    drive = {part: _slice(pre[part], q, t) for part in parts}
-                    if int_edges:
-                        for part in parts:
-                            for key, val in _slice(step[part], q, 0).items():
-                                drive[part][key] = drive[part][key] + val if key in drive[part] else val
+                    pos, neg = _at(pre_ord.get(q), t)
+                    if int_edges and q in step_ord:
+                        spos, sneg = step_ord[q]
+                        pos = spos[0] if pos is None else pos + spos[0]
+                        neg = sneg[0] if neg is None else neg + sneg[0]
                     if self.family == "xylo":
-                        spikes = self._xylo_step(q, drive, ext, offsets, t)
+                        spikes = self._xylo_step(q, pos, neg, ext, offsets, t)
                     else:
-                        spikes = self._truenorth_step(q, drive, ext, offsets, t)
+                        spikes = self._truenorth_step(q, pos, neg, ext, offsets, t)
                 ext[1 + q][offsets[1 + q] + t] = spikes
             for q, var, arr in rec:
                 arr[t] = self.state[q][var]
@@ -474,34 +518,35 @@ class FastEngine:
                 x[idx] = np.minimum(np.maximum(x[idx] + inc, lo), hi)
         return x
 
-    def _xylo_step(self, q: int, drive: dict[str, dict[int, F64]], ext: list[NDArray[np.float32]],
+    def _xylo_step(self, q: int, pos: F64 | None, neg: F64 | None, ext: list[NDArray[np.float32]],
                    offsets: list[int], t: int) -> I64:
+        """One Xylo step of population ``q``; ``pos``/``neg`` ``[B, S, n]`` drive parts or None."""
         r = self._regs[q]
         st = self.state[q]
         pop = self.pops[q]
         lo, hi = -(1 << 15), (1 << 15) - 1
-        readout = bool(self.w.readout_np[pop.neurons[0]]) if pop.size else False
-        names = ("isyn",) if readout else ("isyn", "isyn2")
-        dashes = (r["dash_syn"],) if readout else (r["dash_syn"], r["dash_syn2"])
-        total = np.zeros((self.batch, pop.size), dtype=np.int64)
-        for s, (name, dash) in enumerate(zip(names, dashes, strict=True)):
-            x = st[name]
-            pos = drive["pos"].get(s)
-            if pos is not None:
-                neg = drive["neg"][s]
-                add = (pos + neg).astype(np.int64)
-                # no ordering of the additions can saturate: the plain sum is the chip's result
-                up, down = x + pos, x + neg
-                if up.max() > hi or down.min() < lo:
-                    bad = (up > hi) | (down < lo)
-                    new = x + add
-                    for b in np.flatnonzero(bad.any(axis=1)).tolist():
-                        new[b] = self._ordered_vector(q, b, x[b], ext, offsets, t, lo, hi, synapse=s)
-                    x[:] = new
-                else:
-                    x += add
+        syn = st["syn"]
+        if pos is not None and neg is not None:
+            add = (pos + neg).astype(np.int64)
+            # no ordering of the additions can saturate: the plain sum is the chip's result.
+            # Cheap conservative test first (4 reductions), the element-wise one only if it fails.
+            risky = syn.max() + pos.max() > hi or syn.min() + neg.min() < lo
+            if risky:
+                up, down = syn + pos, syn + neg
+                risky = up.max() > hi or down.min() < lo
+            if risky:
+                bad = ((up > hi) | (down < lo)).any(axis=2)
+                new = syn + add
+                for b, s_ in zip(*np.nonzero(bad), strict=True):
+                    new[b, s_] = self._ordered_vector(q, int(b), syn[b, s_], ext, offsets, t, lo, hi,
+                                                      synapse=int(s_))
+                syn[...] = new
+            else:
+                syn += add
+        for s_, dash in enumerate(r["dash_each"]):
+            x = syn[:, s_]
             x -= _xylo_decay(x, dash)
-            total += x
+        total = syn.sum(axis=1) if syn.shape[1] > 1 else syn[:, 0].copy()
         vmem = st["vmem"]
         dv = _sat16(total - _xylo_decay(vmem, r["dash_mem"]))
         dv += r["bias"]
@@ -516,7 +561,7 @@ class FastEngine:
         return k
 
     # ---------------------------------------------------------------- truenorth
-    def _truenorth_step(self, q: int, drive: dict[str, dict[int, F64]], ext: list[NDArray[np.float32]],
+    def _truenorth_step(self, q: int, pos: F64 | None, neg: F64 | None, ext: list[NDArray[np.float32]],
                         offsets: list[int], t: int) -> I64:
         w = self.w
         r = self._regs[q]
@@ -524,10 +569,10 @@ class FastEngine:
         v = self.state[q]["v"]
         lo, hi = w.v_lo, w.v_hi
         step = self.t + t
-        if 0 in drive["sum"]:
-            add = np.rint(drive["sum"][0]).astype(np.int64)
-            up = v + np.rint(drive["pos"][0]).astype(np.int64)
-            down = v + np.rint(drive["neg"][0]).astype(np.int64)
+        if pos is not None and neg is not None:
+            add = (pos[:, 0] + neg[:, 0]).astype(np.int64)
+            up = v + pos[:, 0]
+            down = v + neg[:, 0]
             bad = (up > hi) | (down < lo)
             new = v + add
             for b in np.flatnonzero(bad.any(axis=1)).tolist():
@@ -576,6 +621,10 @@ class FastEngine:
                              np.where(mode == 0, -reset, np.where(mode == 1, v + beta, v)))
         v[:] = np.clip(np.where(spikes, pos_reset, np.where(below, neg_reset, v)), lo, hi)
         return spikes.astype(np.int64)
+
+
+def _at(parts: tuple[F64, F64] | None, t: int) -> tuple[F64 | None, F64 | None]:
+    return (None, None) if parts is None else (parts[0][t], parts[1][t])
 
 
 def _uniform(values: I64) -> I64:
