@@ -304,8 +304,8 @@ class ProgramBuilder:
             if c.axon_types is not None:
                 axon_type[glob] = c.axon_types[pre]
             post_core = core_of[c.post.name][c.post_idx]
-            key = post_core * (c.pre.size + 1) + c.pre_idx
-            syn_a.append(glob[np.searchsorted(pair, key)])
+            syn_key = post_core * (c.pre.size + 1) + c.pre_idx
+            syn_a.append(glob[np.searchsorted(pair, syn_key)])
             syn_n.append(gids[c.post.name][c.post_idx])
             syn_w.append(c.weight)
             if c.pre.kind == "input":

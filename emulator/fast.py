@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,8 +34,10 @@ from .engine import Wiring
 
 __all__ = ["FastEngine"]
 
-F64 = NDArray[np.float64]
-I64 = NDArray[np.int64]
+# The engine keeps exact integers in float64 (Loihi) or int64 (Xylo, TrueNorth) arrays; the
+# aliases name the intent, numpy's stubs cannot follow the mixed arithmetic.
+F64 = NDArray[Any]
+I64 = NDArray[Any]
 
 
 @dataclass
@@ -48,7 +51,7 @@ class _Edge:
     # pre-major ``[src_n, post_n]`` (C order): a step's active sources gather contiguous rows.
     # Order-insensitive families (Loihi) keep the increments; order-sensitive ones (Xylo, TrueNorth)
     # keep the positive and negative parts, whose sum is the increment.
-    mats: tuple[NDArray[np.floating], ...]
+    mats: tuple[NDArray[Any], ...]
     synapse: int = 0    # Xylo synaptic state
 
 
@@ -72,7 +75,9 @@ class FastEngine:
         self.src_sizes = [wiring.n_channels] + [pop.size for pop in self.pops]
         self.dmax = wiring.max_delay
         self.din = wiring.max_input_delay
-        self._regs = [{k: _uniform(v[pop.neurons]) for k, v in wiring.reg_np.items()} for pop in self.pops]
+        self._regs: list[dict[str, Any]] = [
+            {k: _uniform(v[pop.neurons]) for k, v in wiring.reg_np.items()} for pop in self.pops
+        ]
         self._stochastic = np.zeros(n, dtype=bool)
         if self.family == "truenorth":
             self._stochastic = wiring.reg_np["stochastic_synapse"] != 0
@@ -148,6 +153,7 @@ class FastEngine:
             bound = float(np.abs(dense).sum(axis=1).max(initial=0.0)) * max_count[k]
             dtype = np.float32 if bound < 2**24 else np.float64
             dense_t = dense.T
+            mats: tuple[NDArray[Any], ...]
             if ordered:
                 mats = (np.ascontiguousarray(np.maximum(dense_t, 0), dtype=dtype),
                         np.ascontiguousarray(np.minimum(dense_t, 0), dtype=dtype))
@@ -247,8 +253,9 @@ class FastEngine:
     def reset(self) -> None:
         b = self.batch
         self.t = 0
-        self.state = [{k: np.zeros((b, pop.size), dtype=np.float64 if self.family == "loihi" else np.int64)
-                       for k in self.w.state_names} for pop in self.pops]
+        self.state: list[dict[str, NDArray[Any]]] = [
+            {k: np.zeros((b, pop.size), dtype=np.float64 if self.family == "loihi" else np.int64)
+             for k in self.w.state_names} for pop in self.pops]
         if self.family == "xylo":
             # both synaptic states as one [B, S, n] array (S = 1 for a readout): one numpy call
             # updates both; "isyn"/"isyn2" stay as views for probes
@@ -265,7 +272,7 @@ class FastEngine:
 
     # ---------------------------------------------------------------------- run
     def run(self, inputs: I64, probes: dict[str, tuple[str, str]]
-            ) -> tuple[dict[str, NDArray[np.generic]], dict[str, I64], I64]:
+            ) -> tuple[dict[str, NDArray[Any]], dict[str, I64], I64]:
         """Spikes per population ``{pop: [B, T, n]}`` (float32 views holding exact counts), probed
         values ``{probe: [B, T, n]}`` and synaptic operations ``[B, T]``.
 
@@ -601,13 +608,14 @@ class FastEngine:
         lam = r["leak"]
         omega = np.where(r["leak_reversal"] != 0, np.sign(v), 1)
         if (r["stochastic_leak"] != 0).any():
-            rho = fixed.draw_array(self.seed, step, pop.neurons.astype(np.int64), 256, w.rng_bits)
-            stoch_leak = np.where(rho < np.abs(lam), np.sign(lam), 0)
+            rho_leak = fixed.draw_array(self.seed, step, pop.neurons.astype(np.int64), 256, w.rng_bits)
+            stoch_leak = np.where(rho_leak < np.abs(lam), np.sign(lam), 0)
             leak = np.where(r["stochastic_leak"] != 0, stoch_leak, lam)
         else:
             leak = lam
         v[:] = np.clip(v + omega * leak, lo, hi)
         mask = np.left_shift(1, r["threshold_mask_bits"]) - 1
+        eta: NDArray[Any] | int
         if mask.any():
             eta = fixed.draw_array(self.seed, step, pop.neurons.astype(np.int64), 257, w.rng_bits) & mask
         else:

@@ -283,9 +283,9 @@ class Program:
             seen[pop.neurons] += 1
         if n and (seen != 1).any():
             raise ProgramError("every neuron must belong to exactly one population")
-        for name, pop in self.output_ports.items():
-            if pop not in self.populations:
-                raise ProgramError(f"output port {name!r} names population {pop!r}, which does not exist")
+        for name, pop_name in self.output_ports.items():
+            if pop_name not in self.populations:
+                raise ProgramError(f"output port {name!r} names population {pop_name!r}, which does not exist")
         for proj in self.projections:
             if proj.post not in self.populations:
                 raise ProgramError(f"projection {proj.name!r}: post {proj.post!r} is not a population")

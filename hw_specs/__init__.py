@@ -257,7 +257,7 @@ def _parse(doc: Mapping[str, Any], *, path: str, text: str, digest: str) -> HwSp
     family = target.get("family")
     if not isinstance(name, str) or not name:
         raise SpecError(f"{path}: target.name = {name!r}; expected a non-empty string")
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise SpecError(f"{path}: target.family = {family!r}; expected one of {', '.join(FAMILIES)}")
     need = FAMILIES[family]
 
