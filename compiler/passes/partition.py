@@ -1,0 +1,522 @@
+"""Partition populations over cores and place the cores on the chip mesh.
+
+The stage takes a filled :class:`emulator.ProgramBuilder` (populations, integer projections) and
+returns the core of every neuron, ``{population: int64 [size]}``, which the caller hands to
+``builder.build(placement=...)``. Placement never changes behaviour, only where neurons sit.
+
+Per-core limits (all read from ``hw_specs/<target>.toml`` ``[chip]`` and ``[synapse]``):
+
+* ``neurons_per_core`` hidden neurons, ``readout_neurons`` readout neurons;
+* ``axons_in_per_core``: distinct (projection, pre unit) pairs with a target on the core;
+* ``synapse_memory_bits_per_core``, by the Program's cost model
+  ``bits = Σ_axons (row_header_bits + synapses · (weight_bits + index_bits))``;
+* ``axons_out_per_core``: routes leaving the core, one per (neuron, projection, target core);
+* ``fan_out_per_neuron``: routes of one neuron (Xylo: target synapses).
+
+Algorithm (linear in synapses; numpy per core, never per synapse):
+
+1. each population is cut into contiguous neuron ranges ("chunks"), greedily as large as the
+   core limits allow; a chunk's input axons come from the first occurrence of every pre unit in
+   the post-sorted synapse list (``np.minimum.at`` over the window), its memory from prefix sums;
+2. chunks are packed next-fit into cores in topological order (several small layers share a
+   core when everything fits);
+3. output routes depend on where the targets sit, so steps 1-2 repeat with each neuron's route
+   count as a further per-chunk resource until every core respects ``axons_out_per_core``;
+4. cores are laid along a generalised Hilbert curve over each chip's mesh (chips in order), so
+   that consecutive layers occupy compact, adjacent blocks: spike traffic, estimated as the
+   hop count of every route (:func:`traffic`), stays short.
+
+Core index ↔ (chip, row, col): ``core = chip · cores_per_chip + row · mesh_cols + col``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from spikeforge.errors import DoesNotFit
+
+if TYPE_CHECKING:  # the builder is only needed for types; no import cost at run time
+    from emulator.builder import ProgramBuilder
+    from emulator.program import Program
+    from hw_specs import HwSpec
+
+__all__ = ["partition", "traffic", "mesh_position", "mesh_order", "STRATEGIES"]
+
+#: ``greedy``: pack small chunks together and lay cores along a space-filling curve (default);
+#: ``sequential``: one population per core range, cores in row-major order (the naive baseline).
+STRATEGIES = ("greedy", "sequential")
+
+_BIG = np.iinfo(np.int64).max
+Progress = Callable[[int, int], Any]
+
+
+@dataclass
+class _Edge:
+    """One projection as the partitioner sees it: synapses sorted by post (``ptr``: CSR row starts)."""
+
+    name: str
+    pre: str
+    pre_is_input: bool
+    n_pre: int
+    post: str
+    post_idx: NDArray[np.int64]
+    pre_idx: NDArray[np.int64]
+    ptr: NDArray[np.int64]  # [n_post + 1]
+    entry_bits: int
+    header_bits: int
+
+
+@dataclass
+class _Chunk:
+    """Neurons ``[start, end)`` of population ``pop`` and the resources they need on one core."""
+
+    pop: str
+    start: int
+    end: int
+    readout: bool
+    axons: int
+    bits: int
+    routes: int
+
+
+class _Model:
+    """The builder's network, read once: populations in topological order and sorted edges."""
+
+    def __init__(self, builder: ProgramBuilder) -> None:
+        spec = builder.spec
+        self.spec = spec
+        self.pops = {p.name: p for p in builder._pops.values()}
+        self.sizes = {name: p.size for name, p in self.pops.items()}
+        self.readout = {name: p.readout for name, p in self.pops.items()}
+        index_bits = int(spec.synapse.get("synapse_index_bits", 0))
+        header = int(spec.synapse.get("synapse_row_header_bits", 0))
+        self.edges: list[_Edge] = []
+        for c in builder._conns:
+            post, pre = c.post_idx, c.pre_idx
+            if post.size > 1 and (post[1:] < post[:-1]).any():
+                order = np.argsort(post, kind="stable")
+                post, pre = post[order], pre[order]
+            n_post = self.sizes[c.post.name]
+            ptr = np.zeros(n_post + 1, dtype=np.int64)
+            np.cumsum(np.bincount(post, minlength=n_post), out=ptr[1:])
+            self.edges.append(_Edge(c.name, c.pre.name, c.pre.kind == "input", c.pre.size, c.post.name, post, pre,
+                                    ptr, _weight_bits(spec, c.params) + index_bits, header))
+        self.order = _topological(list(self.pops), [(e.pre, e.post) for e in self.edges if not e.pre_is_input])
+
+    def incoming(self, pop: str) -> list[_Edge]:
+        return [e for e in self.edges if e.post == pop]
+
+
+def partition(builder: ProgramBuilder, *, strategy: str = "greedy",
+              progress: Progress | None = None) -> dict[str, NDArray[np.int64]]:
+    """Core index of every neuron, ``{population: int64 [size]}``, respecting every per-core limit.
+
+    ``strategy`` is one of :data:`STRATEGIES`. ``progress(done, total)`` is called with neurons
+    partitioned so far (for a progress bar). Raises :class:`DoesNotFit` naming the population, the
+    limit, the spec file, the amount over and a remedy when one neuron cannot fit on a core, or
+    when the target's chips run out.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"partition: unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if not builder._pops:
+        return {}
+    model = _Model(builder)
+    spec = model.spec
+    total = sum(model.sizes.values())
+    if spec.total_cores == 1:
+        placement = {name: np.zeros(size, dtype=np.int64) for name, size in model.sizes.items()}
+        _check_single_core(model, placement)
+        if progress is not None:
+            progress(total, total)
+        return placement
+
+    routes: dict[str, NDArray[np.int64]] = {}
+    for _ in range(8):
+        chunks: list[_Chunk] = []
+        done = 0
+        for name in model.order:
+            chunks += _chunk_population(model, name, routes.get(name))
+            done += model.sizes[name]
+            if progress is not None:
+                progress(done, total)
+        bins = _pack(chunks, spec) if strategy == "greedy" else [[c] for c in chunks]
+        local = _local_placement(model, bins)
+        new_routes = _route_counts(model, local)
+        _check_fan_out(model, new_routes)
+        over = _routes_over(bins, new_routes, spec)
+        if not over:
+            break
+        routes = new_routes
+    else:  # pragma: no cover - the route estimate always converges in practice
+        raise DoesNotFit(
+            f"partition: could not meet axons_out_per_core {spec.chip.axons_out_per_core} ({spec.where()}); "
+            "reduce fan-out"
+        )
+    if len(bins) > spec.total_cores:
+        chip = spec.chip
+        raise DoesNotFit(
+            f"network needs {len(bins)} cores > {spec.total_cores} ({chip.cores_per_chip} cores_per_chip x "
+            f"{chip.max_chips} max_chips, {spec.where()}) by {len(bins) - spec.total_cores}; "
+            "choose a larger target, reduce layer widths or use fewer weight bits"
+        )
+    slots = mesh_order(spec) if strategy == "greedy" else np.arange(spec.total_cores, dtype=np.int64)
+    return {name: slots[core] for name, core in local.items()}
+
+
+# ------------------------------------------------------------------------------ chunking
+def _chunk_population(model: _Model, name: str, routes: NDArray[np.int64] | None) -> list[_Chunk]:
+    """Cut population ``name`` into maximal contiguous chunks that fit one core each.
+
+    For a chunk ``[s, s + k)``: ``axons(k) = Σ_edges |{pre : ∃ synapse (post, pre), s ≤ post < s + k}|``,
+    ``bits(k) = Σ_edges header · axons_e(k) + entry_e · synapses_e(k)``, ``routes(k) = Σ routes[post]``;
+    all three are non-decreasing in ``k``, so the largest fitting ``k`` is a ``searchsorted``.
+    """
+    chip = model.spec.chip
+    size = model.sizes[name]
+    readout = model.readout[name]
+    cap = chip.readout_neurons if readout else chip.neurons_per_core
+    edges = model.incoming(name)
+    ax_lim, bit_lim, out_lim = chip.axons_in_per_core, chip.synapse_memory_bits_per_core, chip.axons_out_per_core
+    # lower bound on memory from synapse entries alone, to size the window
+    entry_prefix = np.zeros(size + 1, dtype=np.int64)
+    for e in edges:
+        entry_prefix += e.ptr * e.entry_bits
+    route_prefix = None
+    if routes is not None:
+        route_prefix = np.concatenate([[0], np.cumsum(routes)])
+    first = [np.full(e.n_pre, _BIG, dtype=np.int64) for e in edges]
+    chunks: list[_Chunk] = []
+    s = 0
+    guess = cap
+    while s < size:
+        room = min(cap, size - s)
+        syn_room = int(np.searchsorted(entry_prefix, entry_prefix[s] + bit_lim, side="right")) - 1 - s
+        room = max(1, min(room, syn_room))
+        if route_prefix is not None:
+            out_room = int(np.searchsorted(route_prefix, route_prefix[s] + out_lim, side="right")) - 1 - s
+            room = max(1, min(room, out_room))
+        w = max(1, min(room, guess))
+        while True:
+            cum_ax, cum_bits = _window(edges, first, s, w)
+            k = min(int(np.searchsorted(cum_ax, ax_lim, side="right")),
+                    int(np.searchsorted(cum_bits, bit_lim, side="right")), w)
+            if k < w or w >= room:
+                break
+            w = min(room, 2 * w)
+        if route_prefix is not None:
+            k = min(k, int(np.searchsorted(route_prefix[s + 1:s + k + 1] - route_prefix[s], out_lim, side="right")))
+        if k == 0:
+            _raise_single_neuron(model, name, s, edges, int(cum_ax[0]), int(cum_bits[0]),
+                                 0 if routes is None else int(routes[s]))
+        n_routes = 0 if route_prefix is None else int(route_prefix[s + k] - route_prefix[s])
+        chunks.append(_Chunk(name, s, s + k, readout, int(cum_ax[k - 1]), int(cum_bits[k - 1]), n_routes))
+        s += k
+        guess = max(8, 2 * k)
+    return chunks
+
+
+def _window(edges: list[_Edge], first: list[NDArray[np.int64]], s: int, w: int
+            ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Cumulative input axons and synapse bits of chunks ``[s, s + k)`` for ``k = 1..w`` (int64 ``[w]``)."""
+    new_ax_bits = np.zeros(w, dtype=np.int64)
+    new_ax = np.zeros(w, dtype=np.int64)
+    entry = np.zeros(w, dtype=np.int64)
+    for e, f in zip(edges, first, strict=True):
+        a, b = int(e.ptr[s]), int(e.ptr[s + w])
+        entry += np.diff(e.ptr[s:s + w + 1]) * e.entry_bits
+        if a == b:
+            continue
+        pre, post = e.pre_idx[a:b], e.post_idx[a:b]
+        np.minimum.at(f, pre, post)  # first post (in this window) that needs each pre unit's axon
+        is_first = f[pre] == post
+        f[pre] = _BIG
+        counts = np.bincount(post[is_first] - s, minlength=w)
+        new_ax += counts
+        new_ax_bits += counts * e.header_bits
+    return np.cumsum(new_ax), np.cumsum(entry + new_ax_bits)
+
+
+def _raise_single_neuron(model: _Model, name: str, j: int, edges: list[_Edge], axons: int, bits: int,
+                         routes: int) -> None:
+    spec, chip = model.spec, model.spec.chip
+    where = spec.where()
+    if axons > chip.axons_in_per_core:
+        raise DoesNotFit(
+            f"population {name!r}: neuron {j} alone needs {axons} input axons > axons_in_per_core "
+            f"{chip.axons_in_per_core} ({where}) by {axons - chip.axons_in_per_core}; reduce its fan-in "
+            "(split the layer's inputs over an extra layer, or prune inputs)"
+        )
+    if bits > chip.synapse_memory_bits_per_core:
+        raise DoesNotFit(
+            f"population {name!r}: neuron {j} alone needs {bits} bits of synapse memory > "
+            f"synapse_memory_bits_per_core {chip.synapse_memory_bits_per_core} ({where}) by "
+            f"{bits - chip.synapse_memory_bits_per_core} bits; reduce its fan-in or use fewer weight bits"
+        )
+    raise DoesNotFit(
+        f"population {name!r}: neuron {j} alone needs {routes} output routes > axons_out_per_core "
+        f"{chip.axons_out_per_core} ({where}) by {routes - chip.axons_out_per_core}; reduce its fan-out "
+        "(its targets span too many cores)"
+    )
+
+
+# ------------------------------------------------------------------------------- packing
+def _pack(chunks: list[_Chunk], spec: HwSpec) -> list[list[_Chunk]]:
+    """Next-fit packing of chunks (in order) into cores: all resources add up on a shared core."""
+    chip = spec.chip
+    bins: list[list[_Chunk]] = []
+    used = np.zeros(5, dtype=np.int64)
+    lim = np.array([chip.neurons_per_core, chip.readout_neurons, chip.axons_in_per_core,
+                    chip.synapse_memory_bits_per_core, chip.axons_out_per_core], dtype=np.int64)
+    for c in chunks:
+        n = c.end - c.start
+        need = np.array([0 if c.readout else n, n if c.readout else 0, c.axons, c.bits, c.routes], dtype=np.int64)
+        if bins and ((used + need) <= lim).all():
+            bins[-1].append(c)
+            used += need
+        else:
+            bins.append([c])
+            used = need
+    return bins
+
+
+def _local_placement(model: _Model, bins: list[list[_Chunk]]) -> dict[str, NDArray[np.int64]]:
+    """Neuron → position in the bin list (before the mesh mapping)."""
+    out = {name: np.empty(size, dtype=np.int64) for name, size in model.sizes.items()}
+    for i, b in enumerate(bins):
+        for c in b:
+            out[c.pop][c.start:c.end] = i
+    return out
+
+
+# ---------------------------------------------------------------------------- routes
+def _axon_pairs(e: _Edge, post_core: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Distinct (pre unit, post core) pairs of an edge: its axons (and, for a population, its routes).
+
+    A marker over ``cores × pre`` when that is not much larger than the edge, else ``np.unique``.
+    """
+    if post_core.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lo, hi = int(post_core.min()), int(post_core.max())
+    span = (hi - lo + 1) * e.n_pre
+    key = (post_core - lo) * e.n_pre + e.pre_idx
+    if span <= 4 * key.size + (1 << 20):
+        mark = np.zeros(span, dtype=bool)
+        mark[key] = True
+        uniq = np.flatnonzero(mark)
+    else:
+        uniq = np.unique(key)
+    return uniq % e.n_pre, uniq // e.n_pre + lo
+
+
+def _route_counts(model: _Model, core_of: dict[str, NDArray[np.int64]]) -> dict[str, NDArray[np.int64]]:
+    """Routes (and hence output axons) of every neuron: Σ over its projections of distinct target cores."""
+    out = {name: np.zeros(size, dtype=np.int64) for name, size in model.sizes.items()}
+    for e in model.edges:
+        if e.pre_is_input:
+            continue
+        pre, _ = _axon_pairs(e, core_of[e.post][e.post_idx])
+        out[e.pre] += np.bincount(pre, minlength=e.n_pre)
+    return out
+
+
+def _check_fan_out(model: _Model, routes: dict[str, NDArray[np.int64]]) -> None:
+    spec, chip = model.spec, model.spec.chip
+    if not chip.fan_out_per_neuron:
+        return
+    for name, r in routes.items():
+        if r.size and int(r.max()) > chip.fan_out_per_neuron:
+            j = int(r.argmax())
+            worst = int(r[j])
+            hint = " or insert splitter neurons" if spec.family == "truenorth" else ""
+            raise DoesNotFit(
+                f"population {name!r}: neuron {j} needs {worst} routes (one per target core) > fan_out_per_neuron "
+                f"{chip.fan_out_per_neuron} ({spec.where()}) by {worst - chip.fan_out_per_neuron}; its targets "
+                f"do not fit on {chip.fan_out_per_neuron} core(s): reduce its fan-out or the target layer's "
+                f"width{hint}"
+            )
+
+
+def _routes_over(bins: list[list[_Chunk]], routes: dict[str, NDArray[np.int64]], spec: HwSpec) -> bool:
+    lim = spec.chip.axons_out_per_core
+    for b in bins:
+        if sum(int(routes[c.pop][c.start:c.end].sum()) for c in b) > lim:
+            return True
+    return False
+
+
+def _check_single_core(model: _Model, placement: dict[str, NDArray[np.int64]]) -> None:
+    """A one-core target: every total must fit the core (the error names the populations)."""
+    spec, chip = model.spec, model.spec.chip
+    where = spec.where()
+    names = ", ".join(repr(n) for n in model.sizes)
+    hidden = sum(s for n, s in model.sizes.items() if not model.readout[n])
+    readout = sum(s for n, s in model.sizes.items() if model.readout[n])
+    axons = bits = 0
+    fan = {name: np.zeros(size, dtype=np.int64) for name, size in model.sizes.items()}
+    routes = 0
+    for e in model.edges:
+        pre, _ = _axon_pairs(e, np.zeros(e.post_idx.size, dtype=np.int64))
+        axons += pre.size
+        bits += pre.size * e.header_bits + e.post_idx.size * e.entry_bits
+        if not e.pre_is_input:
+            routes += pre.size
+            per = np.bincount(e.pre_idx, minlength=e.n_pre) if spec.family == "xylo" else np.bincount(
+                pre, minlength=e.n_pre)
+            fan[e.pre] += per
+    checks = [
+        ("hidden neurons", hidden, chip.neurons_per_core, "neurons_per_core", "reduce the layer widths"),
+        ("readout neurons", readout, chip.readout_neurons, "readout_neurons", "reduce the output layer"),
+        ("input axons", axons, chip.axons_in_per_core, "axons_in_per_core", "reduce fan-in or the input size"),
+        ("synapse memory bits", bits, chip.synapse_memory_bits_per_core, "synapse_memory_bits_per_core",
+         "prune synapses"),
+        ("output routes", routes, chip.axons_out_per_core, "axons_out_per_core", "reduce fan-out"),
+    ]
+    for what, amount, limit, key, hint in checks:
+        if amount > limit:
+            raise DoesNotFit(
+                f"populations {names} on the one core of {spec.name}: {amount} {what} > {key} {limit} ({where}) "
+                f"by {amount - limit}; {hint}"
+            )
+    if chip.fan_out_per_neuron:
+        for name, f in fan.items():
+            if f.size and int(f.max()) > chip.fan_out_per_neuron:
+                j = int(f.argmax())
+                raise DoesNotFit(
+                    f"population {name!r}: neuron {j} has fan-out {int(f[j])} > fan_out_per_neuron "
+                    f"{chip.fan_out_per_neuron} ({where}) by {int(f[j]) - chip.fan_out_per_neuron}; prune its "
+                    "outgoing connections"
+                )
+
+
+# ------------------------------------------------------------------------------- mesh
+def mesh_position(spec: HwSpec, cores: NDArray[np.int64]) -> tuple[NDArray[np.int64], ...]:
+    """``(chip, row, col)`` of core indices (row-major in ``chip.mesh``), each int64 like ``cores``."""
+    cpc = spec.chip.cores_per_chip
+    cols = int(spec.chip.mesh[1])
+    cores = np.asarray(cores, dtype=np.int64)
+    chip, pos = np.divmod(cores, cpc)
+    row, col = np.divmod(pos, cols)
+    return chip, row, col
+
+
+def mesh_order(spec: HwSpec) -> NDArray[np.int64]:
+    """Core indices in placement order: a generalised Hilbert curve over each chip's mesh, chip by chip.
+
+    Consecutive slots are mesh neighbours, and any run of slots covers a compact block, so layers
+    placed one after another sit in adjacent blocks. int64 ``[total_cores]``.
+    """
+    rows, cols = (int(x) for x in spec.chip.mesh)
+    cpc = spec.chip.cores_per_chip
+    if rows * cols != cpc:
+        curve = np.arange(cpc, dtype=np.int64)
+    else:
+        curve = np.array([r * cols + c for c, r in _gilbert(cols, rows)], dtype=np.int64)
+    return (np.arange(spec.chip.max_chips, dtype=np.int64)[:, None] * cpc + curve[None, :]).ravel()
+
+
+def _gilbert(width: int, height: int) -> Iterator[tuple[int, int]]:
+    """Generalised Hilbert curve over a ``width × height`` grid: ``(x, y)`` cells, each once."""
+    if width >= height:
+        yield from _gilbert_rect(0, 0, width, 0, 0, height)
+    else:
+        yield from _gilbert_rect(0, 0, 0, width, height, 0)
+
+
+def _gilbert_rect(x: int, y: int, ax: int, ay: int, bx: int, by: int) -> Iterator[tuple[int, int]]:
+    # (ax, ay): the major axis of the rectangle, (bx, by): the minor axis; split it in two (long) or three
+    w, h = abs(ax + ay), abs(bx + by)
+    dax, day = int(np.sign(ax)), int(np.sign(ay))
+    dbx, dby = int(np.sign(bx)), int(np.sign(by))
+    if h == 1:
+        for _ in range(w):
+            yield x, y
+            x, y = x + dax, y + day
+        return
+    if w == 1:
+        for _ in range(h):
+            yield x, y
+            x, y = x + dbx, y + dby
+        return
+    ax2, ay2, bx2, by2 = ax // 2, ay // 2, bx // 2, by // 2
+    w2, h2 = abs(ax2 + ay2), abs(bx2 + by2)
+    if 2 * w > 3 * h:
+        if w2 % 2 and w > 2:  # prefer an even split so that the halves join at neighbours
+            ax2, ay2 = ax2 + dax, ay2 + day
+        yield from _gilbert_rect(x, y, ax2, ay2, bx, by)
+        yield from _gilbert_rect(x + ax2, y + ay2, ax - ax2, ay - ay2, bx, by)
+    else:
+        if h2 % 2 and h > 2:
+            bx2, by2 = bx2 + dbx, by2 + dby
+        yield from _gilbert_rect(x, y, bx2, by2, ax2, ay2)
+        yield from _gilbert_rect(x + bx2, y + by2, ax, ay, bx - bx2, by - by2)
+        yield from _gilbert_rect(x + (ax - dax) + (bx2 - dbx), y + (ay - day) + (by2 - dby),
+                                 -bx2, -by2, -(ax - ax2), -(ay - ay2))
+
+
+# ----------------------------------------------------------------------------- traffic
+def traffic(program: Program) -> dict[str, float]:
+    """Spike-traffic estimate of a placed program (for reports and for comparing placements).
+
+    Chips are taken side by side along the mesh columns. Per route ``r`` from core ``a`` to core
+    ``b``: ``hops_r = |row_a − row_b| + |gcol_a − gcol_b|`` with ``gcol = chip · cols + col``.
+    Returns ``routes``, ``hops = Σ_r hops_r`` (mesh hops if every neuron spiked once),
+    ``synapse_hops = Σ_r hops_r · synapses_r`` (weighted by the synapses the route feeds),
+    ``mean_hops``, ``inter_chip_routes``, ``inter_chip_hops = Σ_r |chip_a − chip_b|``,
+    ``cores_used`` and ``chips_used``.
+    """
+    spec = program.spec
+    cols = int(spec.chip.mesh[1])
+    src_core = program.neuron_core[program.route_src]
+    dst_core = program.axon_core[program.route_dst]
+    ca, ra, cola = mesh_position(spec, src_core)
+    cb, rb, colb = mesh_position(spec, dst_core)
+    hops = np.abs(ra - rb) + np.abs((ca * cols + cola) - (cb * cols + colb))
+    syn = np.bincount(program.syn_axon, minlength=program.n_axons)[program.route_dst]
+    used = np.flatnonzero(program.core_neurons)
+    chips = np.unique(used // spec.chip.cores_per_chip)
+    n = int(hops.size)
+    return {
+        "routes": n,
+        "hops": int(hops.sum()),
+        "mean_hops": float(hops.mean()) if n else 0.0,
+        "synapse_hops": int((hops * syn).sum()),
+        "inter_chip_routes": int((ca != cb).sum()),
+        "inter_chip_hops": int(np.abs(ca - cb).sum()),
+        "cores_used": int(used.size),
+        "chips_used": int(chips.size),
+    }
+
+
+# ----------------------------------------------------------------------------- helpers
+def _weight_bits(spec: HwSpec, params: dict[str, int]) -> int:
+    """Bits per stored weight in the cost model (as ``Program.synapse_bits``)."""
+    if spec.family == "loihi":
+        return int(params.get("num_weight_bits", 8))
+    if spec.family == "xylo":
+        return 8
+    return 1
+
+
+def _topological(names: list[str], edges: list[tuple[str, str]]) -> list[str]:
+    """Populations in topological order (ties and cycles: declaration order)."""
+    indeg = {n: 0 for n in names}
+    succ: dict[str, list[str]] = {n: [] for n in names}
+    for a, b in edges:
+        if a != b:
+            succ[a].append(b)
+            indeg[b] += 1
+    order: list[str] = []
+    placed: set[str] = set()
+    while len(order) < len(names):
+        ready = [n for n in names if n not in placed and indeg[n] == 0]
+        pick = ready[0] if ready else next(n for n in names if n not in placed)  # a cycle: break it in order
+        order.append(pick)
+        placed.add(pick)
+        for m in succ[pick]:
+            indeg[m] -= 1
+    return order

@@ -1,0 +1,289 @@
+"""Partitioning and placement: every per-core limit holds, chips split, errors name the limit, placement
+beats the naive order on traffic, and placement never changes what the program computes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import emulator
+import hw_specs
+from compiler.passes.partition import mesh_order, mesh_position, partition, traffic
+from spikeforge.errors import DoesNotFit
+
+
+def layered(target, sizes, fan_in, *, seed=0, local=False, recurrent=False, delays=False):
+    """Input + layers of random (or local, conv-like) fan-in, 8-bit mixed weights, COO."""
+    rng = np.random.default_rng(seed)
+    b = emulator.ProgramBuilder(target)
+    prev = b.input("in", sizes[0])
+    for i, n in enumerate(sizes[1:]):
+        pop = b.population(f"l{i}", n, vth=40)
+        k = min(fan_in, prev.size)
+        post = np.repeat(np.arange(n), k)
+        if local:
+            centre = (np.arange(n) * prev.size) // n
+            pre = (np.repeat(centre, k) + np.tile(np.arange(k), n)) % prev.size
+        else:
+            pre = np.concatenate([rng.choice(prev.size, k, replace=False) for _ in range(n)])
+        w = rng.integers(-120, 120, post.size)
+        w[w == 0] = 7
+        delay = int(rng.integers(1, 4)) if delays else None
+        b.connect(prev, pop, weights=(post, pre, w), delay=delay)
+        if recurrent:
+            b.connect(pop, pop, weights=np.where(np.eye(n, k=1) > 0, -30, 0), name=f"rec{i}")
+        prev = pop
+    b.output("out", prev)
+    return b
+
+
+def assert_within_limits(program):
+    chip = program.spec.chip
+    for row in program.core_usage():
+        assert row["neurons"] <= chip.neurons_per_core
+        assert row["axons_in"] <= chip.axons_in_per_core
+        assert row["synapse_bits"] <= chip.synapse_memory_bits_per_core
+        assert row["axons_out"] <= chip.axons_out_per_core
+
+
+def small_spec(tmp_path: Path, **chip) -> hw_specs.HwSpec:
+    """tiny.toml with some [chip] numbers changed (for one-limit error tests)."""
+    text = (hw_specs.SPEC_DIR / "tiny.toml").read_text()
+    lines = []
+    for line in text.splitlines():
+        key = line.split("=")[0].strip()
+        lines.append(f"{key} = {chip[key]}" if key in chip else line)
+    path = tmp_path / "small.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return hw_specs.load(str(path))
+
+
+# ------------------------------------------------------------------------------ limits
+@pytest.mark.parametrize("target,sizes,fan_in", [
+    ("tiny", [50, 150, 100, 30], 40),
+    ("loihi", [784, 3000, 2000, 10], 300),
+])
+def test_limits_respected_and_every_neuron_placed(target, sizes, fan_in):
+    b = layered(target, sizes, fan_in)
+    placement = partition(b)
+    assert set(placement) == {f"l{i}" for i in range(len(sizes) - 1)}
+    for name, cores in placement.items():
+        assert cores.dtype == np.int64 and cores.shape == (b._pops[name].size,)
+    program = b.build(placement=placement)  # Program validation re-checks every limit
+    assert_within_limits(program)
+
+
+def test_memory_bound_layer_uses_memory_not_neuron_count():
+    # loihi: 8-bit weights + 10 index bits per synapse, 32 bits per axon: fan-in 300 from 784 inputs
+    b = layered("loihi", [784, 2048], 300)
+    program = b.build(placement=partition(b))
+    bits = program.synapse_bits()
+    used = bits[program.core_neurons > 0]
+    assert (used <= 1 << 20).all()
+    assert used.max() > 0.9 * (1 << 20)  # cores are filled, not half-empty
+
+
+def test_small_layers_share_a_core():
+    b = layered("tiny", [10, 20, 20, 5], 5)
+    placement = partition(b)
+    cores = {int(c) for v in placement.values() for c in v}
+    assert len(cores) == 1
+    emulator_program = b.build(placement=placement)
+    assert emulator_program.core_neurons.max() == 45
+
+
+def test_network_needing_several_chips_is_split_across_chips():
+    # tiny: 8 cores of 64 neurons per chip, 2 chips
+    b = layered("tiny", [30, 300, 300], 8, local=True)
+    placement = partition(b)
+    program = b.build(placement=placement)
+    t = traffic(program)
+    assert t["chips_used"] == 2
+    assert t["inter_chip_routes"] > 0
+    chip, _, _ = mesh_position(program.spec, np.concatenate(list(placement.values())))
+    assert set(chip.tolist()) == {0, 1}
+    assert_within_limits(program)
+
+
+def test_routes_out_limit_splits_the_source_layer(tmp_path):
+    # 2 output axons per core: every l0 neuron targets all 3 cores of l1, so l0 needs 3 routes per neuron
+    spec = small_spec(tmp_path, axons_out_per_core=8, fan_out_per_neuron=0)
+    b = layered(spec, [4, 6, 150], 6)
+    program = b.build(placement=partition(b))
+    assert_within_limits(program)
+    assert max(r["axons_out"] for r in program.core_usage()) <= 8
+
+
+def test_mesh_order_visits_every_core_once_through_neighbours():
+    for target in ("tiny", "loihi", "truenorth"):
+        spec = hw_specs.load(target)
+        order = mesh_order(spec)
+        assert np.array_equal(np.sort(order), np.arange(spec.total_cores))
+        first = order[:spec.chip.cores_per_chip]
+        _, r, c = mesh_position(spec, first)
+        assert (np.abs(np.diff(r)) + np.abs(np.diff(c)) == 1).all()
+
+
+# ----------------------------------------------------------------------------- errors
+def test_fan_in_over_axons_in_names_population_limit_and_amount():
+    b = emulator.ProgramBuilder("tiny")
+    x = b.input("in", 300)
+    p = b.population("wide", 2)
+    b.connect(x, p, weights=np.ones((2, 300), dtype=np.int64))
+    with pytest.raises(DoesNotFit, match=r"population 'wide': neuron 0 alone needs 300 input axons > "
+                                         r"axons_in_per_core 256 \(hw_specs/tiny.toml\) by 44; reduce its fan-in"):
+        partition(b)
+
+
+def test_synapse_memory_of_one_neuron(tmp_path):
+    spec = small_spec(tmp_path, synapse_memory_bits_per_core=4096)
+    b = emulator.ProgramBuilder(spec)
+    x = b.input("in", 100)
+    p = b.population("dense", 3)
+    b.connect(x, p, weights=np.ones((3, 100), dtype=np.int64))
+    # 100 axons x 32 header bits + 100 synapses x (8 weight + 6 index) bits = 4600
+    with pytest.raises(DoesNotFit, match=r"population 'dense': neuron 0 alone needs 4600 bits of synapse memory > "
+                                         r"synapse_memory_bits_per_core 4096 \(.*small.toml\) by 504 bits; "
+                                         r"reduce its fan-in or use fewer weight bits"):
+        partition(b)
+
+
+def test_output_routes_of_one_neuron(tmp_path):
+    spec = small_spec(tmp_path, axons_out_per_core=2, fan_out_per_neuron=0)
+    b = emulator.ProgramBuilder(spec)
+    x = b.input("in", 1)
+    hub = b.population("hub", 1)
+    wide = b.population("wide", 150)  # three cores of 64
+    b.connect(x, hub, weights=[[1]])
+    b.connect(hub, wide, weights=np.ones((150, 1), dtype=np.int64))
+    with pytest.raises(DoesNotFit, match=r"population 'hub': neuron 0 alone needs 3 output routes > "
+                                         r"axons_out_per_core 2 \(.*small.toml\) by 1; reduce its fan-out"):
+        partition(b)
+
+
+def test_fan_out_per_neuron_on_truenorth_suggests_splitters():
+    b = emulator.ProgramBuilder("truenorth")
+    x = b.input("in", 1)
+    hub = b.population("hub", 1)
+    wide = b.population("wide", 300)  # two cores of 256: two routes, TrueNorth allows one
+    b.connect(x, hub, weights=[[1]])
+    b.connect(hub, wide, weights=np.ones((300, 1), dtype=np.int64))
+    with pytest.raises(DoesNotFit, match=r"population 'hub': neuron 0 needs 2 routes .* > fan_out_per_neuron 1 "
+                                         r"\(hw_specs/truenorth.toml\) by 1; .*splitter neurons"):
+        partition(b)
+
+
+def test_chips_run_out():
+    b = emulator.ProgramBuilder("tiny")  # 2 chips x 8 cores x 64 neurons = 1024 neurons
+    b.population("huge", 1100)
+    with pytest.raises(DoesNotFit, match=r"network needs 18 cores > 16 \(8 cores_per_chip x 2 max_chips, "
+                                         r"hw_specs/tiny.toml\) by 2; choose a larger target"):
+        partition(b)
+
+
+@pytest.mark.parametrize("what,pops,match", [
+    ("hidden", [("h", 1001, False)], r"1001 hidden neurons > neurons_per_core 1000 \(hw_specs/xylo.toml\) by 1"),
+    ("readout", [("h", 10, False), ("r", 9, True)], r"9 readout neurons > readout_neurons 8 .* by 1"),
+])
+def test_single_core_target_totals(what, pops, match):
+    b = emulator.ProgramBuilder("xylo")
+    for name, size, readout in pops:
+        b.population(name, size, readout=readout)
+    with pytest.raises(DoesNotFit, match=r"populations 'h'.* on the one core of xylo: " + match):
+        partition(b)
+
+
+def test_single_core_target_fits():
+    b = emulator.ProgramBuilder("xylo")
+    x = b.input("in", 16)
+    h = b.population("h", 50)
+    r = b.population("r", 4, readout=True)
+    b.connect(x, h, weights=np.ones((50, 16), dtype=np.int64))
+    b.connect(h, r, weights=np.ones((4, 50), dtype=np.int64))
+    placement = partition(b)
+    assert all((v == 0).all() for v in placement.values())
+    b.build(placement=placement)
+
+
+def test_unknown_strategy():
+    with pytest.raises(ValueError, match="unknown strategy 'magic'"):
+        partition(layered("tiny", [4, 4], 2), strategy="magic")
+
+
+# ----------------------------------------------------------------------------- traffic
+def test_placement_beats_naive_on_traffic():
+    b = layered("loihi", [500, 4000, 4000, 3000, 10], 24, local=True)
+    greedy = traffic(b.build(placement=partition(b)))
+    naive = traffic(b.build(placement=partition(b, strategy="sequential")))
+    rng = np.random.default_rng(0)
+    seq = partition(b, strategy="sequential")
+    used = np.unique(np.concatenate(list(seq.values())))
+    shuffle = np.arange(128)
+    shuffle[used] = rng.permutation(128)[:used.size]
+    randomised = traffic(b.build(placement={k: shuffle[v] for k, v in seq.items()}))
+    assert greedy["routes"] == naive["routes"] == randomised["routes"]
+    assert greedy["hops"] < naive["hops"] < randomised["hops"]
+    assert greedy["synapse_hops"] < naive["synapse_hops"]
+
+
+def test_traffic_counts_hops_by_hand():
+    b = emulator.ProgramBuilder("tiny")
+    x = b.input("in", 1)
+    a = b.population("a", 1)
+    c = b.population("c", 2)
+    b.connect(x, a, weights=[[1]])
+    b.connect(a, c, weights=[[1], [1]])
+    # a on core 0 (0, 0); c[0] on core 7 (row 1, col 3), c[1] on chip 1's core 8 (row 0, col 0)
+    program = b.build(placement={"a": [0], "c": [7, 8]})
+    t = traffic(program)
+    assert t["routes"] == 2
+    # 1 + 3 = 4 hops on chip; chip 1 sits to the right: col 0 + 4 = 4 hops
+    assert t["hops"] == 8
+    assert t["inter_chip_routes"] == 1 and t["inter_chip_hops"] == 1
+    assert t["cores_used"] == 3 and t["chips_used"] == 2
+
+
+# ------------------------------------------------------------------------- behaviour
+@pytest.mark.parametrize("target", ["tiny", "loihi"])
+def test_partitioned_program_emulates_like_auto_placed(target):
+    sizes = [20, 90, 70, 12] if target == "tiny" else [64, 1500, 900, 10]
+    b = layered(target, sizes, 12, recurrent=True, delays=True, seed=3)
+    placed = b.build(placement=partition(b))
+    auto = b.build()
+    spikes = (np.random.default_rng(5).random((2, 25, sizes[0])) < 0.4).astype(np.int64)
+    probes = [f"l{i}.v" for i in range(len(sizes) - 1)]
+    ta = emulator.run(placed, spikes, probes=probes, engine="fast")
+    tb = emulator.run(auto, spikes, probes=probes, engine="fast")
+    assert tb.spikes["out"].sum() > 0
+    np.testing.assert_array_equal(ta.spikes["out"], tb.spikes["out"])
+    for key in probes:
+        np.testing.assert_array_equal(ta.probes[key], tb.probes[key])
+    for i in range(len(sizes) - 1):
+        name = "in->l0" if i == 0 else f"l{i - 1}->l{i}"
+        np.testing.assert_array_equal(placed.weights(name), auto.weights(name))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(1, 200), st.integers(1, 300), st.integers(0, 3)), min_size=1, max_size=4),
+       st.integers(0, 2**31 - 1))
+def test_random_graphs_fit_or_raise_does_not_fit(layers, seed):
+    rng = np.random.default_rng(seed)
+    b = emulator.ProgramBuilder("tiny")
+    prev = [b.input("in", int(rng.integers(1, 300)))]
+    for i, (size, fan, back) in enumerate(layers):
+        pop = b.population(f"p{i}", size)
+        for j, src in enumerate([prev[-1], *prev[-1 - back:-1]]):
+            k = min(fan, src.size)
+            post = np.repeat(np.arange(size), k)
+            pre = np.concatenate([rng.choice(src.size, k, replace=False) for _ in range(size)])
+            b.connect(src, pop, weights=(post, pre, np.full(post.size, 3)), name=f"c{i}_{j}")
+        prev.append(pop)
+    try:
+        placement = partition(b)
+    except DoesNotFit:
+        return
+    assert_within_limits(b.build(placement=placement))
