@@ -46,6 +46,8 @@ def main() -> int:
     print(f"built and saved {program}\n  -> {path} ({path.stat().st_size} bytes, sha256 {program.digest[:16]}…)\n")
 
     spikes = (np.random.default_rng(1).random((args.batch, args.steps, 64)) < 0.10).astype(np.int8)
+    inputs = path.with_suffix(".in.npz")
+    np.savez_compressed(inputs, **{"in": spikes})  # for `spikeforge emulate PROGRAM --input ...`
     t0 = time.perf_counter()
     trace = emulator.run(program, spikes, probes=["hidden.u", "hidden.v", "readout.v"], engine="fast")
     fast_s = time.perf_counter() - t0
@@ -70,6 +72,7 @@ def main() -> int:
     print(f"  reference engine on sample 0, 40 steps ({ref_s * 1e3:.0f} ms): "
           f"{'bit-identical' if agree else 'MISMATCH'} to the fast engine\n")
     print(render(usage(program)))
+    print(f"\nnext: spikeforge emulate {path} --input {inputs} --probe v --plot trace.png -o out.npz")
     return 0 if agree else 1
 
 

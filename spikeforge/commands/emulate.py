@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic modes")
     p.add_argument("--chunk", type=int, default=0, help="run in chunks of this many steps (bounded memory)")
     p.add_argument("-o", "--output", help="write spikes, probes and synaptic-op counts to this .npz")
+    p.add_argument("--plot", help="save a PNG: output spike raster and probed states of sample 0 "
+                   "(needs matplotlib: pip install 'spikeforge[plot]')")
     p.set_defaults(func=run)
 
 
@@ -93,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  synaptic operations: {int(synops.sum())}")
     for name, arr in probed.items():
         print(f"  probe {name}: final {arr[0, -1].tolist()[:8]}{' …' if arr.shape[2] > 8 else ''}")
+    if args.plot:
+        plot_trace(args.plot, spikes, probed, synops, title=f"{Path(args.program).name} on {program.target}")
+        print(f"wrote {Path(args.plot)}")
     if args.output:
         out = {f"spikes/{k}": v for k, v in spikes.items()}
         out.update({f"probes/{k}": v for k, v in probed.items()})
@@ -100,3 +105,38 @@ def run(args: argparse.Namespace) -> int:
         np.savez_compressed(args.output, **out)
         print(f"wrote {Path(args.output)}")
     return 0
+
+
+def plot_trace(path: str, spikes: dict[str, np.ndarray], probed: dict[str, np.ndarray], synops: np.ndarray,
+               title: str = "") -> None:
+    """Raster of each output port, one panel per probed state (first 8 neurons) and synaptic
+    operations per step, for batch element 0, as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise EmulatorError("--plot needs matplotlib: pip install 'spikeforge[plot]'") from None
+    panels = len(spikes) + len(probed) + 1
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 1.8 * panels + 0.6), sharex=True, squeeze=False)
+    ax_iter = iter(axes[:, 0])
+    for name, s in spikes.items():
+        ax = next(ax_iter)
+        t, n = np.nonzero(s[0])
+        ax.scatter(t, n, s=4, marker="|", color="k")
+        ax.set_ylabel(f"{name}\nneuron")
+        ax.set_ylim(-0.5, s.shape[2] - 0.5)
+    for name, arr in probed.items():
+        ax = next(ax_iter)
+        ax.plot(arr[0, :, :8], lw=0.8)
+        ax.set_ylabel(name)
+    ax = next(ax_iter)
+    ax.plot(synops[0], color="tab:gray", lw=0.8)
+    ax.set_ylabel("synaptic\nops")
+    ax.set_xlabel("step")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
