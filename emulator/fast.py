@@ -86,6 +86,10 @@ class FastEngine:
             self._n_syn = [1 if pop.size and wiring.readout_np[pop.neurons[0]] else 2 for pop in self.pops]
             for q, r in enumerate(self._regs):
                 r["dash_each"] = [r["dash_syn"], r["dash_syn2"]][: self._n_syn[q]]
+                # one shift for all synaptic states: [1, S, 1] when each state's dash is uniform
+                r["dash_stack"] = np.stack([np.broadcast_to(d, (self.pops[q].size,)) for d in r["dash_each"]])[None]
+                if all(np.ndim(d) == 0 for d in r["dash_each"]):
+                    r["dash_stack"] = r["dash_stack"][:, :, :1]
         self._build_edges()
         self._build_schedule()
         self._build_synops()
@@ -525,9 +529,57 @@ class FastEngine:
                 x[idx] = np.minimum(np.maximum(x[idx] + inc, lo), hi)
         return x
 
+    def _xylo_step_small(self, q: int, pos: F64 | None, neg: F64 | None, ext: list[NDArray[np.float32]],
+                         offsets: list[int], t: int) -> I64:
+        """:meth:`_xylo_step` on Python integers, for populations so small (a readout layer) that
+        numpy's per-call cost would dominate; same equations, same fallback."""
+        pop = self.pops[q]
+        regs = self.__dict__.get(f"_small_{q}")
+        if regs is None:
+            r = self._regs[q]
+            n = pop.size
+            regs = {k: np.broadcast_to(r[k], (n,)).tolist() for k in ("dash_mem", "bias", "threshold")}
+            regs["dash_each"] = [np.broadcast_to(d, (n,)).tolist() for d in r["dash_each"]]
+            regs["max_spikes"] = self.w.max_spikes_np[pop.neurons].tolist()
+            self.__dict__[f"_small_{q}"] = regs
+        st = self.state[q]
+        syn, vmem = st["syn"], st["vmem"]
+        lo, hi = -(1 << 15), (1 << 15) - 1
+        b_n, s_n, n = syn.shape
+        sy = syn.tolist()
+        vm = vmem.tolist()
+        pl = pos.tolist() if pos is not None else None
+        nl = neg.tolist() if neg is not None else None
+        out = [[0] * n for _ in range(b_n)]
+        shift_decay, sat_add = fixed.shift_decay, fixed.sat_add
+        for b in range(b_n):
+            for s_ in range(s_n):
+                row = sy[b][s_]
+                if pl is not None and nl is not None:
+                    prow, nrow = pl[b][s_], nl[b][s_]
+                    if any(row[i] + prow[i] > hi or row[i] + nrow[i] < lo for i in range(n)):
+                        row = self._ordered_vector(q, b, syn[b, s_], ext, offsets, t, lo, hi, synapse=s_).tolist()
+                    else:
+                        row = [row[i] + int(prow[i] + nrow[i]) for i in range(n)]
+                sy[b][s_] = [x - shift_decay(x, d) for x, d in zip(row, regs["dash_each"][s_], strict=True)]
+            for i in range(n):
+                total = sum(sy[b][s_][i] for s_ in range(s_n))
+                dv = sat_add(-shift_decay(vm[b][i], regs["dash_mem"][i]), total, 16)
+                dv = sat_add(dv, regs["bias"][i], 16)
+                v = sat_add(vm[b][i], dv, 16)
+                theta = regs["threshold"][i]
+                k = min(max(v // theta, 0), regs["max_spikes"][i])
+                vm[b][i] = v - k * theta
+                out[b][i] = k
+        syn[...] = sy
+        vmem[...] = vm
+        return np.array(out, dtype=np.int64)
+
     def _xylo_step(self, q: int, pos: F64 | None, neg: F64 | None, ext: list[NDArray[np.float32]],
                    offsets: list[int], t: int) -> I64:
         """One Xylo step of population ``q``; ``pos``/``neg`` ``[B, S, n]`` drive parts or None."""
+        if self.state[q]["syn"].size <= 32:
+            return self._xylo_step_small(q, pos, neg, ext, offsets, t)
         r = self._regs[q]
         st = self.state[q]
         pop = self.pops[q]
@@ -550,9 +602,7 @@ class FastEngine:
                 syn[...] = new
             else:
                 syn += add
-        for s_, dash in enumerate(r["dash_each"]):
-            x = syn[:, s_]
-            x -= _xylo_decay(x, dash)
+        syn -= _xylo_decay(syn, r["dash_stack"])
         total = syn.sum(axis=1) if syn.shape[1] > 1 else syn[:, 0].copy()
         vmem = st["vmem"]
         dv = _sat16(total - _xylo_decay(vmem, r["dash_mem"]))
