@@ -1,0 +1,36 @@
+"""The compiler: trained PyTorch SNNs and ReLU networks → a Program for a target chip.
+
+>>> program = compiler.compile(model, target="loihi", calibration=x_cal)        # doctest: +SKIP
+>>> program.compile_report.summary()                                           # doctest: +SKIP
+>>> report = compiler.check(model, target="xylo"); report.fits, report.violations   # doctest: +SKIP
+
+``compile`` returns an :class:`emulator.Program`; its :class:`~compiler.report.CompileReport`
+(check, conversion, quantisation, verification, timings) is attached as
+``program.compile_report`` (not saved in the file) and a compact summary is in
+``program.metadata["compiler"]`` (saved). ``compile_with_report`` returns both.
+``compiler.nn`` holds the trainable neuron modules (imports torch); importing ``compiler``
+itself does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .pipeline import check, compile_with_report
+from .report import CheckReport, CompileReport
+
+__all__ = ["compile", "compile_with_report", "check", "CheckReport", "CompileReport"]
+
+
+def compile(model: Any, target: Any = "loihi", calibration: Any = None, **kwargs: Any) -> Any:
+    """Compile ``model`` (a torch module, or an ``.onnx``/``.nir`` path: not yet) for ``target``.
+
+    Keyword arguments: ``labels`` (for accuracy), ``input_shape`` (per sample; inferred from a
+    first Linear), ``dt`` (s per step, default 1e-3: maps time constants to decays), ``steps``
+    (rate-coding window for converted networks and verification, default 100), ``percentile``
+    (threshold balancing, default 99.9), ``num_weight_bits`` (Loihi), ``verify_samples`` (128),
+    ``progress`` (callback ``(stage, fraction)``). Returns the Program (report attached as
+    ``program.compile_report``). Raises ``DoesNotFit`` listing every violation when it does not fit.
+    """
+    program, _ = compile_with_report(model, target, calibration, **kwargs)
+    return program

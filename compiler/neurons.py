@@ -1,0 +1,188 @@
+"""Trainable spiking neuron modules whose forward pass follows a chip family's datapath.
+
+Import as ``compiler.nn`` (this module imports torch). Each module is **stateful and one step per
+call**: ``forward(x)`` takes the input current of one step ``[batch, ...]`` and returns that
+step's spikes; :func:`run` resets every neuron of a model and loops it over ``[batch, time, ...]``.
+Float parameters map to registers (``compiler.passes.quantize``):
+
+``datapath="loihi"`` (Lava ``PyLifModelBitAcc``)::
+
+    u ← u·(1 − δu) + x              δu = (du + 1)/4096,  du = round(4096·(1 − e^(−dt/τ_syn))) − 1
+    v ← v·(1 − δv) + u              δv = dv/4096,        dv = round(4096·(1 − e^(−dt/τ_mem)))
+    s = [v > θ]; v ← 0 where s      (strict '>', reset to zero)
+    output = s of the previous step (the chip delivers a spike one step after it is emitted)
+
+``datapath="xylo"`` (XyloSim)::
+
+    i ← (i + x)·(1 − 2^−dash_syn)   dash = round(log2(τ/dt))  (bit-shift decay; 0 → no synaptic state)
+    v ← v·(1 − 2^−dash_mem) + i
+    n = min(⌊v/θ⌋, 31) where v ≥ θ; v ← v − n·θ   (subtractive reset, up to 31 spikes per step)
+
+The decay factors used in training are the *quantised* ones the chip will use, so training in
+these modules predicts the deployed behaviour (up to weight/threshold rounding). The spike
+non-linearity has a fast-sigmoid surrogate gradient ``∂s/∂v = 1/(1 + k·|v − θ|)²`` (Zenke &
+Ganguli 2018, "SuperSpike"), ``k = surrogate_slope / θ``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SpikingNeuron", "LIF", "CubaLIF", "IF", "run", "reset", "loihi_decay", "xylo_dash", "DATAPATHS"]
+
+DATAPATHS = ("loihi", "xylo")
+_MAX_SPIKES = 31  # XyloSim MAX_NUM_SPIKES (hw_specs/xylo.toml chip.max_spikes_per_step)
+
+
+def loihi_decay(tau: float | None, dt: float, offset: int = 0) -> int:
+    """Loihi 12-bit decay register for time constant ``tau`` (s) at step ``dt`` (s).
+
+    ``d = round(4096·(1 − exp(−dt/τ))) − offset`` clipped to ``[0, 4095]``; ``offset`` is 1 for
+    the current decay ``du`` (the chip multiplies by ``4096 − (du + 1)``), 0 for ``dv``.
+    ``tau=None`` means no state: ``du = 4095`` (current does not persist), ``dv = 0`` (no leak).
+    """
+    if tau is None:
+        return 4095 if offset else 0
+    if tau <= 0:
+        return 4095
+    return int(min(4095, max(0, round(4096 * (1 - math.exp(-dt / tau))) - offset)))
+
+
+def xylo_dash(tau: float | None, dt: float, max_dash: int = 15) -> int:
+    """Xylo bit-shift decay ``dash = round(log2(τ/dt))`` in ``[0, max_dash]`` (Rockpool's mapping).
+
+    ``tau=None`` means as slow as the chip allows (``max_dash``).
+    """
+    if tau is None:
+        return max_dash
+    if tau <= dt:
+        return 0
+    return int(min(max_dash, max(0, round(math.log2(tau / dt)))))
+
+
+class _SpikeFn(torch.autograd.Function):
+    """Heaviside (or floor count) forward, fast-sigmoid surrogate backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, slope: float, counts: bool, strict: bool) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        if counts:
+            return torch.clamp(torch.floor(x + 1.0), 0, _MAX_SPIKES)  # x = v/θ − 1: n = ⌊v/θ⌋ for v ≥ θ
+        return (x > 0).to(x.dtype) if strict else (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad / (1.0 + ctx.slope * x.abs()) ** 2, None, None, None
+
+
+class SpikingNeuron(nn.Module):
+    """Base of the neuron modules: float ``threshold`` θ, time constants (s), step ``dt`` (s).
+
+    State (``u``, ``v`` and the delayed spikes) persists between calls; :meth:`reset` clears it.
+    """
+
+    kind = "IF"
+
+    def __init__(self, threshold: float = 1.0, tau_mem: float | None = None, tau_syn: float | None = None,
+                 dt: float = 1e-3, datapath: str = "loihi", surrogate_slope: float = 5.0) -> None:
+        super().__init__()
+        if datapath not in DATAPATHS:
+            raise ValueError(f"datapath {datapath!r}; choose one of {DATAPATHS}")
+        if threshold <= 0:
+            raise ValueError(f"threshold {threshold} must be > 0")
+        self.threshold = float(threshold)
+        self.tau_mem = tau_mem
+        self.tau_syn = tau_syn
+        self.dt = float(dt)
+        self.datapath = datapath
+        self.surrogate_slope = float(surrogate_slope)
+        self.u: Tensor | None = None
+        self.v: Tensor | None = None
+        self._prev: Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return (f"threshold={self.threshold}, tau_mem={self.tau_mem}, tau_syn={self.tau_syn}, dt={self.dt}, "
+                f"datapath={self.datapath!r}")
+
+    def reset(self) -> None:
+        """Forget the state (call before every new sample sequence; :func:`run` does)."""
+        self.u = self.v = self._prev = None
+
+    def decay_factors(self) -> tuple[float, float]:
+        """``(keep_u, keep_v)``: the per-step factors the chip applies to ``u`` and ``v``."""
+        if self.datapath == "loihi":
+            du = loihi_decay(self.tau_syn, self.dt, offset=1)
+            dv = loihi_decay(self.tau_mem, self.dt)
+            return (4096 - du - 1) / 4096, (4096 - dv) / 4096
+        ds = xylo_dash(self.tau_syn, self.dt) if self.tau_syn is not None else 1
+        dm = xylo_dash(self.tau_mem, self.dt)
+        return 1 - 2.0 ** -ds, 1 - 2.0 ** -dm
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.v is None or self.v.shape != x.shape:
+            self.u = torch.zeros_like(x)
+            self.v = torch.zeros_like(x)
+            self._prev = torch.zeros_like(x)
+        assert self.u is not None and self._prev is not None
+        keep_u, keep_v = self.decay_factors()
+        theta = self.threshold
+        slope = self.surrogate_slope
+        if self.datapath == "loihi":
+            self.u = self.u * keep_u + x
+            v = self.v * keep_v + self.u
+            s = _SpikeFn.apply(v / theta - 1.0, slope, False, True)
+            self.v = v * (1.0 - s.detach())
+            out, self._prev = self._prev, s
+            return out
+        self.u = (self.u + x) * keep_u
+        v = self.v * keep_v + self.u
+        n = _SpikeFn.apply(v / theta - 1.0, slope, True, False)
+        self.v = v - n.detach() * theta
+        return n
+
+
+class LIF(SpikingNeuron):
+    """Leaky integrate-and-fire: membrane time constant ``tau_mem`` (s), no synaptic current state."""
+
+    kind = "LIF"
+
+    def __init__(self, tau_mem: float = 20e-3, threshold: float = 1.0, **kw: Any) -> None:
+        super().__init__(threshold=threshold, tau_mem=tau_mem, tau_syn=None, **kw)
+
+
+class CubaLIF(SpikingNeuron):
+    """Current-based LIF: synaptic current ``tau_syn`` (s) feeding a leaky membrane ``tau_mem`` (s)."""
+
+    kind = "CUBA"
+
+    def __init__(self, tau_syn: float = 5e-3, tau_mem: float = 20e-3, threshold: float = 1.0, **kw: Any) -> None:
+        super().__init__(threshold=threshold, tau_mem=tau_mem, tau_syn=tau_syn, **kw)
+
+
+class IF(SpikingNeuron):
+    """Integrate-and-fire without leak (the spiking counterpart of ReLU, for conversion)."""
+
+    kind = "IF"
+
+    def __init__(self, threshold: float = 1.0, **kw: Any) -> None:
+        super().__init__(threshold=threshold, tau_mem=None, tau_syn=None, **kw)
+
+
+def reset(model: nn.Module) -> None:
+    """Reset the state of every :class:`SpikingNeuron` in ``model``."""
+    for m in model.modules():
+        if isinstance(m, SpikingNeuron):
+            m.reset()
+
+
+def run(model: nn.Module, x: Tensor) -> Tensor:
+    """Run a per-step ``model`` over ``x`` ``[batch, time, ...]``; returns ``[batch, time, ...]``."""
+    reset(model)
+    outs = [model(x[:, t]) for t in range(x.shape[1])]
+    return torch.stack(outs, dim=1)

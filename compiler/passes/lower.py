@@ -1,0 +1,153 @@
+"""Lowering: a layer graph → a population graph (neurons and projections).
+
+Between two spiking stages everything is linear (Dense, Conv2d, Pool, Flatten, Affine and
+residual Add), so each stage is composed into one sparse matrix per spike source::
+
+    I_post = Σ_sources M_source · s_source + b,      M: float [post, pre] (CSR)
+
+Convolutions are expanded into crossbar connectivity (one synapse per kernel tap that lands in
+the input), average pooling becomes a ``1/(kh·kw)`` sum folded into the next layer's weights
+(the chip pools by summation; the factor ends up in the weights and thereby in the threshold
+scaling), BatchNorm leftovers (``Affine``) are diagonal matrices. Each source with a non-empty
+matrix becomes one ``Synapses`` node; ``b`` becomes the population's bias.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from spikeforge.errors import CompileError
+
+from .. import ir
+
+__all__ = ["lower", "linear_matrix", "conv_matrix", "pool_matrix"]
+
+Form = tuple[dict[str, Any], NDArray[np.float64], tuple[str, ...]]  # {source: csr}, bias, layer names
+
+
+def conv_matrix(node: ir.Conv2d, in_shape: tuple[int, ...]) -> sp.csr_matrix:
+    """The convolution as a sparse ``[O·H'·W', C·H·W]`` matrix (row-major, torch order)."""
+    c_in, h, w = in_shape
+    o_n, cg, kh, kw = node.weight.shape
+    _, ho, wo = node.out_shape([in_shape])
+    g = node.groups
+    o, ci, ky, kx, y, x = np.meshgrid(np.arange(o_n), np.arange(cg), np.arange(kh), np.arange(kw),
+                                      np.arange(ho), np.arange(wo), indexing="ij")
+    iy = y * node.stride[0] - node.padding[0] + ky
+    ix = x * node.stride[1] - node.padding[1] + kx
+    c = (o // (o_n // g)) * cg + ci
+    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    rows = ((o * ho + y) * wo + x)[ok]
+    cols = ((c * h + iy) * w + ix)[ok]
+    vals = node.weight[o, ci, ky, kx][ok]
+    return sp.csr_matrix((vals, (rows, cols)), shape=(o_n * ho * wo, c_in * h * w))
+
+
+def pool_matrix(node: ir.Pool, in_shape: tuple[int, ...]) -> sp.csr_matrix:
+    """Sum (or average) pooling as a sparse ``[C·H'·W', C·H·W]`` matrix."""
+    c_n, h, w = in_shape
+    _, ho, wo = node.out_shape([in_shape])
+    kh, kw = node.kernel
+    c, ky, kx, y, x = np.meshgrid(np.arange(c_n), np.arange(kh), np.arange(kw), np.arange(ho), np.arange(wo),
+                                  indexing="ij")
+    iy = y * node.stride[0] + ky
+    ix = x * node.stride[1] + kx
+    rows = ((c * ho + y) * wo + x).ravel()
+    cols = ((c * h + iy) * w + ix).ravel()
+    value = 1.0 / (kh * kw) if node.mode == "avg" else 1.0
+    return sp.csr_matrix((np.full(rows.size, value), (rows, cols)), shape=(c_n * ho * wo, c_n * h * w))
+
+
+def _affine(node: ir.Affine, shape: tuple[int, ...]) -> tuple[Any, NDArray[np.float64]]:
+    n = int(np.prod(shape))
+    per = n // shape[0] if shape else n
+    scale = np.broadcast_to(np.asarray(node.scale, dtype=np.float64), (shape[0],)) if node.scale.size > 1 else (
+        np.full(shape[0], float(node.scale.ravel()[0])))
+    shift = np.broadcast_to(np.asarray(node.shift, dtype=np.float64), (shape[0],)) if node.shift.size > 1 else (
+        np.full(shape[0], float(node.shift.ravel()[0])))
+    return sp.diags(np.repeat(scale, per)).tocsr(), np.repeat(shift, per)
+
+
+def linear_matrix(node: ir.Node, in_shape: tuple[int, ...]) -> tuple[Any, NDArray[np.float64]]:
+    """``(M, b)`` of a linear layer node: ``y = M x + b`` on flattened per-sample tensors."""
+    if isinstance(node, ir.Dense):
+        b = node.bias if node.bias is not None else np.zeros(node.weight.shape[0])
+        return sp.csr_matrix(node.weight), np.asarray(b, dtype=np.float64)
+    if isinstance(node, ir.Conv2d):
+        m = conv_matrix(node, in_shape)
+        _, ho, wo = node.out_shape([in_shape])
+        b = node.bias if node.bias is not None else np.zeros(node.weight.shape[0])
+        return m, np.repeat(np.asarray(b, dtype=np.float64), ho * wo)
+    if isinstance(node, ir.Pool):
+        m = pool_matrix(node, in_shape)
+        return m, np.zeros(m.shape[0])
+    if isinstance(node, ir.Affine):
+        return _affine(node, in_shape)
+    if isinstance(node, ir.Flatten):
+        n = int(np.prod(in_shape))
+        return sp.identity(n, format="csr"), np.zeros(n)
+    raise CompileError(f"layer {node.name!r}: {type(node).__name__} is not a linear layer")
+
+
+def lower(graph: ir.Graph) -> ir.Graph:
+    """Compose the linear layers between spiking stages; return the population graph."""
+    ir.validate(graph, "spiking")
+    out = ir.Graph(meta=graph.meta)
+    forms: dict[str, Form] = {}
+    for node in graph:
+        name = node.name
+        if isinstance(node, ir.Input):
+            out.add(node)
+            n = graph.size(name)
+            forms[name] = ({name: sp.identity(n, format="csr")}, np.zeros(n), ())
+        elif isinstance(node, ir.Neuron):
+            srcs, bias, layers = forms[node.inputs[0]]
+            n = graph.size(name)
+            syn_names = []
+            for src, m in srcs.items():
+                m = sp.csr_matrix(m)
+                m.eliminate_zeros()
+                if m.nnz == 0:
+                    continue
+                coo = m.tocoo()
+                order = np.lexsort((coo.col, coo.row))
+                syn = ir.Synapses(f"{src}->{name}", (src,), post=name, shape=(n, m.shape[1]),
+                                  post_idx=coo.row[order].astype(np.int64), pre_idx=coo.col[order].astype(np.int64),
+                                  values=coo.data[order].astype(np.float64), source=layers)
+                out.add(syn)
+                syn_names.append(syn.name)
+            if not syn_names:
+                raise CompileError(f"layer {name!r}: receives no input (all weights are zero)")
+            out.add(ir.Neuron(name, tuple(syn_names), kind=node.kind, threshold=node.threshold,
+                              tau_mem=node.tau_mem, tau_syn=node.tau_syn, datapath=node.datapath,
+                              readout=node.readout, size=n, bias=np.asarray(bias, dtype=np.float64)))
+            forms[name] = ({name: sp.identity(n, format="csr")}, np.zeros(n), ())
+        elif isinstance(node, ir.Add):
+            acc: dict[str, Any] = {}
+            bias = np.zeros(graph.size(name))
+            layers: tuple[str, ...] = ()
+            for i in node.inputs:
+                s_i, b_i, l_i = forms[i]
+                for src, m in s_i.items():
+                    acc[src] = acc[src] + m if src in acc else m
+                bias = bias + b_i
+                layers += l_i
+            forms[name] = (acc, bias, layers + (name,))
+        elif isinstance(node, ir.Output):
+            src = graph[node.inputs[0]]
+            if not isinstance(src, ir.Neuron):
+                raise CompileError(
+                    f"the model's output {src.name!r} ({type(src).__name__}) is not spiking; end the model with a "
+                    "compiler.nn neuron module (ReLU networks are converted, calibration=... needed)"
+                )
+            out.add(node)
+        else:
+            in_shape = graph.shape(node.inputs[0])
+            m, b = linear_matrix(node, in_shape)
+            srcs, bias, layers = forms[node.inputs[0]]
+            forms[name] = ({s: (m @ x).tocsr() for s, x in srcs.items()}, m @ bias + b, layers + (name,))
+    return ir.validate(out, "lowered")

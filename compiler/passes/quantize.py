@@ -1,0 +1,358 @@
+"""Quantisation: float populations and projections → the target family's registers and weights.
+
+Every population gets one **state scale** ``s``: integer state = float state × ``s``. Thresholds,
+biases and weights are expressed in that scale, so the spiking dynamics are unchanged up to
+rounding. Every limit is read from the spec.
+
+**loihi** (Lava / NengoLoihi number formats). A projection's weights are stored as mantissas
+``q`` with a shared exponent ``e`` (``weight_exp``): the chip adds ``(q · s_pre) << e`` to ``u``
+after a further ``<< 6``, so ``W · s = q · 2^(e+6)``. Mantissas are multiples of ``2^k``,
+``k = 8 − num_weight_bits + is_mixed`` (Lava's truncation) and at most the spec's weight range.
+The population's exponent is searched over the spec's ``weight_exp`` range (as NengoLoihi's
+``discretize_weights`` searches): for each candidate the largest-magnitude projection uses the
+full mantissa range, ``s = q_max · 2^(e+6) / max|W|``, the others the smallest exponent that
+fits; ``vth = round(θ·s / 64)`` (the chip compares ``v > vth << 6``), ``bias = b·s`` as
+``bias_mant << bias_exp`` (per neuron, the smallest exponent that fits the mantissa). Among
+candidates whose registers fit and whose worst-case input current cannot wrap ``u``, the one with
+the least threshold + bias rounding error wins (ties: the smaller exponent, more headroom).
+Decays: ``du = round(4096·(1 − e^(−dt/τ_syn))) − 1`` (the chip adds the 1 back), ``dv =
+round(4096·(1 − e^(−dt/τ_mem)))``; no τ: ``du = 4095`` (no current state), ``dv = 0`` (no leak).
+
+**xylo** (Rockpool ``global_quantize`` style): 8-bit weights ``q`` with one ``weight_shift`` per
+matrix (input, recurrent, readout: XyloSim has one shift per matrix), ``W · s = q << shift``;
+``threshold = round(θ·s)``, ``bias = round(b·s)`` (16-bit); the three shifts are searched by
+coordinate descent for the least error with registers in range. ``dash = round(log2(τ/dt))``
+(``dash_syn = 1`` without τ_syn: a 0 shift would clear the current before it is used).
+
+**truenorth**: binary crossbar × 4 axon-type weights, by the partitioner's
+``compiler.passes.truenorth.truenorth_weights``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from hw_specs import HwSpec
+from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator
+
+from .. import ir
+from ..neurons import loihi_decay, xylo_dash
+
+__all__ = ["quantize", "QuantReport", "ProjectionQuant", "PopulationQuant"]
+
+
+@dataclass
+class ProjectionQuant:
+    """Quantisation of one projection: exponent or shift, relative RMS weight error, clipped share."""
+
+    projection: str
+    layer: str
+    exponent: int
+    num_weight_bits: int
+    weight_error: float
+    clipped: float
+    max_mantissa: int
+
+
+@dataclass
+class PopulationQuant:
+    """Quantisation of one population: state scale, threshold register and errors, worst-case input."""
+
+    layer: str
+    scale: float
+    threshold: int
+    threshold_error: float
+    bias_error: float
+    max_input: float
+    state_limit: int
+    feasible: bool = True
+    problem: str = ""
+
+    @property
+    def overflow_risk(self) -> bool:
+        return self.max_input > self.state_limit
+
+
+@dataclass
+class QuantReport:
+    """Per-layer quantisation report (``projections``, ``populations``); ``table()`` prints it."""
+
+    family: str
+    projections: list[ProjectionQuant] = field(default_factory=list)
+    populations: list[PopulationQuant] = field(default_factory=list)
+
+    def table(self) -> str:
+        lines = [f"{'projection':32} {'exp/shift':>9} {'bits':>4} {'w err':>8} {'clipped':>8}"]
+        for p in self.projections:
+            lines.append(f"{p.projection[:32]:32} {p.exponent:>9} {p.num_weight_bits:>4} {p.weight_error:>8.2%} "
+                         f"{p.clipped:>8.2%}")
+        lines.append(f"{'population':32} {'scale':>10} {'threshold':>9} {'thr err':>8} {'bias err':>8} "
+                     f"{'max input':>10} {'limit':>9}")
+        for q in self.populations:
+            flag = "  OVERFLOW RISK" if q.overflow_risk else ""
+            lines.append(f"{q.layer[:32]:32} {q.scale:>10.4g} {q.threshold:>9} {q.threshold_error:>8.2%} "
+                         f"{q.bias_error:>8.2%} {q.max_input:>10.4g} {q.state_limit:>9}{flag}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family,
+                "projections": [vars(p) for p in self.projections],
+                "populations": [{**vars(q), "overflow_risk": q.overflow_risk} for q in self.populations]}
+
+
+def _rel_rms(err: NDArray[Any], ref: NDArray[Any]) -> float:
+    den = float(np.sqrt(np.mean(ref ** 2))) if ref.size else 0.0
+    return float(np.sqrt(np.mean(err ** 2))) / den if den > 0 else 0.0
+
+
+def _incoming(graph: ir.Graph, pop: ir.Neuron) -> list[ir.Synapses]:
+    out = []
+    for s in pop.inputs:
+        syn = graph[s]
+        assert isinstance(syn, ir.Synapses)
+        out.append(syn)
+    return out
+
+
+def _max_count(graph: ir.Graph, syn: ir.Synapses, spec: HwSpec) -> int:
+    """Spikes a pre unit can send per step (worst case): input counts, else one."""
+    return int(spec.chip.max_input_count) if isinstance(graph[syn.inputs[0]], ir.Input) else 1
+
+
+def _worst_input(syn: ir.Synapses, q: NDArray[Any], factor: float, count: int) -> NDArray[np.float64]:
+    out = np.zeros(syn.shape[0])
+    np.add.at(out, syn.post_idx, np.abs(q).astype(np.float64) * factor * count)
+    return out
+
+
+def readouts(graph: ir.Graph, spec: HwSpec) -> set[str]:
+    """Populations the target runs as its readout layer: those feeding an Output (Xylo), else none."""
+    if not spec.chip.readout_neurons:
+        return set()
+    return {o.inputs[0] for o in graph.of_type(ir.Output)}
+
+
+def quantize(graph: ir.Graph, spec: HwSpec, *, dt: float = 1e-3, num_weight_bits: int | None = None
+             ) -> tuple[ir.Graph, QuantReport]:
+    """Quantise the lowered ``graph`` for ``spec``; return the quantised graph and the report."""
+    ir.validate(graph, "lowered")
+    if spec.family == "loihi":
+        return _loihi(graph, spec, dt, num_weight_bits)
+    if spec.family == "xylo":
+        return _xylo(graph, spec, dt)
+    if spec.family == "truenorth":
+        try:
+            from . import truenorth  # noqa: F401  (the partitioner's pass)
+        except ImportError:
+            raise UnsupportedOperator(
+                "target truenorth: the TrueNorth weight pass (compiler.passes.truenorth.truenorth_weights: crossbar "
+                "bits x 4 axon-type weights) is not available yet; compile for loihi, tiny or xylo"
+            ) from None
+        raise UnsupportedOperator("target truenorth: quantisation is not wired to truenorth_weights yet")
+    raise UnsupportedOperator(f"target {spec.name}: family {spec.family!r} has no quantiser")
+
+
+# ----------------------------------------------------------------------------------- loihi
+def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[ir.Graph, QuantReport]:
+    wr = spec.synapse_range("weight")
+    e_rng = spec.synapse_range("weight_exp")
+    b_rng = spec.synapse_range("num_weight_bits")
+    mag_bits = max(wr.hi.bit_length(), 1)  # 255 → 8-bit magnitude
+    bits = b_rng.hi if nwb is None else int(nwb)
+    if bits not in b_rng:
+        raise CompileError(f"num_weight_bits={bits} outside {b_rng} of target {spec.name} ({spec.where()})")
+    vth_rng = spec.registers["vth"]
+    bm_rng, be_rng = spec.registers["bias_mant"], spec.registers["bias_exp"]
+    u_limit = (1 << (spec.state["u"].bits - 1)) - 1
+    report = QuantReport("loihi")
+    out = ir.Graph(meta=graph.meta)
+    for node in graph:
+        if isinstance(node, ir.Synapses):
+            continue  # emitted with its post population
+        if not isinstance(node, ir.Neuron):
+            out.add(node)
+            continue
+        syns = _incoming(graph, node)
+        du = loihi_decay(node.tau_syn, dt, offset=1)
+        dv = loihi_decay(node.tau_mem, dt)
+        geom = []  # per projection: step, q_max, max|w|
+        for syn in syns:
+            mixed = bool((syn.values > 0).any() and (syn.values < 0).any())
+            k = max(0, mag_bits - bits + int(mixed))
+            step = 1 << k
+            qmax = (wr.hi // step) * step
+            geom.append((step, qmax, float(np.abs(syn.values).max())))
+        ref = max(range(len(syns)), key=lambda j: geom[j][2] / geom[j][1])
+        bias = node.bias if node.bias is not None else np.zeros(node.size)
+        best: tuple[Any, ...] | None = None
+        for e in range(e_rng.lo, e_rng.hi + 1):
+            s = geom[ref][1] * 2.0 ** (e + 6) / geom[ref][2]
+            exps, qs = [], []
+            for (step, qmax, wmax), syn in zip(geom, syns, strict=True):
+                need = wmax * s / (qmax * 64.0)
+                ej = min(e_rng.hi, max(e_rng.lo, math.ceil(math.log2(need) - 1e-12))) if need > 0 else e_rng.lo
+                q = np.clip(np.round(syn.values * s / (2.0 ** (ej + 6) * step)) * step, -qmax, qmax)
+                exps.append(ej)
+                qs.append(q.astype(np.int64))
+            vth = round(node.threshold * s / 64.0)
+            ok = vth_rng.lo <= vth <= vth_rng.hi and vth >= 1
+            thr_err = abs(vth * 64.0 / s - node.threshold) / node.threshold
+            target = bias * s
+            bexp = np.full(node.size, be_rng.hi, dtype=np.int64)
+            for x in range(be_rng.hi, be_rng.lo - 1, -1):  # descending: ends at the smallest exponent that fits
+                bexp = np.where(np.abs(np.round(target / 2.0 ** x)) <= bm_rng.hi, x, bexp)
+            bmant = np.round(target / 2.0 ** bexp)
+            ok = ok and bool((np.abs(bmant) <= bm_rng.hi).all())
+            bmant = np.clip(bmant, bm_rng.lo, bm_rng.hi).astype(np.int64)
+            bias_err = _rel_rms(bmant * 2.0 ** bexp / s - bias, np.full(1, node.threshold)) if bias.any() else 0.0
+            worst = np.zeros(node.size)
+            for syn, q, ej in zip(syns, qs, exps, strict=True):
+                worst += _worst_input(syn, q, 2.0 ** (ej + 6), _max_count(graph, syn, spec))
+            keep = 1.0 - (4096 - du - 1) / 4096  # u settles at input / (1 − keep factor)
+            max_in = float(worst.max() / max(keep, 1.0 / 4096))
+            safe = max_in <= u_limit
+            key = (not ok, not safe, round(thr_err + bias_err, 4), e)
+            if best is None or key < best[0]:
+                best = (key, e, s, exps, qs, vth, thr_err, bmant, bexp, bias_err, max_in, ok)
+        assert best is not None
+        _, e, s, exps, qs, vth, thr_err, bmant, bexp, bias_err, max_in, ok = best
+        problem = "" if ok else (f"threshold {node.threshold:.4g} / bias cannot be represented at any weight_exp "
+                                 f"in {e_rng} (vth in {vth_rng}, bias_mant in {bm_rng})")
+        vth = min(max(vth, max(vth_rng.lo, 1)), vth_rng.hi)
+        names = []
+        for syn, q, ej, (step, qmax, _) in zip(syns, qs, exps, geom, strict=True):
+            keep_nz = q != 0
+            qsyn = ir.Synapses(syn.name, syn.inputs, post=syn.post, shape=syn.shape,
+                               post_idx=syn.post_idx[keep_nz], pre_idx=syn.pre_idx[keep_nz],
+                               values=q[keep_nz].astype(np.int64),
+                               params=MappingProxyType({"weight_exp": int(ej), "num_weight_bits": bits}),
+                               delay=syn.delay, source=syn.source)
+            recon = q * 2.0 ** (ej + 6) / s
+            clipped = float(np.mean(np.abs(syn.values * s / 2.0 ** (ej + 6)) > qmax + step / 2))
+            report.projections.append(ProjectionQuant(syn.name, node.name, int(ej), bits,
+                                                      _rel_rms(recon - syn.values, syn.values), clipped, int(qmax)))
+            if qsyn.values.size == 0:
+                continue
+            out.add(qsyn)
+            names.append(qsyn.name)
+        if not names:
+            raise DoesNotFit(f"layer {node.name!r}: every weight rounds to 0 at {bits} weight bits; use more "
+                             "num_weight_bits or rescale the layer")
+        regs = {"du": np.full(node.size, du), "dv": np.full(node.size, dv), "vth": np.full(node.size, vth),
+                "bias_mant": bmant, "bias_exp": bexp}
+        qn = ir.Neuron(node.name, tuple(names), kind=node.kind, threshold=node.threshold, tau_mem=node.tau_mem,
+                       tau_syn=node.tau_syn, datapath=node.datapath, readout=False, size=node.size,
+                       bias=node.bias, registers=MappingProxyType({k: np.asarray(v, dtype=np.int64)
+                                                                   for k, v in regs.items()}), scale=s)
+        out.add(qn)
+        report.populations.append(PopulationQuant(node.name, s, int(vth), thr_err, bias_err, max_in, u_limit,
+                                                  feasible=ok, problem=problem))
+    return ir.validate(out, "quantized"), report
+
+
+# ------------------------------------------------------------------------------------ xylo
+def _matrix_class(graph: ir.Graph, syn: ir.Synapses, readouts: set[str]) -> str:
+    if syn.post in readouts:
+        return "readout"
+    return "input" if isinstance(graph[syn.inputs[0]], ir.Input) else "recurrent"
+
+
+def _xylo_pop(node: ir.Neuron, syns: list[ir.Synapses], shifts: list[int], spec: HwSpec,
+              counts: list[int]) -> tuple[float, Any]:
+    """Error (inf when a register does not fit) and the quantised values for one population."""
+    wr = spec.synapse_range("weight")
+    qmax = min(wr.hi, -wr.lo)
+    s = min(qmax * 2.0 ** sh / float(np.abs(syn.values).max()) for syn, sh in zip(syns, shifts, strict=True))
+    qs = [np.clip(np.round(syn.values * s / 2.0 ** sh), -qmax, qmax).astype(np.int64)
+          for syn, sh in zip(syns, shifts, strict=True)]
+    thr = round(node.threshold * s)
+    t_rng, b_rng = spec.registers["threshold"], spec.registers["bias"]
+    bias = node.bias if node.bias is not None else np.zeros(node.size)
+    b = np.round(bias * s)
+    ok = thr in t_rng and bool(((b >= b_rng.lo) & (b <= b_rng.hi)).all())
+    w_err = sum(_rel_rms(q * 2.0 ** sh / s - syn.values, syn.values) for q, sh, syn in zip(qs, shifts, syns,
+                                                                                            strict=True))
+    thr_err = abs(thr / s - node.threshold) / node.threshold
+    bias_err = _rel_rms(b / s - bias, np.full(1, node.threshold)) if bias.any() else 0.0
+    worst = np.zeros(node.size)
+    for syn, q, sh, c in zip(syns, qs, shifts, counts, strict=True):
+        worst += _worst_input(syn, q, 2.0 ** sh, c)
+    limit = (1 << (spec.state["isyn"].bits - 1)) - 1
+    err = w_err + thr_err + bias_err + (0.0 if worst.max() <= limit else 1.0)
+    return (err if ok else math.inf), (s, qs, thr, b.astype(np.int64), thr_err, bias_err, float(worst.max()), limit)
+
+
+def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantReport]:
+    readouts = readouts(graph, spec)
+    pops = graph.of_type(ir.Neuron)
+    syns_of = {p.name: _incoming(graph, p) for p in pops}
+    classes = sorted({_matrix_class(graph, s, readouts) for p in pops for s in syns_of[p.name]})
+    sh_rng = spec.synapse_range("weight_shift")
+    shifts = {c: sh_rng.lo for c in classes}
+
+    def total(sh: dict[str, int]) -> float:
+        err = 0.0
+        for p in pops:
+            syns = syns_of[p.name]
+            e, _ = _xylo_pop(p, syns, [sh[_matrix_class(graph, s, readouts)] for s in syns], spec,
+                             [_max_count(graph, s, spec) for s in syns])
+            err += e
+        return err
+
+    for _ in range(2):  # coordinate descent over the (at most three) matrix shifts
+        for c in classes:
+            scores = {v: total({**shifts, c: v}) for v in range(sh_rng.lo, sh_rng.hi + 1)}
+            shifts[c] = min(scores, key=lambda v: (scores[v], v))
+    report = QuantReport("xylo")
+    out = ir.Graph(meta=graph.meta)
+    max_dash = spec.registers["dash_mem"].hi
+    for node in graph:
+        if isinstance(node, ir.Synapses):
+            continue
+        if not isinstance(node, ir.Neuron):
+            out.add(node)
+            continue
+        syns = syns_of[node.name]
+        sh = [shifts[_matrix_class(graph, s, readouts)] for s in syns]
+        err, (s, qs, thr, b, thr_err, bias_err, worst, limit) = _xylo_pop(
+            node, syns, sh, spec, [_max_count(graph, x, spec) for x in syns])
+        problem = ""
+        if math.isinf(err):
+            problem = (f"threshold {node.threshold:.4g} -> {thr} or its biases do not fit threshold "
+                       f"{spec.registers['threshold']} / bias {spec.registers['bias']} at any weight_shift in {sh_rng}")
+            t_rng, b_rng = spec.registers["threshold"], spec.registers["bias"]
+            thr = min(max(thr, t_rng.lo), t_rng.hi)
+            b = np.clip(b, b_rng.lo, b_rng.hi)
+        names = []
+        for syn, q, shift in zip(syns, qs, sh, strict=True):
+            nz = q != 0
+            report.projections.append(ProjectionQuant(syn.name, node.name, int(shift), 8,
+                                                      _rel_rms(q * 2.0 ** shift / s - syn.values, syn.values), 0.0,
+                                                      int(np.abs(q).max())))
+            if not nz.any():
+                continue
+            qsyn = ir.Synapses(syn.name, syn.inputs, post=syn.post, shape=syn.shape, post_idx=syn.post_idx[nz],
+                               pre_idx=syn.pre_idx[nz], values=q[nz],
+                               params=MappingProxyType({"weight_shift": int(shift), "synapse": 0}),
+                               delay=syn.delay, source=syn.source)
+            out.add(qsyn)
+            names.append(qsyn.name)
+        if not names:
+            raise DoesNotFit(f"layer {node.name!r}: every weight rounds to 0 at 8 bits")
+        dash_syn = xylo_dash(node.tau_syn, dt, max_dash) if node.tau_syn is not None else 1
+        regs = {"dash_mem": xylo_dash(node.tau_mem, dt, max_dash), "dash_syn": dash_syn, "dash_syn2": dash_syn,
+                "threshold": thr}
+        registers = {k: np.full(node.size, v, dtype=np.int64) for k, v in regs.items()}
+        registers["bias"] = b
+        out.add(ir.Neuron(node.name, tuple(names), kind=node.kind, threshold=node.threshold, tau_mem=node.tau_mem,
+                          tau_syn=node.tau_syn, datapath=node.datapath, readout=node.name in readouts,
+                          size=node.size, bias=node.bias, registers=MappingProxyType(registers), scale=s))
+        report.populations.append(PopulationQuant(node.name, s, int(thr), thr_err, bias_err, worst, limit,
+                                                  feasible=not problem, problem=problem))
+    return ir.validate(out, "quantized"), report

@@ -1,0 +1,265 @@
+"""The compile pipeline: a short list of stages, each a function of a value and the spec.
+
+::
+
+    capture (frontend)        model → layer graph                    validate("frontend")
+    convert (ReLU nets only)  layer graph + calibration → IF graph   validate("spiking")
+    lower                     → population graph                     validate("lowered")
+    quantize                  → registers and integer weights        validate("quantized")
+    rules                     every design rule → CheckReport
+    emit                      → ProgramBuilder → partition → Program
+    verify                    emulate the Program vs. simulate the quantised / float network
+
+``calibration``: for a ReLU network, analog inputs ``[batch, *input_shape]`` (required: thresholds
+are balanced on it); for a spiking model, spike counts ``[batch, time, *input_shape]`` (optional:
+used for verification only). Either may be ``(x, labels)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+import emulator
+import hw_specs
+from hw_specs import HwSpec
+from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator
+
+from . import ir
+from .passes.convert import ConversionReport, convert, encode_rate, needs_conversion
+from .passes.emit import emit
+from .passes.lower import lower
+from .passes.quantize import QuantReport, quantize
+from .passes.rules import RuleContext, layer_stats, run_rules
+from .report import CheckReport, CompileReport
+from .simulate import predictions, simulate
+
+__all__ = ["compile_with_report", "check", "Progress"]
+
+#: progress callback: (stage name, fraction of the whole compile done in [0, 1])
+Progress = Callable[[str, float], None]
+
+
+def _array(x: Any) -> NDArray[Any]:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _split(calibration: Any, labels: Any) -> tuple[NDArray[Any] | None, NDArray[Any] | None]:
+    if isinstance(calibration, (tuple, list)) and len(calibration) == 2:
+        calibration, labels = calibration
+    x = None if calibration is None else _array(calibration)
+    y = None if labels is None else _array(labels).ravel().astype(np.int64)
+    return x, y
+
+
+def capture(model: Any, input_shape: tuple[int, ...] | None, x: NDArray[Any] | None) -> ir.Graph:
+    """Model → layer graph: an ``ir.Graph`` passes through; a torch module goes to the torch frontend."""
+    if isinstance(model, ir.Graph):
+        return ir.validate(model, "frontend")
+    if isinstance(model, (str, Path)):
+        suffix = Path(model).suffix.lower()
+        if suffix in (".onnx", ".nir"):
+            raise UnsupportedOperator(f"{model}: the {suffix[1:].upper()} frontend is not available yet (a later "
+                                      "issue); compile the PyTorch model, or see docs/compiler.md")
+        raise UnsupportedOperator(f"{model}: unknown model file; pass a torch.nn.Module (the CLI also reads "
+                                  "--model-class module:Class with a state dict)")
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        raise CompileError("compiling a torch model needs torch installed") from None
+    if not isinstance(model, torch.nn.Module):
+        raise CompileError(f"cannot compile a {type(model).__name__}; pass a torch.nn.Module or an .onnx/.nir path")
+    from .frontends import torch as tf
+
+    if input_shape is None:
+        input_shape = tf.infer_input_shape(model)
+    if input_shape is None:
+        raise CompileError("cannot infer the input shape (the first layer is not a Linear); pass input_shape=(C, H, W)")
+    return ir.validate(tf.from_torch(model, tuple(input_shape)), "frontend")
+
+
+class _Stages:
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def done(self, stage: str, fraction: float) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = now - self._t
+        self._t = now
+        if self.progress:
+            self.progress(stage, fraction)
+
+
+def _front(model: Any, spec: HwSpec, x: NDArray[Any] | None, y: NDArray[Any] | None,
+           input_shape: tuple[int, ...] | None, percentile: float, st: _Stages
+           ) -> tuple[ir.Graph, ConversionReport | None, bool, list[str]]:
+    notes: list[str] = []
+    graph = capture(model, input_shape, x)
+    st.done("capture", 0.1)
+    ann = needs_conversion(graph)
+    conv = None
+    if ann:
+        if x is None:
+            shape = graph.of_type(ir.Input)[0].shape
+            x = np.random.default_rng(0).random((16, *shape))
+            notes.append("no calibration data: thresholds balanced on uniform random inputs in [0, 1]; pass "
+                         "calibration= for meaningful quantisation figures")
+        graph, conv = convert(graph, x, percentile=percentile, labels=y)
+        st.done("convert", 0.2)
+    mismatched = {n.datapath for n in graph.of_type(ir.Neuron) if n.datapath and n.datapath != spec.family}
+    if mismatched:
+        notes.append(f"the model's neurons follow the {'/'.join(sorted(mismatched))} datapath but the target is "
+                     f"{spec.family}: spike test, reset and delays differ from training")
+    lowered = lower(graph)
+    st.done("lower", 0.35)
+    return lowered, conv, ann, notes
+
+
+def _check(lowered: ir.Graph, spec: HwSpec, dt: float, num_weight_bits: int | None, notes: list[str]
+           ) -> tuple[CheckReport, ir.Graph | None]:
+    quant: QuantReport | None = None
+    qgraph = None
+    error = None
+    try:
+        qgraph, quant = quantize(lowered, spec, dt=dt, num_weight_bits=num_weight_bits)
+    except DoesNotFit as exc:
+        error = str(exc)
+    ctx = RuleContext(lowered, spec, quant=quant, quant_error=error)
+    report = CheckReport(spec.name, spec.where(), violations=run_rules(ctx), quant=quant, notes=notes)
+    qp = {p.layer: p for p in quant.populations} if quant else {}
+    qj: dict[str, list[Any]] = {}
+    for p in quant.projections if quant else []:
+        qj.setdefault(p.layer, []).append(p)
+    for name, row in ctx.stats.items():
+        r = dict(row)
+        if name in qp:
+            r["threshold"] = qp[name].threshold
+            r["max_input"] = qp[name].max_input
+        if name in qj:
+            r["exp"] = ",".join(str(p.exponent) for p in qj[name])
+            r["w_err"] = max(p.weight_error for p in qj[name])
+        report.layers.append(r)
+    return report, qgraph
+
+
+def check(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *, labels: Any = None,
+          input_shape: tuple[int, ...] | None = None, dt: float = 1e-3, percentile: float = 99.9,
+          num_weight_bits: int | None = None, build: bool = True) -> CheckReport:
+    """Does ``model`` fit ``target``? Every rule runs; ``report.violations`` lists all violations.
+
+    With ``build=True`` and no violation, the Program is also built (placement included) to
+    report per-core utilisation; a placement failure becomes a violation too.
+    """
+    spec = hw_specs.load(target)
+    x, y = _split(calibration, labels)
+    st = _Stages(None)
+    lowered, _, _, notes = _front(model, spec, x, y, input_shape, percentile, st)
+    report, qgraph = _check(lowered, spec, dt, num_weight_bits, notes)
+    if build and report.fits and qgraph is not None:
+        _build_into(report, qgraph, spec, {})
+    return report
+
+
+def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[str, Any]
+                ) -> emulator.Program | None:
+    from .passes.rules import Violation
+
+    try:
+        program = emit(qgraph, spec, metadata=meta)
+    except DoesNotFit as exc:
+        report.violations.append(Violation("placement", "-", "cores, axons or synapse memory", 0, 1, spec.where(),
+                                           str(exc)))
+        return None
+    report.cores = program.core_usage()
+    return program
+
+
+def verify(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph, spec: HwSpec, spikes: NDArray[Any],
+           labels: NDArray[Any] | None, dt: float, ann_pred: NDArray[Any] | None = None) -> dict[str, Any]:
+    """Emulate ``program`` on ``spikes`` and compare with the network-level simulations.
+
+    ``exact``: the emulated output spikes equal the integer simulation of the quantised network;
+    ``agreement_float``: share of samples whose predicted class (most output spikes) equals the
+    float network's; accuracies when ``labels`` are given; ``accuracy_drop`` = reference (ANN, or
+    the float SNN) − emulated.
+    """
+    (out,) = qgraph.of_type(ir.Output)
+    pop = out.inputs[0]
+    trace = emulator.run(program, spikes.astype(np.int64), engine="fast")
+    emu = trace.spikes[out.name].astype(np.float64)
+    sim_q = simulate(qgraph, spikes, spec, quantized=True, dt=dt)[pop]
+    sim_f = simulate(lowered, spikes, spec, quantized=False, dt=dt)[pop]
+    p_emu, p_float = predictions(emu), predictions(sim_f)
+    res: dict[str, Any] = {
+        "samples": int(len(spikes)), "steps": int(spikes.shape[1]),
+        "exact": bool(np.array_equal(emu, sim_q)),
+        "spike_mismatch": float(np.mean(emu != sim_q)),
+        "agreement_float": float(np.mean(p_emu == p_float)),
+    }
+    if ann_pred is not None:
+        res["agreement_ann"] = float(np.mean(p_emu == ann_pred))
+    if labels is not None:
+        y = labels[: len(spikes)]
+        res["accuracy_emulated"] = float(np.mean(p_emu == y))
+        res["accuracy_float_snn"] = float(np.mean(p_float == y))
+        if ann_pred is not None:
+            res["accuracy_ann"] = float(np.mean(ann_pred == y))
+        ref = res.get("accuracy_ann", res["accuracy_float_snn"])
+        res["accuracy_drop"] = float(ref - res["accuracy_emulated"])
+    return res
+
+
+def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *,
+                        labels: Any = None, input_shape: tuple[int, ...] | None = None, dt: float = 1e-3,
+                        steps: int = 100, percentile: float = 99.9, num_weight_bits: int | None = None,
+                        verify_samples: int = 128, progress: Progress | None = None
+                        ) -> tuple[emulator.Program, CompileReport]:
+    """Compile ``model`` for ``target``; return the Program and its :class:`CompileReport`.
+
+    Raises :class:`DoesNotFit` listing every violation when the model does not fit,
+    :class:`UnsupportedOperator` for layers or targets not supported, :class:`CompileError` else.
+    """
+    spec = hw_specs.load(target)
+    x, y = _split(calibration, labels)
+    st = _Stages(progress)
+    lowered, conv, ann, notes = _front(model, spec, x, y, input_shape, percentile, st)
+    check_report, qgraph = _check(lowered, spec, dt, num_weight_bits, notes)
+    st.done("quantize+rules", 0.55)
+    if not check_report.fits or qgraph is None:
+        raise DoesNotFit(f"the model does not fit target {spec.name} ({spec.where()}): "
+                         f"{len(check_report.errors)} violation(s):\n"
+                         + "\n".join(f"  - {v}" for v in check_report.errors))
+    report = CompileReport(check_report, conversion=conv)
+    meta: dict[str, Any] = {"compiler": {"target": spec.name, "dt": dt, "steps": steps,
+                                         "converted": ann, "input_scale": conv.input_scale if conv else None}}
+    program = _build_into(check_report, qgraph, spec, meta)
+    st.done("emit", 0.8)
+    if program is None:
+        raise DoesNotFit("the model does not fit: " + str(check_report.violations[-1]))
+    if x is not None and len(x):
+        xs = x[:verify_samples]
+        ann_pred = None
+        if ann:
+            assert conv is not None
+            spikes = encode_rate(xs, steps, conv.input_scale)
+            from .passes.convert import evaluate_analog
+
+            graph0 = capture(model, input_shape, xs)
+            (o,) = graph0.of_type(ir.Output)
+            ann_pred = evaluate_analog(graph0, xs)[o.name].argmax(axis=1)
+        else:
+            spikes = xs.reshape(len(xs), xs.shape[1], -1)
+        report.verification = verify(program, lowered, qgraph, spec, spikes, y, dt, ann_pred)
+        st.done("verify", 1.0)
+    report.timings = dict(st.timings)
+    program.compile_report = report  # type: ignore[attr-defined]
+    return program, report

@@ -1,0 +1,121 @@
+"""Reports: what ``compiler.check`` answers and what ``compiler.compile`` attaches to a Program.
+
+``CheckReport``: ``.fits``, ``.violations`` (all of them), per-layer rows (neurons, fan-in,
+fan-out, synapses, synapse bits, estimated cores, weight exponent/shift, threshold, quantisation
+errors, worst-case input) and per-core utilisation (when a Program could be built); ``table()``.
+
+``CompileReport``: the check report plus the conversion (threshold balancing), the quantisation
+report, the verification (emulated vs. simulated, prediction agreement, accuracies) and stage
+timings; ``summary()`` prints it, ``to_dict()`` is JSON-ready (a compact form goes into
+``program.metadata["compiler"]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .passes.convert import ConversionReport
+from .passes.quantize import QuantReport
+from .passes.rules import Violation
+
+__all__ = ["CheckReport", "CompileReport"]
+
+
+@dataclass
+class CheckReport:
+    """Does the model fit ``target``? (see the module doc)."""
+
+    target: str
+    spec_file: str
+    violations: list[Violation] = field(default_factory=list)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    cores: list[dict[str, int]] = field(default_factory=list)
+    quant: QuantReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Violation]:
+        return [v for v in self.violations if v.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Violation]:
+        return [v for v in self.violations if v.severity != "error"]
+
+    def table(self) -> str:
+        cols = ("layer", "neurons", "fan_in", "fan_out", "synapses", "synapse_bits", "cores", "exp", "threshold",
+                "w_err", "max_input")
+        widths = (24, 8, 7, 8, 10, 13, 6, 5, 10, 7, 11)
+        lines = [f"target {self.target} ({self.spec_file}): " + ("FITS" if self.fits else "DOES NOT FIT"), ""]
+        lines.append(" ".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in enumerate(zip(cols, widths,
+                                                                                                strict=True))))
+        for row in self.layers:
+            cells = []
+            for i, (c, w) in enumerate(zip(cols, widths, strict=True)):
+                v = row.get(c, "")
+                if isinstance(v, float):
+                    v = f"{v:.2%}" if c == "w_err" else f"{v:.4g}"
+                cells.append(f"{str(v)[:w]:<{w}}" if i == 0 else f"{str(v):>{w}}")
+            lines.append(" ".join(cells))
+        if self.cores:
+            used = len(self.cores)
+            n = max(r["neurons"] for r in self.cores)
+            a = max(r["axons_in"] for r in self.cores)
+            b = max(r["synapse_bits"] for r in self.cores)
+            lines += ["", f"cores used: {used}; busiest core: {n} neurons, {a} input axons, {b} synapse bits"]
+        if self.violations:
+            lines += ["", f"{len(self.errors)} violation(s), {len(self.warnings)} warning(s):"]
+            lines += [f"  - {v}" for v in self.violations]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    __str__ = table
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "spec_file": self.spec_file, "fits": self.fits,
+                "violations": [{**vars(v), "over": v.over, "message": str(v)} for v in self.violations],
+                "layers": self.layers, "cores_used": len(self.cores), "notes": list(self.notes)}
+
+
+@dataclass
+class CompileReport:
+    """Everything ``compile`` learnt: check, conversion, quantisation, verification, timings (s)."""
+
+    check: CheckReport
+    conversion: ConversionReport | None = None
+    verification: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def quant(self) -> QuantReport | None:
+        return self.check.quant
+
+    def summary(self) -> str:
+        parts = [self.check.table()]
+        if self.conversion is not None:
+            c = self.conversion
+            parts.append(f"\nconversion: percentile {c.percentile}, input scale {c.input_scale:.4g}, "
+                         + ", ".join(f"{k} λ={v:.4g}" for k, v in c.scales.items()))
+        if self.quant is not None:
+            parts.append("\nquantisation:\n" + self.quant.table())
+        if self.verification:
+            parts.append("\nverification: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.verification.items()))
+        if self.timings:
+            parts.append("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()))
+        return "\n".join(parts)
+
+    __str__ = summary
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.check.to_dict(),
+                "conversion": self.conversion.to_dict() if self.conversion else None,
+                "quantisation": self.quant.to_dict() if self.quant else None,
+                "verification": dict(self.verification), "timings": dict(self.timings)}
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
