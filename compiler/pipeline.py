@@ -35,7 +35,7 @@ from .passes.convert import ConversionReport, convert, encode_rate, needs_conver
 from .passes.emit import emit
 from .passes.lower import lower
 from .passes.quantize import QuantReport, quantize
-from .passes.rules import RuleContext, layer_stats, run_rules
+from .passes.rules import RuleContext, run_rules
 from .report import CheckReport, CompileReport
 from .simulate import predictions, simulate
 

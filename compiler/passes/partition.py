@@ -135,24 +135,37 @@ def partition(builder: ProgramBuilder, *, strategy: str = "greedy",
             progress(total, total)
         return placement
 
-    routes: dict[str, NDArray[np.int64]] = {}
+    # Output routes of a layer depend on how its targets are cut: cut populations in reverse
+    # topological order, so that (without cycles) every neuron's route count is exact when its own
+    # population is cut; projections that close a cycle use the previous pass's cut.
+    chunk_id: dict[str, NDArray[np.int64]] = {}
+    per_pop: dict[str, list[_Chunk]] = {}
     for _ in range(8):
-        chunks: list[_Chunk] = []
         done = 0
-        for name in model.order:
-            chunks += _chunk_population(model, name, routes.get(name))
+        next_id = 0
+        exact = True
+        for name in reversed(model.order):
+            routes, known = _routes_of(model, name, chunk_id)
+            exact &= known
+            per_pop[name] = _chunk_population(model, name, routes)
+            ids = np.empty(model.sizes[name], dtype=np.int64)
+            for c in per_pop[name]:
+                ids[c.start:c.end] = next_id
+                next_id += 1
+            chunk_id[name] = ids
             done += model.sizes[name]
             if progress is not None:
                 progress(done, total)
+        chunks = [c for name in model.order for c in per_pop[name]]
         bins = _pack(chunks, spec) if strategy == "greedy" else [[c] for c in chunks]
         local = _local_placement(model, bins)
+        if exact:
+            break
         new_routes = _route_counts(model, local)
         _check_fan_out(model, new_routes)
-        over = _routes_over(bins, new_routes, spec)
-        if not over:
+        if not _routes_over(bins, new_routes, spec):
             break
-        routes = new_routes
-    else:  # pragma: no cover - the route estimate always converges in practice
+    else:  # pragma: no cover - the route estimate converges in a pass or two in practice
         raise DoesNotFit(
             f"partition: could not meet axons_out_per_core {spec.chip.axons_out_per_core} ({spec.where()}); "
             "reduce fan-out"
@@ -322,6 +335,28 @@ def _route_counts(model: _Model, core_of: dict[str, NDArray[np.int64]]) -> dict[
         pre, _ = _axon_pairs(e, core_of[e.post][e.post_idx])
         out[e.pre] += np.bincount(pre, minlength=e.n_pre)
     return out
+
+
+def _routes_of(model: _Model, name: str, chunk_id: dict[str, NDArray[np.int64]]
+               ) -> tuple[NDArray[np.int64], bool]:
+    """Routes of each neuron of ``name`` given the cut of its targets (``chunk_id``: neuron → chunk).
+
+    Returns the counts (int64 ``[size]``) and whether every target population was cut already in
+    this pass (else the previous pass's cut, or none, was used). Checks ``fan_out_per_neuron``.
+    """
+    routes = np.zeros(model.sizes[name], dtype=np.int64)
+    known = True
+    for e in model.edges:
+        if e.pre != name or e.pre_is_input:
+            continue
+        if e.post not in chunk_id:
+            known = False
+            continue
+        known &= model.order.index(e.post) > model.order.index(name)
+        pre, _ = _axon_pairs(e, chunk_id[e.post][e.post_idx])
+        routes += np.bincount(pre, minlength=e.n_pre)
+    _check_fan_out(model, {name: routes})
+    return routes, known
 
 
 def _check_fan_out(model: _Model, routes: dict[str, NDArray[np.int64]]) -> None:

@@ -289,10 +289,10 @@ def _xylo_pop(node: ir.Neuron, syns: list[ir.Synapses], shifts: list[int], spec:
 
 
 def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantReport]:
-    readouts = readouts(graph, spec)
+    ro = readouts(graph, spec)
     pops = graph.of_type(ir.Neuron)
     syns_of = {p.name: _incoming(graph, p) for p in pops}
-    classes = sorted({_matrix_class(graph, s, readouts) for p in pops for s in syns_of[p.name]})
+    classes = sorted({_matrix_class(graph, s, ro) for p in pops for s in syns_of[p.name]})
     sh_rng = spec.synapse_range("weight_shift")
     shifts = {c: sh_rng.lo for c in classes}
 
@@ -300,7 +300,7 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
         err = 0.0
         for p in pops:
             syns = syns_of[p.name]
-            e, _ = _xylo_pop(p, syns, [sh[_matrix_class(graph, s, readouts)] for s in syns], spec,
+            e, _ = _xylo_pop(p, syns, [sh[_matrix_class(graph, s, ro)] for s in syns], spec,
                              [_max_count(graph, s, spec) for s in syns])
             err += e
         return err
@@ -319,7 +319,7 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
             out.add(node)
             continue
         syns = syns_of[node.name]
-        sh = [shifts[_matrix_class(graph, s, readouts)] for s in syns]
+        sh = [shifts[_matrix_class(graph, s, ro)] for s in syns]
         err, (s, qs, thr, b, thr_err, bias_err, worst, limit) = _xylo_pop(
             node, syns, sh, spec, [_max_count(graph, x, spec) for x in syns])
         problem = ""
@@ -351,7 +351,7 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
         registers = {k: np.full(node.size, v, dtype=np.int64) for k, v in regs.items()}
         registers["bias"] = b
         out.add(ir.Neuron(node.name, tuple(names), kind=node.kind, threshold=node.threshold, tau_mem=node.tau_mem,
-                          tau_syn=node.tau_syn, datapath=node.datapath, readout=node.name in readouts,
+                          tau_syn=node.tau_syn, datapath=node.datapath, readout=node.name in ro,
                           size=node.size, bias=node.bias, registers=MappingProxyType(registers), scale=s))
         report.populations.append(PopulationQuant(node.name, s, int(thr), thr_err, bias_err, worst, limit,
                                                   feasible=not problem, problem=problem))
