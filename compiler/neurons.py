@@ -26,42 +26,18 @@ Ganguli 2018, "SuperSpike"), ``k = surrogate_slope / θ``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SpikingNeuron", "LIF", "CubaLIF", "IF", "run", "reset", "loihi_decay", "xylo_dash", "DATAPATHS"]
+from .decay import bias_gain, loihi_decay, xylo_dash
+
+__all__ = ["SpikingNeuron", "LIF", "CubaLIF", "IF", "run", "reset", "loihi_decay", "xylo_dash", "bias_gain",
+           "DATAPATHS"]
 
 DATAPATHS = ("loihi", "xylo")
 _MAX_SPIKES = 31  # XyloSim MAX_NUM_SPIKES (hw_specs/xylo.toml chip.max_spikes_per_step)
-
-
-def loihi_decay(tau: float | None, dt: float, offset: int = 0) -> int:
-    """Loihi 12-bit decay register for time constant ``tau`` (s) at step ``dt`` (s).
-
-    ``d = round(4096·(1 − exp(−dt/τ))) − offset`` clipped to ``[0, 4095]``; ``offset`` is 1 for
-    the current decay ``du`` (the chip multiplies by ``4096 − (du + 1)``), 0 for ``dv``.
-    ``tau=None`` means no state: ``du = 4095`` (current does not persist), ``dv = 0`` (no leak).
-    """
-    if tau is None:
-        return 4095 if offset else 0
-    if tau <= 0:
-        return 4095
-    return int(min(4095, max(0, round(4096 * (1 - math.exp(-dt / tau))) - offset)))
-
-
-def xylo_dash(tau: float | None, dt: float, max_dash: int = 15) -> int:
-    """Xylo bit-shift decay ``dash = round(log2(τ/dt))`` in ``[0, max_dash]`` (Rockpool's mapping).
-
-    ``tau=None`` means as slow as the chip allows (``max_dash``).
-    """
-    if tau is None:
-        return max_dash
-    if tau <= dt:
-        return 0
-    return int(min(max_dash, max(0, round(math.log2(tau / dt)))))
 
 
 class _SpikeFn(torch.autograd.Function):

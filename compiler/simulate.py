@@ -9,6 +9,7 @@ Two modes, one loop per family:
   loop does not model).
 * ``quantized=False`` runs the float network (weights, thresholds, biases before rounding) with
   the chip's decay factors, spike test and reset — the model the quantised one approximates.
+  Biases add to ``v`` as on the chip, scaled by :func:`compiler.neurons.bias_gain`.
 
 Input ``spikes``: ``[batch, time, n_in]`` counts. Returns ``{population: [batch, time, n]}``.
 Delays come from each projection (or the spec's defaults): a spike emitted at step ``t`` is
@@ -27,7 +28,7 @@ from emulator import fixed
 from hw_specs import HwSpec
 
 from . import ir
-from .neurons import loihi_decay, xylo_dash
+from .decay import bias_gain, loihi_decay, xylo_dash
 
 __all__ = ["simulate", "predictions"]
 
@@ -99,7 +100,7 @@ def _loihi(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]
         return spikes
     ku = (4096 - loihi_decay(pop.tau_syn, dt, offset=1) - 1) / 4096
     kv = (4096 - loihi_decay(pop.tau_mem, dt)) / 4096
-    bias_f = pop.bias if pop.bias is not None else np.zeros(n)
+    bias_f = (pop.bias if pop.bias is not None else np.zeros(n)) * bias_gain(pop.tau_syn, dt, "loihi")
     for step in range(t):
         a = sum(c[:, step] for _, c in currents)
         u = u * ku + a
@@ -139,7 +140,7 @@ def _xylo(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]]
         return spikes
     ks = 1 - 2.0 ** -(xylo_dash(pop.tau_syn, dt) if pop.tau_syn is not None else 1)
     km = 1 - 2.0 ** -xylo_dash(pop.tau_mem, dt)
-    bias_f = pop.bias if pop.bias is not None else np.zeros(n)
+    bias_f = (pop.bias if pop.bias is not None else np.zeros(n)) * bias_gain(pop.tau_syn, dt, "xylo")
     for step in range(t):
         a = sum(c[:, step] for _, c in currents)
         isyn = (isyn + a) * ks

@@ -11,16 +11,19 @@ after a further ``<< 6``, so ``W · s = q · 2^(e+6)``. Mantissas are multiples 
 The population's exponent is searched over the spec's ``weight_exp`` range (as NengoLoihi's
 ``discretize_weights`` searches): for each candidate the largest-magnitude projection uses the
 full mantissa range, ``s = q_max · 2^(e+6) / max|W|``, the others the smallest exponent that
-fits; ``vth = round(θ·s / 64)`` (the chip compares ``v > vth << 6``), ``bias = b·s`` as
+fits; ``vth = round(θ·s / 64)`` (the chip compares ``v > vth << 6``), ``bias = b·g·s`` as
 ``bias_mant << bias_exp`` (per neuron, the smallest exponent that fits the mantissa). Among
 candidates whose registers fit and whose worst-case input current cannot wrap ``u``, the one with
 the least threshold + bias rounding error wins (ties: the smaller exponent, more headroom).
 Decays: ``du = round(4096·(1 − e^(−dt/τ_syn))) − 1`` (the chip adds the 1 back), ``dv =
 round(4096·(1 − e^(−dt/τ_mem)))``; no τ: ``du = 4095`` (no current state), ``dv = 0`` (no leak).
 
+A Linear bias enters the neuron as a constant current; the chip adds its bias register to ``v``,
+so ``g = compiler.neurons.bias_gain`` (the synaptic state's steady-state gain) scales it.
+
 **xylo** (Rockpool ``global_quantize`` style): 8-bit weights ``q`` with one ``weight_shift`` per
 matrix (input, recurrent, readout: XyloSim has one shift per matrix), ``W · s = q << shift``;
-``threshold = round(θ·s)``, ``bias = round(b·s)`` (16-bit); the three shifts are searched by
+``threshold = round(θ·s)``, ``bias = round(b·g·s)`` (16-bit); the three shifts are searched by
 coordinate descent for the least error with registers in range. ``dash = round(log2(τ/dt))``
 (``dash_syn = 1`` without τ_syn: a 0 shift would clear the current before it is used).
 
@@ -42,7 +45,7 @@ from hw_specs import HwSpec
 from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator
 
 from .. import ir
-from ..neurons import loihi_decay, xylo_dash
+from ..decay import bias_gain, loihi_decay, xylo_dash
 
 __all__ = ["quantize", "QuantReport", "ProjectionQuant", "PopulationQuant"]
 
@@ -189,7 +192,7 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
             qmax = (wr.hi // step) * step
             geom.append((step, qmax, float(np.abs(syn.values).max())))
         ref = max(range(len(syns)), key=lambda j: geom[j][2] / geom[j][1])
-        bias = node.bias if node.bias is not None else np.zeros(node.size)
+        bias = (node.bias if node.bias is not None else np.zeros(node.size)) * bias_gain(node.tau_syn, dt, "loihi")
         best: tuple[Any, ...] | None = None
         for e in range(e_rng.lo, e_rng.hi + 1):
             s = geom[ref][1] * 2.0 ** (e + 6) / geom[ref][2]
@@ -264,7 +267,7 @@ def _matrix_class(graph: ir.Graph, syn: ir.Synapses, readouts: set[str]) -> str:
 
 
 def _xylo_pop(node: ir.Neuron, syns: list[ir.Synapses], shifts: list[int], spec: HwSpec,
-              counts: list[int]) -> tuple[float, Any]:
+              counts: list[int], dt: float) -> tuple[float, Any]:
     """Error (inf when a register does not fit) and the quantised values for one population."""
     wr = spec.synapse_range("weight")
     qmax = min(wr.hi, -wr.lo)
@@ -273,7 +276,7 @@ def _xylo_pop(node: ir.Neuron, syns: list[ir.Synapses], shifts: list[int], spec:
           for syn, sh in zip(syns, shifts, strict=True)]
     thr = round(node.threshold * s)
     t_rng, b_rng = spec.registers["threshold"], spec.registers["bias"]
-    bias = node.bias if node.bias is not None else np.zeros(node.size)
+    bias = (node.bias if node.bias is not None else np.zeros(node.size)) * bias_gain(node.tau_syn, dt, "xylo")
     b = np.round(bias * s)
     ok = thr in t_rng and bool(((b >= b_rng.lo) & (b <= b_rng.hi)).all())
     w_err = sum(_rel_rms(q * 2.0 ** sh / s - syn.values, syn.values) for q, sh, syn in zip(qs, shifts, syns,
@@ -301,7 +304,7 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
         for p in pops:
             syns = syns_of[p.name]
             e, _ = _xylo_pop(p, syns, [sh[_matrix_class(graph, s, ro)] for s in syns], spec,
-                             [_max_count(graph, s, spec) for s in syns])
+                             [_max_count(graph, s, spec) for s in syns], dt)
             err += e
         return err
 
@@ -321,7 +324,7 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
         syns = syns_of[node.name]
         sh = [shifts[_matrix_class(graph, s, ro)] for s in syns]
         err, (s, qs, thr, b, thr_err, bias_err, worst, limit) = _xylo_pop(
-            node, syns, sh, spec, [_max_count(graph, x, spec) for x in syns])
+            node, syns, sh, spec, [_max_count(graph, x, spec) for x in syns], dt)
         problem = ""
         if math.isinf(err):
             problem = (f"threshold {node.threshold:.4g} -> {thr} or its biases do not fit threshold "

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from compiler_helpers import mlp_graph
 
 from compiler import ir
 from compiler.passes.lower import conv_matrix, lower, pool_matrix
 from compiler.passes.quantize import quantize
 from hw_specs import load
 from spikeforge.errors import CompileError
-
-from compiler_helpers import mlp_graph
 
 
 def test_shapes_are_inferred():
