@@ -152,7 +152,9 @@ class ProgramBuilder:
             raise ProgramError(f"connect: a projection named {name!r} exists already; pass name=...")
         post_idx, pre_idx, w = _coo(weights, post_n.size, pre_n.size, name)
         keep = w != 0
-        post_idx, pre_idx, w = post_idx[keep], pre_idx[keep], w[keep]
+        if not keep.all():
+            post_idx, pre_idx, w = post_idx[keep], pre_idx[keep], w[keep]
+        del keep
         where = spec.where()
         wr = spec.synapse_range("weight")
         if w.size and (w.min() < wr.lo or w.max() > wr.hi):
@@ -185,9 +187,11 @@ class ProgramBuilder:
             if sign_mode == 1 and (w < 0).any() or sign_mode == 2 and (w > 0).any():
                 raise RegisterError(f"projection {name!r}: sign_mode={sign_mode} but weights of both signs")
             k = _truncation_bits(params)
-            w = -(np.right_shift(-w, k) << k) if sign_mode == 2 else np.right_shift(w, k) << k
-            keep = w != 0
-            post_idx, pre_idx, w = post_idx[keep], pre_idx[keep], w[keep]
+            if k:
+                w = -(np.right_shift(-w, k) << k) if sign_mode == 2 else np.right_shift(w, k) << k
+                keep = w != 0
+                if not keep.all():
+                    post_idx, pre_idx, w = post_idx[keep], pre_idx[keep], w[keep]
         elif spec.family == "xylo":
             params = {"synapse": int(synapse), "weight_shift": int(weight_shift)}
             if self._pops[post_n.name].readout and synapse != 0:
@@ -202,8 +206,8 @@ class ProgramBuilder:
                     f"projection {name!r}: {key}={value} outside {spec.synapse_range(key)} of target "
                     f"{spec.name} ({where})"
                 )
-        self._conns.append(_Conn(name, pre_n, post_n, post_idx, pre_idx, w.astype(np.int64), int(delay), params,
-                                 types, plasticity))
+        self._conns.append(_Conn(name, pre_n, post_n, post_idx, pre_idx, w.astype(np.int64, copy=False), int(delay),
+                                 params, types, plasticity))
         return Node(name, 0, "projection")
 
     def output(self, name: str, population: Node | str) -> None:
@@ -247,14 +251,14 @@ class ProgramBuilder:
             next_core = max(next_core, int(core_of[pop.name].max()) + 1)
         n_cores = max(int(c.max()) for c in core_of.values()) + 1
 
-        # global neuron ids: by core, then population order, then index
+        # global neuron ids: by core, then population order, then index (the concatenation is in
+        # population order and index order already, so a stable sort by core is enough)
         pops = list(self._pops.values())
         keys = np.concatenate([core_of[p.name] for p in pops])
-        pop_id = np.concatenate([np.full(p.size, i) for i, p in enumerate(pops)])
-        local = np.concatenate([np.arange(p.size) for p in pops])
-        order = np.lexsort((local, pop_id, keys))
+        order = np.argsort(keys, kind="stable")
         gid_flat = np.empty(order.size, dtype=np.int64)
         gid_flat[order] = np.arange(order.size)
+        del order
         gids: dict[str, NDArray[np.int64]] = {}
         start = 0
         for p in pops:
@@ -270,72 +274,93 @@ class ProgramBuilder:
 
         # axons: per core, connections with input ports first, then in connect order; per pre unit
         conns = sorted(self._conns, key=lambda c: (c.pre.kind != "input",))
-        proj_index = {c.name: i for i, c in enumerate(conns)}
-        axon_rows: list[NDArray[np.int64]] = []  # per conn: (core, pre) pairs needing an axon
+        core_axons = np.zeros(n_cores, dtype=np.int64)
+        pairs: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[Any]]] = []
         for c in conns:
             post_core = core_of[c.post.name][c.post_idx]
-            pair = np.unique(post_core * (c.pre.size + 1) + c.pre_idx)
-            axon_rows.append(pair)
-        core_axons = np.zeros(n_cores, dtype=np.int64)
-        axon_local: list[NDArray[np.int64]] = []
-        for ci, c in enumerate(conns):
-            pair = axon_rows[ci]
-            cores = pair // (c.pre.size + 1)
-            # local axon index = running count on that core
-            counts = np.bincount(cores, minlength=n_cores)
-            first = np.searchsorted(cores, np.arange(n_cores))
-            rank = np.arange(pair.size) - first[cores]
-            axon_local.append(core_axons[cores] + rank)
+            pre_u, core_u, inv = _distinct_pairs(post_core, c.pre_idx, c.pre.size)
+            del post_core
+            # local axon index = running count on that core (pairs are sorted by core, then pre)
+            counts = np.bincount(core_u, minlength=n_cores)
+            first = np.cumsum(counts) - counts
+            local_u = core_axons[core_u] + np.arange(core_u.size) - first[core_u]
             core_axons += counts
+            pairs.append((pre_u, core_u, local_u, inv))
         axon_offset = np.concatenate([[0], np.cumsum(core_axons)])
         n_axons = int(axon_offset[-1])
-        axon_projection = np.full(n_axons, -1, dtype=np.int64)
-        axon_type = np.zeros(n_axons, dtype=np.int64)
+        n_neurons = int(gid_flat.size)
+        axon_projection = np.full(n_axons, -1, dtype=np.int32)
+        axon_type = np.zeros(n_axons, dtype=np.int8)
+        n_syn = sum(int(c.weight.size) for c in conns)
+        wr = spec.synapse_range("weight")
+        # one int64 sort key per synapse: (axon, neuron, weight - lo) packed when the bits fit
+        w_bits = max(1, int(wr.hi - wr.lo).bit_length())
+        n_bits = max(1, n_neurons.bit_length())
+        a_bits = max(1, n_axons.bit_length())
+        packed = a_bits + n_bits + w_bits <= 63
+        syn_key = np.empty(n_syn, dtype=np.int64) if packed else None
         syn_a, syn_n, syn_w = [], [], []
         r_src, r_dst, r_del = [], [], []
         i_port, i_ch, i_dst, i_del = [], [], [], []
         input_names = list(self._inputs)
-        for ci, c in enumerate(conns):
-            pair = axon_rows[ci]
-            cores = pair // (c.pre.size + 1)
-            pre = pair % (c.pre.size + 1)
-            glob = axon_offset[cores] + axon_local[ci]
+        at = 0
+        for ci, (c, (pre_u, core_u, local_u, inv)) in enumerate(zip(conns, pairs, strict=True)):
+            glob = axon_offset[core_u] + local_u
             axon_projection[glob] = ci
             if c.axon_types is not None:
-                axon_type[glob] = c.axon_types[pre]
-            post_core = core_of[c.post.name][c.post_idx]
-            syn_key = post_core * (c.pre.size + 1) + c.pre_idx
-            syn_a.append(glob[np.searchsorted(pair, syn_key)])
-            syn_n.append(gids[c.post.name][c.post_idx])
-            syn_w.append(c.weight)
-            if c.pre.kind == "input":
-                i_port.append(np.full(pair.size, input_names.index(c.pre.name)))
-                i_ch.append(pre)
-                i_dst.append(glob)
-                i_del.append(np.full(pair.size, c.delay))
+                axon_type[glob] = c.axon_types[pre_u]
+            a = glob[inv]
+            n = gids[c.post.name][c.post_idx]
+            if syn_key is not None:
+                seg = syn_key[at:at + a.size]
+                np.left_shift(a, n_bits + w_bits, out=seg)
+                seg |= n << w_bits
+                seg |= c.weight - wr.lo
+                at += a.size
             else:
-                r_src.append(gids[c.pre.name][pre])
+                syn_a.append(a)
+                syn_n.append(n)
+                syn_w.append(c.weight)
+            del a, n
+            if c.pre.kind == "input":
+                i_port.append(np.full(pre_u.size, input_names.index(c.pre.name)))
+                i_ch.append(pre_u)
+                i_dst.append(glob)
+                i_del.append(np.full(pre_u.size, c.delay))
+            else:
+                r_src.append(gids[c.pre.name][pre_u])
                 r_dst.append(glob)
-                r_del.append(np.full(pair.size, c.delay))
+                r_del.append(np.full(pre_u.size, c.delay))
+        del pairs
 
-        def cat(parts: Sequence[NDArray[Any]]) -> NDArray[np.int64]:
-            return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+        def cat(parts: Sequence[NDArray[Any]]) -> NDArray[np.int32]:
+            return np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, dtype=np.int32)
 
-        sa, sn, sw = cat(syn_a), cat(syn_n), cat(syn_w)
-        o = np.lexsort((sn, sa))
+        if syn_key is not None:
+            if syn_key.size > 1 and (syn_key[1:] < syn_key[:-1]).any():
+                syn_key.sort()
+            sa = (syn_key >> (n_bits + w_bits)).astype(np.int32)
+            sn = ((syn_key >> w_bits) & ((1 << n_bits) - 1)).astype(np.int32)
+            syn_key &= (1 << w_bits) - 1
+            syn_key += wr.lo
+            sw = syn_key.astype(np.int32)
+            del syn_key
+        else:
+            a64, n64, w64 = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (syn_a, syn_n, syn_w))
+            o = np.lexsort((n64, a64))
+            sa, sn, sw = a64[o].astype(np.int32), n64[o].astype(np.int32), w64[o].astype(np.int32)
         ra, rd, rl = cat(r_src), cat(r_dst), cat(r_del)
-        ro = np.lexsort((rd, ra))
-        arrays = {
+        ro = np.lexsort((rd, ra)) if ra.size else np.zeros(0, dtype=np.int64)
+        arrays: dict[str, NDArray[Any]] = {
             "core_neurons": core_neurons, "core_axons": core_axons,
             "axon_projection": axon_projection, "axon_type": axon_type,
-            "syn_axon": sa[o], "syn_neuron": sn[o], "syn_weight": sw[o],
+            "syn_axon": sa, "syn_neuron": sn, "syn_weight": sw,
             "route_src": ra[ro], "route_dst": rd[ro], "route_delay": rl[ro],
             "in_port": cat(i_port), "in_channel": cat(i_ch), "in_dst": cat(i_dst), "in_delay": cat(i_del),
         }
         projections = [
             Projection(c.name, c.pre.name, c.post.name, c.params, c.plasticity) for c in conns
         ]
-        del proj_index
         meta = {"builder": "emulator.ProgramBuilder"}
         meta.update(metadata or {})
         return Program(
@@ -406,6 +431,35 @@ class ProgramBuilder:
         )
 
 
+def _distinct_pairs(post_core: NDArray[np.int64], pre: NDArray[np.int64], n_pre: int
+                   ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[Any]]:
+    """Distinct (core, pre) pairs of a projection's synapses, sorted by core then pre, and the pair of
+    every synapse: ``(pre_u, core_u, inv)`` with ``(core_u[inv], pre_u[inv]) == (post_core, pre)``.
+
+    A marker array over ``cores × pre`` (linear time) when that is not much larger than the
+    projection; ``np.unique`` otherwise.
+    """
+    if post_core.size == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, z
+    lo = int(post_core.min())
+    span = (int(post_core.max()) - lo + 1) * n_pre
+    key = post_core - lo
+    key *= n_pre
+    key += pre
+    if span <= 4 * key.size + (1 << 20):
+        mark = np.zeros(span, dtype=bool)
+        mark[key] = True
+        uniq = np.flatnonzero(mark)
+        lut = np.cumsum(mark, dtype=np.int32 if uniq.size < 2**31 else np.int64)
+        del mark
+        inv: NDArray[Any] = lut[key]
+        inv -= 1
+    else:
+        uniq, inv = np.unique(key, return_inverse=True)
+    return uniq % n_pre, uniq // n_pre + lo, inv
+
+
 def _positive_int(value: Any, what: str) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ProgramError(f"{what} = {value!r}; expected a positive integer")
@@ -450,10 +504,14 @@ def _coo(weights: ArrayLike | Coo, n_post: int, n_pre: int, name: str
             raise ProgramError(f"projection {name!r}: COO weights (post, pre, values) differ in length")
         if post.size and (post.min() < 0 or post.max() >= n_post or pre.min() < 0 or pre.max() >= n_pre):
             raise ProgramError(f"projection {name!r}: COO index outside [post {n_post}, pre {n_pre}]")
-        if post.size:
-            dup = np.unique(post * n_pre + pre).size != post.size
-            if dup:
-                raise ProgramError(f"projection {name!r}: COO weights repeat a (post, pre) pair")
+        if post.size > 1:
+            key = post * n_pre + pre
+            # row-major COO (np.nonzero order, or a generator's) is checked in one pass, without a sort
+            if not (key[1:] > key[:-1]).all():
+                key.sort()
+                if (key[1:] == key[:-1]).any():
+                    raise ProgramError(f"projection {name!r}: COO weights repeat a (post, pre) pair")
+            del key
     else:
         dense = np.asarray(weights)
         if dense.shape != (n_post, n_pre):

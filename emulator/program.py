@@ -260,16 +260,14 @@ class Program:
             raise ProgramError("axon_projection refers to a projection that does not exist")
         if self.syn_axon.size and (self.axon_projection[self.syn_axon] < 0).any():
             raise ProgramError("a synapse sits on an axon that belongs to no projection")
-        # synapses must stay within their core
-        if self.syn_axon.size and (self.axon_core[self.syn_axon] != self.neuron_core[self.syn_neuron]).any():
+        # synapses must stay within their core, sorted by (axon, neuron), without duplicates
+        unsorted, dup = _order_defects(self.syn_axon, self.syn_neuron)
+        if self.syn_axon.size and not self._synapses_within_cores(unsorted):
             raise ProgramError("a synapse connects an axon and a neuron of different cores")
-        order = np.lexsort((self.syn_neuron, self.syn_axon))
-        if (order != np.arange(order.size)).any():
+        if unsorted:
             raise ProgramError("synapses must be sorted by (axon, neuron)")
-        if self.syn_axon.size > 1:
-            dup = (np.diff(self.syn_axon) == 0) & (np.diff(self.syn_neuron) == 0)
-            if dup.any():
-                raise ProgramError("duplicate synapse (same axon and neuron)")
+        if dup:
+            raise ProgramError("duplicate synapse (same axon and neuron)")
         for port, size in self.input_ports.items():
             if size < 1:
                 raise ProgramError(f"input port {port!r} has {size} channels; needs at least 1")
@@ -294,6 +292,22 @@ class Program:
         self._validate_registers()
         self._validate_synapses()
         self._validate_resources()
+
+    def _synapses_within_cores(self, unsorted: bool) -> bool:
+        """Whether every synapse's neuron lies on its axon's core.
+
+        Sorted synapses: the synapses of core ``c`` are one run ``[b_c, b_{c+1})`` of ``syn_axon``;
+        its neurons must lie in ``[neuron_offset[c], neuron_offset[c+1])`` (a min and a max per run).
+        """
+        if unsorted:
+            return bool((self.axon_core[self.syn_axon] == self.neuron_core[self.syn_neuron]).all())
+        bounds = np.searchsorted(self.syn_axon, self.axon_offset)
+        counts = np.diff(bounds)
+        full = np.flatnonzero(counts)
+        lo = np.minimum.reduceat(self.syn_neuron, bounds[full])
+        hi = np.maximum.reduceat(self.syn_neuron, bounds[full])
+        offset = self.neuron_offset
+        return bool(((lo >= offset[full]) & (hi < offset[full + 1])).all())
 
     def _validate_registers(self) -> None:
         spec = self.spec
@@ -329,6 +343,16 @@ class Program:
             t = spec.synapse_range("axon_types")
             if self.axon_type.size and (self.axon_type.min() < t.lo or self.axon_type.max() > t.hi):
                 raise RegisterError(f"an axon type lies outside {t} ({spec.where()})")
+        bad_j = -1
+        if spec.family == "loihi" and self.syn_axon.size:
+            # (w >> k) << k == w, for w and for -w, exactly when w's low k bits are 0
+            low = np.array([(1 << min(30, _truncation_bits(p.params))) - 1 for p in self.projections] + [0],
+                           dtype=np.int32)
+            if low.any():
+                per_axon = np.bincount(self.syn_axon, minlength=self.n_axons)
+                bad = np.flatnonzero(self.syn_weight & np.repeat(low[self.axon_projection], per_axon))
+                if bad.size:
+                    bad_j = int(self.axon_projection[self.syn_axon[bad]].min())
         for j, proj in enumerate(self.projections):
             for key, value in proj.params.items():
                 if key == "sign_mode":
@@ -343,17 +367,11 @@ class Program:
                         f"projection {proj.name!r}: {key}={value} outside {rng} of target {spec.name} "
                         f"({spec.where()})"
                     )
-            if spec.family == "loihi":
-                sel = self.axon_projection[self.syn_axon] == j
-                k = _truncation_bits(proj.params)
-                ws = self.syn_weight[sel].astype(np.int64)
-                mode = proj.params.get("sign_mode", 0)
-                mag = -ws if mode == 2 else ws
-                if ws.size and ((np.right_shift(mag, k) << k) != mag).any():
-                    raise RegisterError(
-                        f"projection {proj.name!r}: stored weights are not truncated to num_weight_bits="
-                        f"{proj.params.get('num_weight_bits', 8)} (multiples of 2^{k})"
-                    )
+            if j == bad_j:
+                raise RegisterError(
+                    f"projection {proj.name!r}: stored weights are not truncated to num_weight_bits="
+                    f"{proj.params.get('num_weight_bits', 8)} (multiples of 2^{_truncation_bits(proj.params)})"
+                )
 
     def _validate_resources(self) -> None:
         spec, chip = self.spec, self.spec.chip
@@ -363,39 +381,40 @@ class Program:
                 f"program uses {self.n_cores} cores > {spec.total_cores} ({chip.cores_per_chip} per chip x "
                 f"{chip.max_chips} chips, {where}); choose a larger target or a smaller network"
             )
-        for c in range(self.n_cores):
-            readout = int(self.readout_mask[self.neuron_offset[c]:self.neuron_offset[c + 1]].sum())
-            hidden = int(self.core_neurons[c]) - readout
-            if hidden > chip.neurons_per_core:
+        readout = np.bincount(self.neuron_core, weights=self.readout_mask, minlength=self.n_cores).astype(np.int64)
+        hidden = self.core_neurons - readout
+        axons = self.core_axons.astype(np.int64)
+        bad = (hidden > chip.neurons_per_core) | (readout > chip.readout_neurons) | (axons > chip.axons_in_per_core)
+        for c in np.flatnonzero(bad)[:1].tolist():  # the first offending core, limits in this order
+            if hidden[c] > chip.neurons_per_core:
                 raise DoesNotFit(
-                    f"core {c}: {hidden} neurons > neurons_per_core {chip.neurons_per_core} ({where}) by "
-                    f"{hidden - chip.neurons_per_core}; split the population across cores"
+                    f"core {c}: {hidden[c]} neurons > neurons_per_core {chip.neurons_per_core} ({where}) by "
+                    f"{hidden[c] - chip.neurons_per_core}; split the population across cores"
                 )
-            if readout > chip.readout_neurons:
+            if readout[c] > chip.readout_neurons:
                 raise DoesNotFit(
-                    f"core {c}: {readout} readout neurons > readout_neurons {chip.readout_neurons} ({where}); "
+                    f"core {c}: {readout[c]} readout neurons > readout_neurons {chip.readout_neurons} ({where}); "
                     "reduce the output layer"
                 )
-            if self.core_axons[c] > chip.axons_in_per_core:
+            raise DoesNotFit(
+                f"core {c}: {axons[c]} input axons > axons_in_per_core "
+                f"{chip.axons_in_per_core} ({where}) by {axons[c] - chip.axons_in_per_core}; "
+                "split the layer's fan-in or prune inputs"
+            )
+        _, bits, out = self._usage_arrays()
+        bad = (bits > chip.synapse_memory_bits_per_core) | (out > chip.axons_out_per_core)
+        for c in np.flatnonzero(bad)[:1].tolist():
+            if bits[c] > chip.synapse_memory_bits_per_core:
                 raise DoesNotFit(
-                    f"core {c}: {int(self.core_axons[c])} input axons > axons_in_per_core "
-                    f"{chip.axons_in_per_core} ({where}) by {int(self.core_axons[c]) - chip.axons_in_per_core}; "
-                    "split the layer's fan-in or prune inputs"
-                )
-        usage = self.core_usage()
-        for c, row in enumerate(usage):
-            if row["synapse_bits"] > chip.synapse_memory_bits_per_core:
-                raise DoesNotFit(
-                    f"core {c}: synapse memory {row['synapse_bits']} bits > synapse_memory_bits_per_core "
+                    f"core {c}: synapse memory {bits[c]} bits > synapse_memory_bits_per_core "
                     f"{chip.synapse_memory_bits_per_core} ({where}) by "
-                    f"{row['synapse_bits'] - chip.synapse_memory_bits_per_core} bits; "
+                    f"{bits[c] - chip.synapse_memory_bits_per_core} bits; "
                     "spread the population over more cores or use fewer weight bits"
                 )
-            if row["axons_out"] > chip.axons_out_per_core:
-                raise DoesNotFit(
-                    f"core {c}: {row['axons_out']} output routes > axons_out_per_core {chip.axons_out_per_core} "
-                    f"({where}); reduce fan-out"
-                )
+            raise DoesNotFit(
+                f"core {c}: {out[c]} output routes > axons_out_per_core {chip.axons_out_per_core} "
+                f"({where}); reduce fan-out"
+            )
         if chip.fan_out_per_neuron and self.route_src.size:
             if spec.family == "xylo":
                 fan = np.bincount(self.syn_axon, minlength=self.n_axons)
@@ -437,40 +456,36 @@ class Program:
         axon with at least one synapse and weight_bits is the projection's ``num_weight_bits``
         (Loihi), 8 (Xylo) or 1 (TrueNorth's binary crossbar).
         """
+        return self._usage_arrays()[1]
+
+    def _usage_arrays(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """Per core (int64 ``[n_cores]``): synapses, synapse memory bits, output routes."""
         spec = self.spec
         per_axon = np.bincount(self.syn_axon, minlength=self.n_axons).astype(np.int64)
-        wbits = np.zeros(self.n_axons, dtype=np.int64)
+        wb = np.zeros(len(self.projections) + 1, dtype=np.int64)  # index -1: axons of no projection
         for j, proj in enumerate(self.projections):
             if spec.family == "loihi":
-                b = int(proj.params.get("num_weight_bits", 8))
+                wb[j] = int(proj.params.get("num_weight_bits", 8))
             elif spec.family == "xylo":
-                b = 8
+                wb[j] = 8
             else:
-                b = 1
-            wbits[self.axon_projection == j] = b
-        entry = wbits + int(spec.synapse["synapse_index_bits"])
+                wb[j] = 1
+        entry = wb[self.axon_projection] + int(spec.synapse["synapse_index_bits"])
         row = (per_axon > 0) * int(spec.synapse["synapse_row_header_bits"]) + per_axon * entry
-        out = np.zeros(self.n_cores, dtype=np.int64)
-        np.add.at(out, self.axon_core, row)
-        return out
+        offset = self.axon_offset  # axons are numbered core by core: per-core sums are runs of a cumsum
+        bits = _run_sums(row, offset)
+        syn = _run_sums(per_axon, offset)
+        out = np.bincount(self.neuron_core[self.route_src], minlength=self.n_cores).astype(np.int64) if (
+            self.route_src.size) else np.zeros(self.n_cores, dtype=np.int64)
+        return syn, bits, out
 
     def core_usage(self) -> list[dict[str, int]]:
         """Per core: neurons, axons in, synapses, synapse memory bits, output routes."""
-        syn = np.bincount(self.axon_core[self.syn_axon], minlength=self.n_cores) if self.syn_axon.size else (
-            np.zeros(self.n_cores, dtype=np.int64))
-        out = np.bincount(self.neuron_core[self.route_src], minlength=self.n_cores) if self.route_src.size else (
-            np.zeros(self.n_cores, dtype=np.int64))
-        bits = self.synapse_bits()
+        syn, bits, out = self._usage_arrays()
         return [
-            {
-                "core": c,
-                "neurons": int(self.core_neurons[c]),
-                "axons_in": int(self.core_axons[c]),
-                "synapses": int(syn[c]),
-                "synapse_bits": int(bits[c]),
-                "axons_out": int(out[c]),
-            }
-            for c in range(self.n_cores)
+            {"core": c, "neurons": n, "axons_in": a, "synapses": s, "synapse_bits": b, "axons_out": o}
+            for c, (n, a, s, b, o) in enumerate(zip(self.core_neurons.tolist(), self.core_axons.tolist(),
+                                                    syn.tolist(), bits.tolist(), out.tolist(), strict=True))
         ]
 
     # -------------------------------------------------------------- serialisation
@@ -500,22 +515,31 @@ class Program:
         if self._bytes is not None:
             return self._bytes
         manifest, arrays = self._manifest_and_arrays()
-        blobs: list[bytes] = []
         table = []
+        places: list[tuple[np.dtype[Any], int]] = []
         offset = 0
         for name, arr in arrays:
             dt = np.dtype(arr.dtype).newbyteorder("<")
-            data = np.ascontiguousarray(arr, dtype=dt).tobytes()
+            nbytes = arr.size * dt.itemsize
             table.append({"name": name, "dtype": dt.str, "shape": list(arr.shape), "offset": offset,
-                          "nbytes": len(data)})
-            pad = (-len(data)) % 8
-            blobs.append(data + b"\0" * pad)
-            offset += len(data) + pad
+                          "nbytes": nbytes})
+            places.append((dt, offset))
+            offset += nbytes + (-nbytes) % 8
         manifest["arrays"] = table
         text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
         text += b" " * ((-(len(text) + _HEADER.size)) % 8)
-        body = _HEADER.pack(MAGIC, FORMAT_VERSION, len(text)) + text + b"".join(blobs)
-        self._bytes = body + struct.pack("<I", zlib.crc32(body))
+        # one buffer, filled in place (zero padding included): no per-array byte copies to join
+        base = _HEADER.size + len(text)
+        buf = bytearray(base + offset + 4)
+        _HEADER.pack_into(buf, 0, MAGIC, FORMAT_VERSION, len(text))
+        buf[_HEADER.size:base] = text
+        for (_, arr), (dt, at) in zip(arrays, places, strict=True):
+            if arr.size:
+                np.frombuffer(buf, dtype=dt, count=arr.size, offset=base + at)[:] = arr.ravel()
+        view = memoryview(buf)
+        struct.pack_into("<I", buf, len(buf) - 4, zlib.crc32(view[:-4]))
+        view.release()
+        self._bytes = bytes(buf)
         return self._bytes
 
     @property
@@ -614,6 +638,31 @@ def _frozen(a: NDArray[Any]) -> NDArray[Any]:
     a = np.ascontiguousarray(a)
     a.flags.writeable = False
     return a
+
+
+def _run_sums(values: NDArray[np.int64], offset: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``out[c] = Σ values[offset[c]:offset[c + 1]]`` (int64, exact)."""
+    cs = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
+    return cs[offset[1:]] - cs[offset[:-1]]
+
+
+def _order_defects(axon: NDArray[np.int32], neuron: NDArray[np.int32]) -> tuple[bool, bool]:
+    """Whether (axon, neuron) pairs are out of lexicographic order, and whether a pair repeats.
+
+    One pass in blocks (no sort): position ``i`` is out of order when ``axon[i+1] < axon[i]``, or
+    the axons are equal and ``neuron[i+1] < neuron[i]``; it repeats when both are equal.
+    """
+    unsorted = dup = False
+    n = axon.size
+    step = 1 << 22
+    for lo in range(0, max(0, n - 1), step):
+        hi = min(n, lo + step + 1)
+        da = np.diff(axon[lo:hi])
+        dn = np.diff(neuron[lo:hi])
+        same = da == 0
+        unsorted = unsorted or bool((da < 0).any() or (same & (dn < 0)).any())
+        dup = dup or bool((same & (dn == 0)).any())
+    return unsorted, dup
 
 
 def _check_ids(what: str, ids: NDArray[Any], limit: int) -> None:
