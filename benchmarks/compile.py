@@ -1,0 +1,112 @@
+"""Compile-time scaling: partition + build + serialise of large layered networks on multi-chip loihi.
+
+Run:  python benchmarks/compile.py [--max-synapses 1e8] [--fan-in 100] [--kind random|conv]
+
+Each size is a stack of 10 equal layers fed by an input port, every neuron with ``--fan-in``
+synapses (8-bit mixed-sign weights, COO): ``random`` picks each neuron's inputs spread over the
+whole previous layer (a strided progression from a random start), ``conv`` a local window as a
+1-D convolution would. Sizes grow ~x3 from 1 M synapses to ``--max-synapses`` (default 100 M
+synapses = 1 M neurons). For each size it prints the time of
+
+* ``connect``: ``ProgramBuilder.connect`` of the COO weights (input checks, truncation),
+* ``partition``: ``compiler.passes.partition.partition`` (cores and mesh placement),
+* ``build``: ``ProgramBuilder.build(placement=...)`` including ``Program`` validation,
+* ``bytes``: ``Program.to_bytes()`` (the file image with its checksum),
+
+the total of the last three per million synapses, and the peak memory traced by ``tracemalloc``
+during those three. Times on a shared machine are noisy: compare sizes within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+# keep this folder off the import path (benchmarks/emulator.py is named like a package)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+
+import emulator  # noqa: E402
+from compiler.passes.partition import partition, traffic  # noqa: E402
+
+LAYERS = 10
+
+
+def network(n_neurons: int, fan_in: int, kind: str, seed: int = 0) -> tuple[emulator.ProgramBuilder, float]:
+    """A builder holding ``n_neurons`` in ``LAYERS`` layers (plus an input port), and the connect time (s)."""
+    rng = np.random.default_rng(seed)
+    b = emulator.ProgramBuilder("loihi")
+    width = max(fan_in, n_neurons // LAYERS)
+    prev = b.input("in", width)
+    t_connect = 0.0
+    for i in range(LAYERS):
+        pop = b.population(f"l{i}", width, du=410, dv=205, vth=200)
+        post = np.repeat(np.arange(width, dtype=np.int64), fan_in)
+        offs = np.tile(np.arange(fan_in, dtype=np.int64), width)
+        if kind == "conv":
+            start = np.arange(width, dtype=np.int64) * prev.size // width - fan_in // 2
+            pre = (np.repeat(start, fan_in) + offs) % prev.size
+        else:
+            start = rng.integers(0, prev.size, width)
+            step = rng.integers(1, max(2, prev.size // fan_in), width)
+            pre = (np.repeat(start, fan_in) + offs * np.repeat(step, fan_in)) % prev.size
+        del offs
+        # even magnitudes 2..254: a mixed-sign 8-bit Loihi matrix keeps them exactly (no zero after truncation)
+        w = rng.integers(1, 128, post.size, dtype=np.int64) * 2
+        w[rng.random(post.size) < 0.5] *= -1
+        t0 = time.perf_counter()
+        b.connect(prev, pop, weights=(post, pre, w), weight_exp=0, num_weight_bits=8)
+        t_connect += time.perf_counter() - t0
+        del post, pre, w
+        prev = pop
+    b.output("out", prev)
+    return b, t_connect
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--max-synapses", type=float, default=1e8)
+    ap.add_argument("--min-synapses", type=float, default=1e6)
+    ap.add_argument("--fan-in", type=int, default=100)
+    ap.add_argument("--kind", choices=("random", "conv"), default="random")
+    args = ap.parse_args(argv)
+    sizes = []
+    s = args.min_synapses
+    while s < args.max_synapses * 0.99:
+        sizes.append(s)
+        s *= np.sqrt(10)
+    sizes.append(args.max_synapses)
+    print(f"loihi, {LAYERS} layers, fan-in {args.fan_in}, {args.kind} connectivity; times in s (noisy: shared machine)")
+    print(f"{'neurons':>9} {'synapses':>11} {'cores':>6} {'chips':>5} {'connect':>8} {'partition':>9} {'build':>7} "
+          f"{'bytes':>6} {'total':>7} {'s/M syn':>8} {'peak MiB':>9} {'MiB file':>9} {'hops/route':>10}")
+    for target in sizes:
+        n = int(round(target / args.fan_in))
+        b, t_connect = network(n, args.fan_in, args.kind)
+        gc.collect()
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        placement = partition(b)
+        t1 = time.perf_counter()
+        program = b.build(placement=placement)
+        t2 = time.perf_counter()
+        data = program.to_bytes()
+        t3 = time.perf_counter()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        n_syn = int(program.syn_axon.size)
+        t = traffic(program)
+        total = t3 - t0
+        print(f"{program.n_neurons:>9} {n_syn:>11} {t['cores_used']:>6} {t['chips_used']:>5} {t_connect:>8.2f} "
+              f"{t1 - t0:>9.2f} {t2 - t1:>7.2f} {t3 - t2:>6.2f} {total:>7.2f} {total / (n_syn / 1e6):>8.3f} "
+              f"{peak / 2**20:>9.0f} {len(data) / 2**20:>9.0f} {t['mean_hops']:>10.2f}", flush=True)
+        del b, placement, program, data
+        gc.collect()
+
+
+if __name__ == "__main__":
+    main()
