@@ -69,17 +69,17 @@ def simulate(graph: ir.Graph, spikes: NDArray[Any], spec: HwSpec, *, quantized: 
     for pop in graph.of_type(ir.Neuron):
         currents = _currents(graph, pop, out, spec, quantized, steps)
         if spec.family == "loihi":
-            out[pop.name] = _loihi(pop, currents, quantized, dt)
+            out[pop.name] = _loihi(pop, currents, quantized, dt, (x.shape[0], steps, pop.size))
         elif spec.family == "xylo":
-            out[pop.name] = _xylo(pop, currents, quantized, dt, spec)
+            out[pop.name] = _xylo(pop, currents, quantized, dt, spec, (x.shape[0], steps, pop.size))
         else:
             raise NotImplementedError(f"simulate: family {spec.family}")
     return out
 
 
 def _loihi(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]]], quantized: bool,
-           dt: float) -> NDArray[np.float64]:
-    b, t, n = currents[0][1].shape
+           dt: float, shape: tuple[int, int, int]) -> NDArray[np.float64]:
+    b, t, n = shape
     spikes = np.zeros((b, t, n))
     u = np.zeros((b, n))
     v = np.zeros((b, n))
@@ -112,8 +112,8 @@ def _loihi(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]
 
 
 def _xylo(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]]], quantized: bool,
-          dt: float, spec: HwSpec) -> NDArray[np.float64]:
-    b, t, n = currents[0][1].shape
+          dt: float, spec: HwSpec, shape: tuple[int, int, int]) -> NDArray[np.float64]:
+    b, t, n = shape
     spikes = np.zeros((b, t, n))
     limit = spec.chip.readout_max_spikes_per_step if pop.readout else spec.chip.max_spikes_per_step
     isyn = np.zeros((b, n))

@@ -120,8 +120,6 @@ def lower(graph: ir.Graph) -> ir.Graph:
                                   values=coo.data[order].astype(np.float64), source=layers)
                 out.add(syn)
                 syn_names.append(syn.name)
-            if not syn_names:
-                raise CompileError(f"layer {name!r}: receives no input (all weights are zero)")
             out.add(ir.Neuron(name, tuple(syn_names), kind=node.kind, threshold=node.threshold,
                               tau_mem=node.tau_mem, tau_syn=node.tau_syn, datapath=node.datapath,
                               readout=node.readout, size=n, bias=np.asarray(bias, dtype=np.float64)))

@@ -42,7 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hw_specs import HwSpec
-from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator
+from spikeforge.errors import CompileError, UnsupportedOperator
 
 from .. import ir
 from ..decay import bias_gain, loihi_decay, xylo_dash
@@ -76,6 +76,9 @@ class PopulationQuant:
     state_limit: int
     feasible: bool = True
     problem: str = ""
+    problem_register: str = ""  # when not feasible: which register, the value it needed, its limit
+    problem_value: float = 0.0
+    problem_limit: float = 0.0
 
     @property
     def overflow_risk(self) -> bool:
@@ -191,11 +194,12 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
             step = 1 << k
             qmax = (wr.hi // step) * step
             geom.append((step, qmax, float(np.abs(syn.values).max())))
-        ref = max(range(len(syns)), key=lambda j: geom[j][2] / geom[j][1])
+        # no input projection (every weight was 0): scale as if one weight equalled the threshold
+        ref_geom = max(geom, key=lambda g: g[2] / g[1]) if geom else (1, wr.hi, node.threshold)
         bias = (node.bias if node.bias is not None else np.zeros(node.size)) * bias_gain(node.tau_syn, dt, "loihi")
         best: tuple[Any, ...] | None = None
         for e in range(e_rng.lo, e_rng.hi + 1):
-            s = geom[ref][1] * 2.0 ** (e + 6) / geom[ref][2]
+            s = ref_geom[1] * 2.0 ** (e + 6) / ref_geom[2]
             exps, qs = [], []
             for (step, qmax, wmax), syn in zip(geom, syns, strict=True):
                 need = wmax * s / (qmax * 64.0)
@@ -203,15 +207,23 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
                 q = np.clip(np.round(syn.values * s / (2.0 ** (ej + 6) * step)) * step, -qmax, qmax)
                 exps.append(ej)
                 qs.append(q.astype(np.int64))
-            vth = round(node.threshold * s / 64.0)
+            vth_raw = node.threshold * s / 64.0
+            vth = round(vth_raw)
             ok = vth_rng.lo <= vth <= vth_rng.hi and vth >= 1
+            why: tuple[str, float, float] = ("", 0.0, 0.0)
+            if vth > vth_rng.hi:
+                why = ("vth register", vth, vth_rng.hi)
+            elif vth < max(1, vth_rng.lo):
+                why = ("minimum vth vs θ·s/64", max(1, vth_rng.lo), vth_raw)
             thr_err = abs(vth * 64.0 / s - node.threshold) / node.threshold
             target = bias * s
             bexp = np.full(node.size, be_rng.hi, dtype=np.int64)
             for x in range(be_rng.hi, be_rng.lo - 1, -1):  # descending: ends at the smallest exponent that fits
                 bexp = np.where(np.abs(np.round(target / 2.0 ** x)) <= bm_rng.hi, x, bexp)
             bmant = np.round(target / 2.0 ** bexp)
-            ok = ok and bool((np.abs(bmant) <= bm_rng.hi).all())
+            if ok and not (np.abs(bmant) <= bm_rng.hi).all():
+                ok = False
+                why = (f"|bias_mant| at bias_exp {be_rng.hi}", float(np.abs(bmant).max()), bm_rng.hi)
             bmant = np.clip(bmant, bm_rng.lo, bm_rng.hi).astype(np.int64)
             bias_err = _rel_rms(bmant * 2.0 ** bexp / s - bias, np.full(1, node.threshold)) if bias.any() else 0.0
             worst = np.zeros(node.size)
@@ -222,9 +234,9 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
             safe = max_in <= u_limit
             key = (not ok, not safe, round(thr_err + bias_err, 4), e)
             if best is None or key < best[0]:
-                best = (key, e, s, exps, qs, vth, thr_err, bmant, bexp, bias_err, max_in, ok)
+                best = (key, e, s, exps, qs, vth, thr_err, bmant, bexp, bias_err, max_in, ok, why)
         assert best is not None
-        _, e, s, exps, qs, vth, thr_err, bmant, bexp, bias_err, max_in, ok = best
+        _, e, s, exps, qs, vth, thr_err, bmant, bexp, bias_err, max_in, ok, why = best
         problem = "" if ok else (f"threshold {node.threshold:.4g} / bias cannot be represented at any weight_exp "
                                  f"in {e_rng} (vth in {vth_rng}, bias_mant in {bm_rng})")
         vth = min(max(vth, max(vth_rng.lo, 1)), vth_rng.hi)
@@ -244,9 +256,6 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
                 continue
             out.add(qsyn)
             names.append(qsyn.name)
-        if not names:
-            raise DoesNotFit(f"layer {node.name!r}: every weight rounds to 0 at {bits} weight bits; use more "
-                             "num_weight_bits or rescale the layer")
         regs = {"du": np.full(node.size, du), "dv": np.full(node.size, dv), "vth": np.full(node.size, vth),
                 "bias_mant": bmant, "bias_exp": bexp}
         qn = ir.Neuron(node.name, tuple(names), kind=node.kind, threshold=node.threshold, tau_mem=node.tau_mem,
@@ -255,7 +264,8 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
                                                                    for k, v in regs.items()}), scale=s)
         out.add(qn)
         report.populations.append(PopulationQuant(node.name, s, int(vth), thr_err, bias_err, max_in, u_limit,
-                                                  feasible=ok, problem=problem))
+                                                  feasible=ok, problem=problem, problem_register=why[0],
+                                                  problem_value=why[1], problem_limit=why[2]))
     return ir.validate(out, "quantized"), report
 
 
@@ -271,7 +281,8 @@ def _xylo_pop(node: ir.Neuron, syns: list[ir.Synapses], shifts: list[int], spec:
     """Error (inf when a register does not fit) and the quantised values for one population."""
     wr = spec.synapse_range("weight")
     qmax = min(wr.hi, -wr.lo)
-    s = min(qmax * 2.0 ** sh / float(np.abs(syn.values).max()) for syn, sh in zip(syns, shifts, strict=True))
+    s = min((qmax * 2.0 ** sh / float(np.abs(syn.values).max()) for syn, sh in zip(syns, shifts, strict=True)),
+            default=qmax / node.threshold)  # no input projection: as if one weight equalled the threshold
     qs = [np.clip(np.round(syn.values * s / 2.0 ** sh), -qmax, qmax).astype(np.int64)
           for syn, sh in zip(syns, shifts, strict=True)]
     thr = round(node.threshold * s)
@@ -326,10 +337,17 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
         err, (s, qs, thr, b, thr_err, bias_err, worst, limit) = _xylo_pop(
             node, syns, sh, spec, [_max_count(graph, x, spec) for x in syns], dt)
         problem = ""
+        why: tuple[str, float, float] = ("", 0.0, 0.0)
         if math.isinf(err):
             problem = (f"threshold {node.threshold:.4g} -> {thr} or its biases do not fit threshold "
                        f"{spec.registers['threshold']} / bias {spec.registers['bias']} at any weight_shift in {sh_rng}")
             t_rng, b_rng = spec.registers["threshold"], spec.registers["bias"]
+            if thr > t_rng.hi:
+                why = ("threshold register", thr, t_rng.hi)
+            elif thr < t_rng.lo:
+                why = ("minimum threshold vs θ·s", t_rng.lo, node.threshold * s)
+            else:
+                why = ("|bias| register", float(np.abs(b).max()), b_rng.hi)
             thr = min(max(thr, t_rng.lo), t_rng.hi)
             b = np.clip(b, b_rng.lo, b_rng.hi)
         names = []
@@ -346,8 +364,6 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
                                delay=syn.delay, source=syn.source)
             out.add(qsyn)
             names.append(qsyn.name)
-        if not names:
-            raise DoesNotFit(f"layer {node.name!r}: every weight rounds to 0 at 8 bits")
         dash_syn = xylo_dash(node.tau_syn, dt, max_dash) if node.tau_syn is not None else 1
         regs = {"dash_mem": xylo_dash(node.tau_mem, dt, max_dash), "dash_syn": dash_syn, "dash_syn2": dash_syn,
                 "threshold": thr}
@@ -357,5 +373,6 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
                           tau_syn=node.tau_syn, datapath=node.datapath, readout=node.name in ro,
                           size=node.size, bias=node.bias, registers=MappingProxyType(registers), scale=s))
         report.populations.append(PopulationQuant(node.name, s, int(thr), thr_err, bias_err, worst, limit,
-                                                  feasible=not problem, problem=problem))
+                                                  feasible=not problem, problem=problem, problem_register=why[0],
+                                                  problem_value=why[1], problem_limit=why[2]))
     return ir.validate(out, "quantized"), report

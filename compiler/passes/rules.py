@@ -239,9 +239,11 @@ def registers(ctx: RuleContext) -> list[Violation]:
         return []
     spec = ctx.spec
     reg = "vth" if spec.family == "loihi" else "threshold"
-    return [Violation("registers", q.layer, f"{reg} register", spec.registers[reg].hi, q.threshold,
-                      _where(spec, f"registers.{reg}"),
-                      f"{q.problem}; rescale the layer's weights relative to its threshold or choose another target")
+    key = f"registers.{reg}, registers.bias" + ("_mant" if spec.family == "loihi" else "")
+    return [Violation("registers", q.layer, q.problem_register, q.problem_limit, q.problem_value,
+                      _where(spec, key),
+                      f"{q.problem}; rescale the layer's weights relative to its threshold and biases, or choose "
+                      "another target")
             for q in ctx.quant.populations if not q.feasible]
 
 
