@@ -13,6 +13,7 @@ cross-checks the emulator: every value is a chip register in the family's own un
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -275,17 +276,18 @@ class ProgramBuilder:
         # axons: per core, connections with input ports first, then in connect order; per pre unit
         conns = sorted(self._conns, key=lambda c: (c.pre.kind != "input",))
         core_axons = np.zeros(n_cores, dtype=np.int64)
-        pairs: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[Any]]] = []
+        biggest = max((int(c.weight.size) for c in conns), default=0)
+        key_buf = np.empty(biggest, dtype=np.int64)  # reused per projection: no fresh pages per temporary
+        tmp_buf = np.empty(biggest, dtype=np.int64)
+        pairs: list[_AxonPairs] = []
         for c in conns:
-            post_core = core_of[c.post.name][c.post_idx]
-            pre_u, core_u, inv = _distinct_pairs(post_core, c.pre_idx, c.pre.size)
-            del post_core
+            pairs.append(_AxonPairs.find(c, core_of[c.post.name], key_buf))
+            ax = pairs[-1]
             # local axon index = running count on that core (pairs are sorted by core, then pre)
-            counts = np.bincount(core_u, minlength=n_cores)
+            counts = np.bincount(ax.core_u, minlength=n_cores)
             first = np.cumsum(counts) - counts
-            local_u = core_axons[core_u] + np.arange(core_u.size) - first[core_u]
+            ax.local_u = core_axons[ax.core_u] + np.arange(ax.core_u.size) - first[ax.core_u]
             core_axons += counts
-            pairs.append((pre_u, core_u, local_u, inv))
         axon_offset = np.concatenate([[0], np.cumsum(core_axons)])
         n_axons = int(axon_offset[-1])
         n_neurons = int(gid_flat.size)
@@ -293,45 +295,48 @@ class ProgramBuilder:
         axon_type = np.zeros(n_axons, dtype=np.int8)
         n_syn = sum(int(c.weight.size) for c in conns)
         wr = spec.synapse_range("weight")
-        # one int64 sort key per synapse: (axon, neuron, weight - lo) packed when the bits fit
+        # one int64 sort key per synapse, (axon, neuron, weight - lo) packed; the axon in the high
+        # 32 bits when neuron and weight fit the low 32 (then unpacking is a strided copy)
         w_bits = max(1, int(wr.hi - wr.lo).bit_length())
         n_bits = max(1, n_neurons.bit_length())
         a_bits = max(1, n_axons.bit_length())
-        packed = a_bits + n_bits + w_bits <= 63
+        low_bits = 32 if n_bits + w_bits <= 32 and a_bits <= 31 else n_bits + w_bits
+        packed = a_bits + low_bits <= 63
         syn_key = np.empty(n_syn, dtype=np.int64) if packed else None
         syn_a, syn_n, syn_w = [], [], []
         r_src, r_dst, r_del = [], [], []
         i_port, i_ch, i_dst, i_del = [], [], [], []
         input_names = list(self._inputs)
         at = 0
-        for ci, (c, (pre_u, core_u, local_u, inv)) in enumerate(zip(conns, pairs, strict=True)):
-            glob = axon_offset[core_u] + local_u
+        for ci, (c, ax) in enumerate(zip(conns, pairs, strict=True)):
+            glob = axon_offset[ax.core_u] + ax.local_u
             axon_projection[glob] = ci
             if c.axon_types is not None:
-                axon_type[glob] = c.axon_types[pre_u]
-            a = glob[inv]
-            n = gids[c.post.name][c.post_idx]
+                axon_type[glob] = c.axon_types[ax.pre_u]
+            size = int(c.weight.size)
             if syn_key is not None:
-                seg = syn_key[at:at + a.size]
-                np.left_shift(a, n_bits + w_bits, out=seg)
-                seg |= n << w_bits
-                seg |= c.weight - wr.lo
-                at += a.size
+                seg = syn_key[at:at + size]
+                ax.gather(c, glob << low_bits, key_buf, out=seg)
+                tmp = tmp_buf[:size]
+                np.take(gids[c.post.name] << w_bits, c.post_idx, out=tmp)
+                seg |= tmp
+                np.subtract(c.weight, wr.lo, out=tmp)
+                seg |= tmp
+                at += size
             else:
-                syn_a.append(a)
-                syn_n.append(n)
+                syn_a.append(ax.gather(c, glob, key_buf, out=np.empty(size, dtype=np.int64)))
+                syn_n.append(gids[c.post.name][c.post_idx])
                 syn_w.append(c.weight)
-            del a, n
             if c.pre.kind == "input":
-                i_port.append(np.full(pre_u.size, input_names.index(c.pre.name)))
-                i_ch.append(pre_u)
+                i_port.append(np.full(ax.pre_u.size, input_names.index(c.pre.name)))
+                i_ch.append(ax.pre_u)
                 i_dst.append(glob)
-                i_del.append(np.full(pre_u.size, c.delay))
+                i_del.append(np.full(ax.pre_u.size, c.delay))
             else:
-                r_src.append(gids[c.pre.name][pre_u])
+                r_src.append(gids[c.pre.name][ax.pre_u])
                 r_dst.append(glob)
-                r_del.append(np.full(pre_u.size, c.delay))
-        del pairs
+                r_del.append(np.full(ax.pre_u.size, c.delay))
+        del pairs, key_buf, tmp_buf
 
         def cat(parts: Sequence[NDArray[Any]]) -> NDArray[np.int32]:
             return np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, dtype=np.int32)
@@ -339,11 +344,7 @@ class ProgramBuilder:
         if syn_key is not None:
             if syn_key.size > 1 and (syn_key[1:] < syn_key[:-1]).any():
                 syn_key.sort()
-            sa = (syn_key >> (n_bits + w_bits)).astype(np.int32)
-            sn = ((syn_key >> w_bits) & ((1 << n_bits) - 1)).astype(np.int32)
-            syn_key &= (1 << w_bits) - 1
-            syn_key += wr.lo
-            sw = syn_key.astype(np.int32)
+            sa, sn, sw = _unpack(syn_key, low_bits, w_bits, wr.lo)
             del syn_key
         else:
             a64, n64, w64 = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (syn_a, syn_n, syn_w))
@@ -431,33 +432,78 @@ class ProgramBuilder:
         )
 
 
-def _distinct_pairs(post_core: NDArray[np.int64], pre: NDArray[np.int64], n_pre: int
-                   ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[Any]]:
-    """Distinct (core, pre) pairs of a projection's synapses, sorted by core then pre, and the pair of
-    every synapse: ``(pre_u, core_u, inv)`` with ``(core_u[inv], pre_u[inv]) == (post_core, pre)``.
+@dataclass
+class _AxonPairs:
+    """The axons of one projection: its distinct (core, pre unit) pairs, sorted by core then pre.
 
-    A marker array over ``cores × pre`` (linear time) when that is not much larger than the
-    projection; ``np.unique`` otherwise.
+    ``find`` marks ``key = (core - lo) · n_pre + pre`` in a boolean array over the key span (linear
+    time) when the span is not much larger than the projection, else uses ``np.unique`` (and keeps
+    the inverse). ``gather`` writes a per-pair value to every synapse of the pair.
     """
-    if post_core.size == 0:
+
+    pre_u: NDArray[np.int64]
+    core_u: NDArray[np.int64]
+    local_u: NDArray[np.int64]
+    lo: int
+    span: int
+    uniq: NDArray[np.int64]
+    inv: NDArray[np.int64] | None
+    post_core: NDArray[np.int64]  # core of every post neuron [n_post]
+
+    @classmethod
+    def find(cls, c: _Conn, post_core: NDArray[np.int64], key_buf: NDArray[np.int64]) -> _AxonPairs:
+        n_pre = c.pre.size
         z = np.zeros(0, dtype=np.int64)
-        return z, z, z
-    lo = int(post_core.min())
-    span = (int(post_core.max()) - lo + 1) * n_pre
-    key = post_core - lo
-    key *= n_pre
-    key += pre
-    if span <= 4 * key.size + (1 << 20):
-        mark = np.zeros(span, dtype=bool)
-        mark[key] = True
-        uniq = np.flatnonzero(mark)
-        lut = np.cumsum(mark, dtype=np.int32 if uniq.size < 2**31 else np.int64)
-        del mark
-        inv: NDArray[Any] = lut[key]
-        inv -= 1
+        if c.post_idx.size == 0:
+            return cls(z, z, z, 0, 0, z, None, post_core)
+        lo = int(post_core.min())
+        span = (int(post_core.max()) - lo + 1) * n_pre
+        key = cls._keys(c, post_core, lo, key_buf)
+        inv = None
+        if span <= 4 * key.size + (1 << 20):
+            mark = np.zeros(span, dtype=bool)
+            mark[key] = True
+            uniq = np.flatnonzero(mark)
+        else:
+            uniq, inv = np.unique(key, return_inverse=True)
+        return cls(uniq % n_pre, uniq // n_pre + lo, z, lo, span, uniq, inv, post_core)
+
+    @staticmethod
+    def _keys(c: _Conn, post_core: NDArray[np.int64], lo: int, key_buf: NDArray[np.int64]) -> NDArray[np.int64]:
+        key = key_buf[:c.post_idx.size]
+        np.take((post_core - lo) * c.pre.size, c.post_idx, out=key)
+        key += c.pre_idx
+        return key
+
+    def gather(self, c: _Conn, values: NDArray[np.int64], key_buf: NDArray[np.int64], *,
+               out: NDArray[np.int64]) -> NDArray[np.int64]:
+        """``out[s] = values[pair of synapse s]`` (int64 ``[synapses]``)."""
+        if self.inv is not None:
+            return np.take(values, self.inv.ravel(), out=out)
+        table = np.zeros(self.span, dtype=np.int64)
+        table[self.uniq] = values
+        return np.take(table, self._keys(c, self.post_core, self.lo, key_buf), out=out)
+
+
+def _unpack(key: NDArray[np.int64], low_bits: int, w_bits: int, w_lo: int
+            ) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
+    """Split sort keys ``axon << low_bits | neuron << w_bits | (weight - w_lo)`` into int32 arrays."""
+    n = key.size
+    sa = np.empty(n, dtype=np.int32)
+    sn = np.empty(n, dtype=np.int32)
+    sw = np.empty(n, dtype=np.int32)
+    if low_bits == 32:  # the high word is the axon: a strided copy, no shifts
+        words = key.view(np.uint32).reshape(n, 2)
+        hi, lo = (1, 0) if sys.byteorder == "little" else (0, 1)
+        np.copyto(sa, words[:, hi], casting="unsafe")
+        np.right_shift(words[:, lo], w_bits, out=sn, casting="unsafe")
+        np.bitwise_and(words[:, lo], (1 << w_bits) - 1, out=sw, casting="unsafe")
     else:
-        uniq, inv = np.unique(key, return_inverse=True)
-    return uniq % n_pre, uniq // n_pre + lo, inv
+        np.copyto(sa, key >> low_bits, casting="unsafe")
+        np.copyto(sn, (key >> w_bits) & ((1 << (low_bits - w_bits)) - 1), casting="unsafe")
+        np.copyto(sw, key & ((1 << w_bits) - 1), casting="unsafe")
+    sw += w_lo
+    return sa, sn, sw
 
 
 def _positive_int(value: Any, what: str) -> int:

@@ -123,6 +123,7 @@ class Program:
         self.output_ports: Mapping[str, str] = MappingProxyType(dict(output_ports))
         self.metadata: Mapping[str, Any] = MappingProxyType(dict(metadata or {}))
         self._bytes: bytes | None = None
+        self._per_axon: NDArray[np.int64] | None = None
         self._validate()
 
     # typed attributes set in __init__
@@ -258,7 +259,7 @@ class Program:
             (self.axon_projection < -1).any() or (self.axon_projection >= len(self.projections)).any()
         ):
             raise ProgramError("axon_projection refers to a projection that does not exist")
-        if self.syn_axon.size and (self.axon_projection[self.syn_axon] < 0).any():
+        if self.syn_axon.size and ((self._synapses_per_axon() > 0) & (self.axon_projection < 0)).any():
             raise ProgramError("a synapse sits on an axon that belongs to no projection")
         # synapses must stay within their core, sorted by (axon, neuron), without duplicates
         unsorted, dup = _order_defects(self.syn_axon, self.syn_neuron)
@@ -301,13 +302,19 @@ class Program:
         """
         if unsorted:
             return bool((self.axon_core[self.syn_axon] == self.neuron_core[self.syn_neuron]).all())
-        bounds = np.searchsorted(self.syn_axon, self.axon_offset)
+        bounds = np.searchsorted(self.syn_axon, self.axon_offset.astype(self.syn_axon.dtype))  # no upcast copy
         counts = np.diff(bounds)
         full = np.flatnonzero(counts)
         lo = np.minimum.reduceat(self.syn_neuron, bounds[full])
         hi = np.maximum.reduceat(self.syn_neuron, bounds[full])
         offset = self.neuron_offset
         return bool(((lo >= offset[full]) & (hi < offset[full + 1])).all())
+
+    def _synapses_per_axon(self) -> NDArray[np.int64]:
+        """Synapses on every axon, int64 ``[n_axons]`` (computed once: the arrays are read-only)."""
+        if self._per_axon is None:
+            self._per_axon = np.bincount(self.syn_axon, minlength=self.n_axons).astype(np.int64)
+        return self._per_axon
 
     def _validate_registers(self) -> None:
         spec = self.spec
@@ -349,7 +356,7 @@ class Program:
             low = np.array([(1 << min(30, _truncation_bits(p.params))) - 1 for p in self.projections] + [0],
                            dtype=np.int32)
             if low.any():
-                per_axon = np.bincount(self.syn_axon, minlength=self.n_axons)
+                per_axon = self._synapses_per_axon()
                 bad = np.flatnonzero(self.syn_weight & np.repeat(low[self.axon_projection], per_axon))
                 if bad.size:
                     bad_j = int(self.axon_projection[self.syn_axon[bad]].min())
@@ -461,7 +468,7 @@ class Program:
     def _usage_arrays(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """Per core (int64 ``[n_cores]``): synapses, synapse memory bits, output routes."""
         spec = self.spec
-        per_axon = np.bincount(self.syn_axon, minlength=self.n_axons).astype(np.int64)
+        per_axon = self._synapses_per_axon()
         wb = np.zeros(len(self.projections) + 1, dtype=np.int64)  # index -1: axons of no projection
         for j, proj in enumerate(self.projections):
             if spec.family == "loihi":
@@ -528,18 +535,20 @@ class Program:
         manifest["arrays"] = table
         text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
         text += b" " * ((-(len(text) + _HEADER.size)) % 8)
-        # one buffer, filled in place (zero padding included): no per-array byte copies to join
-        base = _HEADER.size + len(text)
-        buf = bytearray(base + offset + 4)
-        _HEADER.pack_into(buf, 0, MAGIC, FORMAT_VERSION, len(text))
-        buf[_HEADER.size:base] = text
-        for (_, arr), (dt, at) in zip(arrays, places, strict=True):
-            if arr.size:
-                np.frombuffer(buf, dtype=dt, count=arr.size, offset=base + at)[:] = arr.ravel()
-        view = memoryview(buf)
-        struct.pack_into("<I", buf, len(buf) - 4, zlib.crc32(view[:-4]))
-        view.release()
-        self._bytes = bytes(buf)
+        # the arrays' own buffers are joined once into the file bytes (no per-array copies), the
+        # checksum runs over the same pieces
+        pieces: list[Any] = [_HEADER.pack(MAGIC, FORMAT_VERSION, len(text)), text]
+        for (_, arr), (dt, _at) in zip(arrays, places, strict=True):
+            data = np.ascontiguousarray(arr, dtype=dt)
+            pieces.append(data.reshape(-1).view(np.uint8).data)
+            pad = (-data.nbytes) % 8
+            if pad:
+                pieces.append(b"\0" * pad)
+        crc = 0
+        for piece in pieces:
+            crc = zlib.crc32(piece, crc)
+        pieces.append(struct.pack("<I", crc))
+        self._bytes = b"".join(pieces)
         return self._bytes
 
     @property
