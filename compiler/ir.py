@@ -194,6 +194,13 @@ class Synapses(Node):
     params: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     delay: int | None = None
     source: tuple[str, ...] = ()
+    axon_types: NDArray[np.int64] | None = None  # TrueNorth: type of every pre unit's axon ([pre])
+
+    def effective(self, type_weights: NDArray[np.int64] | None = None) -> NDArray[Any]:
+        """The weight each synapse adds: ``values``, or on TrueNorth ``bit · s_post[G_pre]``."""
+        if self.axon_types is None or type_weights is None:
+            return self.values
+        return self.values * type_weights[self.post_idx, self.axon_types[self.pre_idx]]
 
     def dense(self) -> NDArray[Any]:
         """The weights as a dense ``[post, pre]`` array (small projections and tests only)."""

@@ -133,7 +133,7 @@ def _check(lowered: ir.Graph, spec: HwSpec, dt: float, num_weight_bits: int | No
         qgraph, quant = quantize(lowered, spec, dt=dt, num_weight_bits=num_weight_bits)
     except DoesNotFit as exc:
         error = str(exc)
-    ctx = RuleContext(lowered, spec, quant=quant, quant_error=error)
+    ctx = RuleContext(lowered, spec, quant=quant, quant_error=error, qgraph=qgraph)
     report = CheckReport(spec.name, spec.where(), violations=run_rules(ctx), quant=quant, notes=notes)
     qp = {p.layer: p for p in quant.populations} if quant else {}
     qj: dict[str, list[Any]] = {}

@@ -48,7 +48,8 @@ def _currents(graph: ir.Graph, pop: ir.Neuron, out: dict[str, NDArray[np.float64
         syn = graph[sname]
         assert isinstance(syn, ir.Synapses)
         pre = out[syn.inputs[0]]
-        w = sp.csr_matrix((syn.values.astype(np.float64), (syn.post_idx, syn.pre_idx)), shape=syn.shape)
+        tw = pop.registers.get("type_weights") if quantized else None
+        w = sp.csr_matrix((syn.effective(tw).astype(np.float64), (syn.post_idx, syn.pre_idx)), shape=syn.shape)
         b, t, n = pre.shape
         cur = np.asarray(w @ pre.reshape(b * t, n).T).T.reshape(b, t, -1)
         d = _delay(syn, graph, spec)
@@ -72,6 +73,8 @@ def simulate(graph: ir.Graph, spikes: NDArray[Any], spec: HwSpec, *, quantized: 
             out[pop.name] = _loihi(pop, currents, quantized, dt, (x.shape[0], steps, pop.size))
         elif spec.family == "xylo":
             out[pop.name] = _xylo(pop, currents, quantized, dt, spec, (x.shape[0], steps, pop.size))
+        elif spec.family == "truenorth":
+            out[pop.name] = _truenorth(pop, currents, quantized, spec, (x.shape[0], steps, pop.size))
         else:
             raise NotImplementedError(f"simulate: family {spec.family}")
     return out
@@ -148,6 +151,34 @@ def _xylo(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]]
         k = np.where(vmem >= pop.threshold, np.minimum(limit, np.floor(vmem / pop.threshold)), 0.0)
         vmem = vmem - k * pop.threshold
         spikes[:, step] = k
+    return spikes
+
+
+def _truenorth(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]]], quantized: bool,
+               spec: HwSpec, shape: tuple[int, int, int]) -> NDArray[np.float64]:
+    """IF with linear leak, ``V ≥ α`` spikes and subtracts α, ``V < −β`` clamps at ``−β`` (the registers
+    the quantiser sets; stochastic modes off). Integer mode saturates V to its width after the
+    sum of the step (exact unless V saturates mid-step)."""
+    b, t, n = shape
+    spikes = np.zeros((b, t, n))
+    v = np.zeros((b, n))
+    if quantized:
+        r = pop.registers
+        alpha, beta, leak = (r["threshold"].astype(np.float64), r["neg_threshold"].astype(np.float64),
+                             r["leak"].astype(np.float64))
+        hi = float((1 << (spec.state["v"].bits - 1)) - 1)
+        lo = -hi - 1
+    else:
+        alpha = np.full(n, pop.threshold)
+        beta = np.full(n, np.inf)
+        leak = pop.bias if pop.bias is not None else np.zeros(n)
+        lo, hi = -np.inf, np.inf
+    for step in range(t):
+        a = sum(c[:, step] for _, c in currents)
+        v = np.clip(np.clip(v + a, lo, hi) + leak, lo, hi)
+        s_ = v >= alpha
+        v = np.where(s_, v - alpha, np.where(v < -beta, -beta, v))
+        spikes[:, step] = s_
     return spikes
 
 

@@ -33,6 +33,8 @@ def to_builder(graph: ir.Graph, spec: HwSpec) -> emulator.ProgramBuilder:
         for node in graph:
             if isinstance(node, ir.Synapses):
                 kw: dict[str, Any] = dict(node.params)
+                if node.axon_types is not None:
+                    kw["axon_types"] = node.axon_types
                 b.connect(node.inputs[0], node.post, weights=(node.post_idx, node.pre_idx, node.values),
                           delay=node.delay, name=node.name, **kw)
             elif isinstance(node, ir.Output):

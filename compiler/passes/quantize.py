@@ -27,12 +27,19 @@ matrix (input, recurrent, readout: XyloSim has one shift per matrix), ``W · s =
 coordinate descent for the least error with registers in range. ``dash = round(log2(τ/dt))``
 (``dash_syn = 1`` without τ_syn: a 0 shift would clear the current before it is used).
 
-**truenorth**: binary crossbar × 4 axon-type weights, by the partitioner's
-``compiler.passes.truenorth.truenorth_weights``.
+**truenorth**: binary crossbar × 4 axon-type weights per neuron, fitted by the partitioner's
+``compiler.passes.truenorth.truenorth_weights`` on all of a population's inputs at once (the type
+weights belong to the neuron): ``w[j, i] ≈ scale_j · Σ b[j, i'] s_j[G_i']``. The state scale is
+per neuron, ``1/scale_j``: ``threshold α_j = round(θ/scale_j)``, ``leak λ_j = round(b_j/scale_j)``
+(the leak is TrueNorth's constant bias), reset by subtraction (γ = 1), ``β`` at its maximum with
+κ = 1 so that V may go negative. Host inputs enter on two axons per input (a positive- and a
+negative-type copy); neuron inputs on one (a TrueNorth neuron has a single route). Only IF
+neurons: the leak is linear, so membrane/current time constants have no counterpart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -153,14 +160,7 @@ def quantize(graph: ir.Graph, spec: HwSpec, *, dt: float = 1e-3, num_weight_bits
     if spec.family == "xylo":
         return _xylo(graph, spec, dt)
     if spec.family == "truenorth":
-        try:
-            from . import truenorth  # noqa: F401  (the partitioner's pass)
-        except ImportError:
-            raise UnsupportedOperator(
-                "target truenorth: the TrueNorth weight pass (compiler.passes.truenorth.truenorth_weights: crossbar "
-                "bits x 4 axon-type weights) is not available yet; compile for loihi, tiny or xylo"
-            ) from None
-        raise UnsupportedOperator("target truenorth: quantisation is not wired to truenorth_weights yet")
+        return _truenorth(graph, spec, dt)
     raise UnsupportedOperator(f"target {spec.name}: family {spec.family!r} has no quantiser")
 
 
@@ -373,6 +373,96 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
                           tau_syn=node.tau_syn, datapath=node.datapath, readout=node.name in ro,
                           size=node.size, bias=node.bias, registers=MappingProxyType(registers), scale=s))
         report.populations.append(PopulationQuant(node.name, s, int(thr), thr_err, bias_err, worst, limit,
+                                                  feasible=not problem, problem=problem, problem_register=why[0],
+                                                  problem_value=why[1], problem_limit=why[2]))
+    return ir.validate(out, "quantized"), report
+
+
+# ------------------------------------------------------------------------------- truenorth
+def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantReport]:
+    from .truenorth import truenorth_weights
+
+    report = QuantReport("truenorth")
+    out = ir.Graph(meta=graph.meta)
+    regs_rng = spec.registers
+    v_limit = (1 << (spec.state["v"].bits - 1)) - 1
+    for node in graph:
+        if isinstance(node, ir.Synapses):
+            continue
+        if not isinstance(node, ir.Neuron):
+            out.add(node)
+            continue
+        if node.kind != "IF" and (node.tau_mem is not None or node.tau_syn is not None):
+            raise UnsupportedOperator(
+                f"layer {node.name!r}: {node.kind} neurons with time constants have no TrueNorth counterpart (its leak "
+                "is a constant, not a decay); use IF neurons (ReLU conversion) or another target"
+            )
+        syns = _incoming(graph, node)
+        bias = node.bias if node.bias is not None else np.zeros(node.size)
+        host = [isinstance(graph[s.inputs[0]], ir.Input) for s in syns]
+        copies = 2 if syns and all(host) else 1
+        if syns:
+            dense = np.concatenate([s.dense() for s in syns], axis=1)
+            fit = truenorth_weights(dense, copies=copies, spec=spec)
+            scale = np.where(fit.scale > 0, fit.scale, 1.0)
+            tw = fit.type_weights
+        else:
+            scale = np.full(node.size, node.threshold / 255.0)
+            tw = np.zeros((node.size, 4), dtype=np.int64)
+        l_hi = regs_rng["leak"].hi
+        coarse = np.maximum(1.0, np.abs(bias / scale) / l_hi)  # a bias beyond the leak range: coarser scale
+        if syns and (coarse > 1).any():
+            tw = np.round(tw / coarse[:, None]).astype(np.int64)
+            scale = scale * coarse
+            fit = dataclasses.replace(fit, type_weights=tw, scale=scale)
+        thr = np.round(node.threshold / scale)
+        leak = np.round(bias / scale)
+        why: tuple[str, float, float] = ("", 0.0, 0.0)
+        t_rng, l_rng = regs_rng["threshold"], regs_rng["leak"]
+        if thr.max() > t_rng.hi:
+            why = ("threshold register", float(thr.max()), t_rng.hi)
+        elif np.abs(leak).max(initial=0) > l_rng.hi:
+            why = ("|leak| register (bias)", float(np.abs(leak).max()), l_rng.hi)
+        thr = np.clip(thr, max(1, t_rng.lo), t_rng.hi).astype(np.int64)
+        leak = np.clip(leak, l_rng.lo, l_rng.hi).astype(np.int64)
+        names = []
+        offset = 0
+        worst = np.zeros(node.size)
+        for syn in syns:
+            n_pre = syn.shape[1]
+            for c in range(copies):
+                cols = slice(c * dense.shape[1] + offset, c * dense.shape[1] + offset + n_pre)
+                bits = fit.crossbar[:, cols]
+                post, pre = np.nonzero(bits)
+                types = fit.axon_types[cols]
+                name = syn.name if c == 0 else f"{syn.name}.c{c}"
+                q = ir.Synapses(name, syn.inputs, post=syn.post, shape=syn.shape, post_idx=post.astype(np.int64),
+                                pre_idx=pre.astype(np.int64), values=np.ones(post.size, dtype=np.int64),
+                                delay=syn.delay, source=syn.source, axon_types=types.astype(np.int64))
+                np.add.at(worst, q.post_idx, np.abs(q.effective(tw)).astype(np.float64))
+                if post.size:
+                    out.add(q)
+                    names.append(name)
+            recon = fit.reconstruct()[:, offset:offset + n_pre]
+            report.projections.append(ProjectionQuant(syn.name, node.name, copies, 1,
+                                                      _rel_rms(recon - syn.dense(), syn.dense()), 0.0,
+                                                      int(np.abs(tw).max(initial=0))))
+            offset += n_pre
+        thr_err = float(np.mean(np.abs(thr * scale - node.threshold))) / node.threshold
+        bias_err = _rel_rms(leak * scale - bias, np.full(1, node.threshold)) if bias.any() else 0.0
+        regs = {"type_weights": tw, "leak": leak, "threshold": thr,
+                "neg_threshold": np.full(node.size, regs_rng["neg_threshold"].hi),
+                "reset_mode": np.full(node.size, 1), "reset_value": np.zeros(node.size),
+                "neg_saturate": np.ones(node.size), "leak_reversal": np.zeros(node.size),
+                "stochastic_synapse": np.zeros(node.size), "stochastic_leak": np.zeros(node.size),
+                "threshold_mask_bits": np.zeros(node.size)}
+        out.add(ir.Neuron(node.name, tuple(names), kind=node.kind, threshold=node.threshold, tau_mem=node.tau_mem,
+                          tau_syn=node.tau_syn, datapath=node.datapath, readout=False, size=node.size, bias=node.bias,
+                          registers=MappingProxyType({k: np.asarray(v, dtype=np.int64) for k, v in regs.items()}),
+                          scale=float(np.mean(1.0 / scale))))
+        problem = "" if not why[0] else f"{why[0]} {why[1]:.0f} outside its range at the fitted per-neuron scale"
+        report.populations.append(PopulationQuant(node.name, float(np.mean(1.0 / scale)), int(thr.max()), thr_err,
+                                                  bias_err, float(worst.max(initial=0)), v_limit,
                                                   feasible=not problem, problem=problem, problem_register=why[0],
                                                   problem_value=why[1], problem_limit=why[2]))
     return ir.validate(out, "quantized"), report

@@ -66,9 +66,11 @@ class RuleContext:
     quant_error: str | None = None
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    qgraph: ir.Graph | None = None  # the quantised graph (exact synapses, TrueNorth axon copies) if any
+
     def __post_init__(self) -> None:
         if not self.stats:
-            self.stats = layer_stats(self.graph, self.spec)
+            self.stats = layer_stats(self.qgraph if self.qgraph is not None else self.graph, self.spec)
 
 
 def _weight_bits(spec: HwSpec, syn: ir.Synapses) -> int:
@@ -110,7 +112,7 @@ def layer_stats(graph: ir.Graph, spec: HwSpec) -> dict[str, dict[str, Any]]:
         for syn in graph.of_type(ir.Synapses):
             if syn.inputs[0] != p.name:
                 continue
-            if spec.family == "loihi":
+            if spec.family in ("loihi", "truenorth"):
                 per_core = max(1, math.ceil(syn.shape[0] / stats[syn.post]["cores"]))
                 cores_hit = np.unique(syn.pre_idx * 1_000_003 + syn.post_idx // per_core) // 1_000_003
                 fan += np.bincount(cores_hit, minlength=p.size)
@@ -223,6 +225,12 @@ def weight_bits(ctx: RuleContext) -> list[Violation]:
     if ctx.quant is None:
         return []
     spec = ctx.spec
+    if spec.family == "truenorth":
+        return [Violation("weight_bits", p.layer, f"relative weight error of {p.projection!r}", 0.25, p.weight_error,
+                          _where(spec, "registers.type_weights, synapse.axon_types"),
+                          "4 axon-type weights per neuron cannot express this matrix: prune or cluster the weights "
+                          "(fewer distinct values per neuron), or choose loihi", severity="warning")
+                for p in ctx.quant.projections if p.weight_error > 0.25]
     key = "synapse.weight_exp" if spec.family == "loihi" else "synapse.weight_shift"
     rng = spec.synapse_range("weight_exp" if spec.family == "loihi" else "weight_shift")
     return [Violation("weight_bits", p.layer, f"relative weight error of {p.projection!r}", 0.25, p.weight_error,
@@ -238,8 +246,8 @@ def registers(ctx: RuleContext) -> list[Violation]:
     if ctx.quant is None:
         return []
     spec = ctx.spec
-    reg = "vth" if spec.family == "loihi" else "threshold"
-    key = f"registers.{reg}, registers.bias" + ("_mant" if spec.family == "loihi" else "")
+    key = {"loihi": "registers.vth, registers.bias_mant", "xylo": "registers.threshold, registers.bias",
+           "truenorth": "registers.threshold, registers.leak"}[spec.family]
     return [Violation("registers", q.layer, q.problem_register, q.problem_limit, q.problem_value,
                       _where(spec, key),
                       f"{q.problem}; rescale the layer's weights relative to its threshold and biases, or choose "
@@ -252,9 +260,10 @@ def overflow(ctx: RuleContext) -> list[Violation]:
     if ctx.quant is None:
         return []
     spec = ctx.spec
-    state = "u" if spec.family == "loihi" else "isyn"
-    fix = ("a lower weight_exp (fewer fractional bits) or fewer simultaneous inputs" if spec.family == "loihi"
-           else "a smaller weight_shift or fewer simultaneous inputs")
+    state = {"loihi": "u", "xylo": "isyn", "truenorth": "v"}[spec.family]
+    fix = {"loihi": "a lower weight_exp (fewer fractional bits) or fewer simultaneous inputs",
+           "xylo": "a smaller weight_shift or fewer simultaneous inputs",
+           "truenorth": "smaller type weights or fewer simultaneous inputs"}[spec.family]
     return [Violation("overflow", q.layer, f"worst-case |input| to state {state}", q.state_limit, q.max_input,
                       _where(spec, f"state.{state}"),
                       f"the state may {spec.state[state].overflow}: use {fix}; sparse activity usually stays far "

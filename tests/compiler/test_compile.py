@@ -128,11 +128,18 @@ def test_does_not_fit_lists_every_violation():
         assert rule in msg
 
 
-def test_truenorth_needs_the_weight_pass():
-    import importlib.util
+def test_truenorth_target(relu_mlp):
+    """Binary crossbars x 4 axon-type weights (the partitioner's fit), IF neurons with subtractive reset."""
+    model, x, y = relu_mlp
+    program, report = compiler.compile_with_report(model, "truenorth", (x[:64], y[:64]), steps=100)
+    v = report.verification
+    assert v["exact"], v
+    assert v["agreement_ann"] >= 0.8, v
+    assert all(p.weight_error < 0.6 for p in report.quant.projections)
+    assert set(np.unique(program.syn_weight)) <= {1}
 
-    if importlib.util.find_spec("compiler.passes.truenorth") is None:
-        with pytest.raises(UnsupportedOperator, match="truenorth"):
-            compiler.compile(nn.Sequential(nn.Linear(4, 2), snn.IF()), "truenorth")
-    else:
-        pytest.skip("the truenorth pass exists; covered by test_truenorth_target")
+
+def test_truenorth_rejects_leaky_neurons():
+    model = nn.Sequential(nn.Linear(4, 3), snn.LIF(tau_mem=5e-3))
+    with pytest.raises(UnsupportedOperator, match="TrueNorth"):
+        compiler.compile(model, "truenorth")
