@@ -424,9 +424,10 @@ class FastEngine:
     # -------------------------------------------------------------------- loihi
     def _loihi_current(self, sums: dict[tuple[int, int, int], NDArray[np.floating]], comp: list[int], t_n: int
                        ) -> dict[int, NDArray[np.floating]]:
-        """a = Σ_projections shift(Σ w·count, weight_exp), per population, time-major ``[t_n, B, n]``.
+        """a · 2^6 with a = Σ_projections shift(Σ w·count, weight_exp), per population, time-major
+        ``[t_n, B, n]`` (the 6-bit MSB alignment of the input is folded in here, once per chunk).
 
-        A single projection with exponent 0 passes through untouched (float32 stays exact)."""
+        Scaling by a power of two keeps float32 exact, so a single exponent-0 projection stays float32."""
         out: dict[int, NDArray[np.floating]] = {}
         for (q, j, _s), total in sums.items():
             if q not in comp:
@@ -434,21 +435,26 @@ class FastEngine:
             exp = self.w.weight_exp[j]
             term = total if exp == 0 else fixed.shift_float(total.astype(np.float64), exp)
             out[q] = term if q not in out else out[q].astype(np.float64) + term
+        for q in out:
+            out[q] = out[q] * 64.0
         return out
 
-    def _loihi_step(self, q: int, a: F64) -> F64:
+    def _loihi_step(self, q: int, a64: F64) -> F64:
+        """One Loihi step of population ``q``; ``a64`` is the synaptic input already shifted by 6."""
         r = self._regs[q]
         st = self.state[q]
         u, v = st["u"], st["v"]
         cache = self._loihi_consts(q)
         np.trunc(np.multiply(u, cache["ku"], out=u), out=u)  # == sign(p)(|p| >> 12), see module doc
-        u += a * 64.0
-        if (u > 8388608.0).any() or (u <= -8388608.0).any():
+        u += a64
+        if u.max() > 8388608.0 or u.min() <= -8388608.0:
             u[:] = fixed.wrap_float(u, 24)
         np.trunc(np.multiply(v, cache["kv"], out=v), out=v)
         v += u
-        v += cache["bias"]
-        np.clip(v, cache["vmin"], cache["vmax"], out=v)
+        if cache["has_bias"]:
+            v += cache["bias"]
+        np.minimum(v, cache["vmax"], out=v)
+        np.maximum(v, cache["vmin"], out=v)
         spikes = v > cache["vth"]
         if cache["has_refractory"]:
             ref = self.refractory[q]
@@ -475,6 +481,7 @@ class FastEngine:
                 "vmin": self.w.vmin_np[idx].astype(np.float64),
                 "vmax": self.w.vmax_np[idx].astype(np.float64),
                 "has_refractory": bool((r["refractory"] > 0).any()),
+                "has_bias": bool((r["bias_mant"] != 0).any()),
             }
             self.__dict__[key] = cached
         return cached
