@@ -1,0 +1,130 @@
+"""TrueNorth weight fitting: binary crossbars × four axon-type weights per neuron.
+
+(Named ``test_truenorth_weights`` so as not to clash with ``tests/emulator/test_truenorth.py``.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import emulator
+import hw_specs
+from compiler.passes.truenorth import connect_truenorth, truenorth_weights
+from spikeforge.errors import CompileError
+
+SPEC = hw_specs.load("truenorth")
+
+
+def shared_type_matrix(seed, n_post=40, n_pre=60):
+    """w[j, i] = b[j, i] · S[j, T[i]]: one type per input, four integer levels per neuron."""
+    rng = np.random.default_rng(seed)
+    types = rng.integers(0, 4, n_pre)
+    levels = rng.integers(-255, 256, (n_post, 4))
+    bits = rng.random((n_post, n_pre)) < 0.5
+    return bits * levels[:, types]
+
+
+def assert_valid(fit, n_post, n_pre):
+    tw = SPEC.registers["type_weights"]
+    assert fit.crossbar.shape == (n_post, fit.copies * n_pre)
+    assert set(np.unique(fit.crossbar)) <= {0, 1}
+    assert fit.axon_types.shape == (fit.copies * n_pre,)
+    assert fit.axon_types.min() >= 0 and fit.axon_types.max() <= 3
+    assert fit.type_weights.shape == (n_post, 4)
+    assert fit.type_weights.min() >= tw.lo and fit.type_weights.max() <= tw.hi
+    np.testing.assert_array_equal(fit.pre_map, np.tile(np.arange(n_pre), fit.copies))
+    assert fit.scale.shape == (n_post,) and (fit.scale > 0).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shared_type_structure_is_exact(seed):
+    w = shared_type_matrix(seed)
+    fit = truenorth_weights(w, copies=1)
+    assert_valid(fit, *w.shape)
+    assert fit.error < 1e-12
+    np.testing.assert_allclose(fit.reconstruct(), w, atol=1e-9)
+
+
+def test_four_levels_per_neuron_are_exact_with_four_copies():
+    rng = np.random.default_rng(1)
+    levels = rng.normal(size=(30, 4)) * 3.0
+    pick = rng.integers(0, 5, (30, 50))  # 4: no synapse
+    w = np.where(pick < 4, np.take_along_axis(levels, np.minimum(pick, 3), axis=1), 0.0)
+    fit = truenorth_weights(w, copies=4)
+    assert_valid(fit, *w.shape)
+    # real levels are rounded to 8-bit type weights: exact up to that rounding (< 1 / 255 of the peak level)
+    assert fit.error < 2e-3
+    hit = np.abs(fit.reconstruct() - w) <= np.abs(levels).max(axis=1, keepdims=True) / 255
+    assert hit.all()
+
+
+def test_integer_levels_are_exact_with_four_copies():
+    rng = np.random.default_rng(2)
+    levels = rng.integers(-100, 100, (20, 4))
+    pick = rng.integers(0, 5, (20, 40))
+    w = np.where(pick < 4, np.take_along_axis(levels, np.minimum(pick, 3), axis=1), 0)
+    fit = truenorth_weights(w, copies=4)
+    assert fit.error < 1e-12
+    np.testing.assert_allclose(fit.reconstruct(), w, atol=1e-9)
+
+
+def test_error_decreases_with_freedom():
+    w = np.random.default_rng(3).normal(size=(64, 96))
+    errors = [truenorth_weights(w, copies=c).error for c in (1, 2, 4)]
+    assert 0 < errors[2] < errors[1] < errors[0] < 1
+    by_levels = [truenorth_weights(w, copies=1, levels=k).error for k in (1, 2, 4)]
+    assert by_levels[2] < by_levels[1] < by_levels[0]
+    assert truenorth_weights(w, copies=2, iterations=30).error <= truenorth_weights(w, copies=2, iterations=1).error
+    for c in (1, 2, 4):
+        assert_valid(truenorth_weights(w, copies=c), *w.shape)
+
+
+def test_error_is_relative_rms_of_the_reconstruction():
+    w = np.random.default_rng(4).normal(size=(10, 20))
+    fit = truenorth_weights(w)
+    expect = np.sqrt(((w - fit.reconstruct()) ** 2).sum() / (w ** 2).sum())
+    assert fit.error == pytest.approx(expect)
+    # the reconstruction is the chip's integer sum scaled per neuron
+    np.testing.assert_allclose(fit.reconstruct(), fit.scale[:, None] * fit.integer())
+
+
+def test_zero_rows_and_columns():
+    w = np.zeros((5, 6))
+    w[1, 2] = 3.0
+    fit = truenorth_weights(w)
+    assert fit.error == pytest.approx(0.0, abs=1e-12)
+    assert truenorth_weights(np.zeros((3, 3))).error == 0.0
+
+
+@pytest.mark.parametrize("copies", [1, 2, 4])
+def test_emulated_program_adds_the_integer_weights(copies, engine):
+    rng = np.random.default_rng(5)
+    n_in, n_out, steps = 12, 9, 6
+    w = rng.normal(size=(n_out, n_in))
+    fit = truenorth_weights(w, copies=copies)
+    w_int = fit.integer()
+    b = emulator.ProgramBuilder("truenorth")
+    x = b.input("in", n_in)
+    big = (1 << 19) - 1
+    p = b.population("p", n_out, type_weights=fit.type_weights, threshold=big, neg_threshold=big)
+    names = connect_truenorth(b, x, p, fit, name="fc")
+    assert len(names) == copies
+    b.output("out", p)
+    program = b.build()
+    spikes = (rng.random((2, steps, n_in)) < 0.3).astype(np.int64)
+    v = emulator.run(program, spikes, probes=["p.v"], engine=engine).probes["p.v"]
+    # no leak, no threshold reached: V after step t is the integer input of steps 0..t-1 (input delay 1)
+    drive = np.einsum("bti,ji->btj", spikes, w_int)
+    expect = np.concatenate([np.zeros((2, 1, n_out), dtype=np.int64), np.cumsum(drive, axis=1)[:, :-1]], axis=1)
+    assert np.abs(expect).max() < big
+    np.testing.assert_array_equal(v, expect)
+
+
+def test_bad_arguments():
+    w = np.ones((2, 2))
+    with pytest.raises(CompileError, match="levels=5; truenorth has 4 axon types"):
+        truenorth_weights(w, levels=5)
+    with pytest.raises(CompileError, match="copies=3"):
+        truenorth_weights(w, copies=3)
+    with pytest.raises(CompileError, match="finite"):
+        truenorth_weights(np.array([[np.nan]]))
