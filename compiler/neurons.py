@@ -44,7 +44,7 @@ class _SpikeFn(torch.autograd.Function):
     """Heaviside (or floor count) forward, fast-sigmoid surrogate backward."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, slope: float, counts: bool, strict: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, slope: float, counts: bool, strict: bool) -> Tensor:
         ctx.save_for_backward(x)
         ctx.slope = slope
         if counts:
@@ -52,7 +52,7 @@ class _SpikeFn(torch.autograd.Function):
         return (x > 0).to(x.dtype) if strict else (x >= 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         (x,) = ctx.saved_tensors
         return grad / (1.0 + ctx.slope * x.abs()) ** 2, None, None, None
 

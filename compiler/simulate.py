@@ -88,8 +88,8 @@ def _loihi(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]
     v = np.zeros((b, n))
     if quantized:
         r = pop.registers
-        keep_u = 4096.0 - (r["du"] + 1)
-        keep_v = 4096.0 - r["dv"]
+        keep_u = (4096.0 - (r["du"] + 1)).astype(np.float64)
+        keep_v = (4096.0 - r["dv"]).astype(np.float64)
         bias = (r["bias_mant"] * 2.0 ** r["bias_exp"]).astype(np.float64)
         vth = r["vth"] * 64.0
         lim = float((1 << 23) - 1)

@@ -127,19 +127,19 @@ def lower(graph: ir.Graph) -> ir.Graph:
         elif isinstance(node, ir.Add):
             acc: dict[str, Any] = {}
             bias = np.zeros(graph.size(name))
-            layers: tuple[str, ...] = ()
+            names: tuple[str, ...] = ()
             for i in node.inputs:
                 s_i, b_i, l_i = forms[i]
                 for src, m in s_i.items():
                     acc[src] = acc[src] + m if src in acc else m
                 bias = bias + b_i
-                layers += l_i
-            forms[name] = (acc, bias, layers + (name,))
+                names += l_i
+            forms[name] = (acc, bias, names + (name,))
         elif isinstance(node, ir.Output):
-            src = graph[node.inputs[0]]
-            if not isinstance(src, ir.Neuron):
+            last = graph[node.inputs[0]]
+            if not isinstance(last, ir.Neuron):
                 raise CompileError(
-                    f"the model's output {src.name!r} ({type(src).__name__}) is not spiking; end the model with a "
+                    f"the model's output {last.name!r} ({type(last).__name__}) is not spiking; end the model with a "
                     "compiler.nn neuron module (ReLU networks are converted, calibration=... needed)"
                 )
             out.add(node)

@@ -224,17 +224,17 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
             if ok and not (np.abs(bmant) <= bm_rng.hi).all():
                 ok = False
                 why = (f"|bias_mant| at bias_exp {be_rng.hi}", float(np.abs(bmant).max()), bm_rng.hi)
-            bmant = np.clip(bmant, bm_rng.lo, bm_rng.hi).astype(np.int64)
-            bias_err = _rel_rms(bmant * 2.0 ** bexp / s - bias, np.full(1, node.threshold)) if bias.any() else 0.0
+            bmant_int = np.clip(bmant, bm_rng.lo, bm_rng.hi).astype(np.int64)
+            bias_err = _rel_rms(bmant_int * 2.0 ** bexp / s - bias, np.full(1, node.threshold)) if bias.any() else 0.0
             worst = np.zeros(node.size)
-            for syn, q, ej in zip(syns, qs, exps, strict=True):
-                worst += _worst_input(syn, q, 2.0 ** (ej + 6), _max_count(graph, syn, spec))
+            for syn, qi, ej in zip(syns, qs, exps, strict=True):
+                worst += _worst_input(syn, qi, 2.0 ** (ej + 6), _max_count(graph, syn, spec))
             keep = 1.0 - (4096 - du - 1) / 4096  # u settles at input / (1 − keep factor)
             max_in = float(worst.max() / max(keep, 1.0 / 4096))
             safe = max_in <= u_limit
             key = (not ok, not safe, round(thr_err + bias_err, 4), e)
             if best is None or key < best[0]:
-                best = (key, e, s, exps, qs, vth, thr_err, bmant, bexp, bias_err, max_in, ok, why)
+                best = (key, e, s, exps, qs, vth, thr_err, bmant_int, bexp, bias_err, max_in, ok, why)
         assert best is not None
         _, e, s, exps, qs, vth, thr_err, bmant, bexp, bias_err, max_in, ok, why = best
         problem = "" if ok else (f"threshold {node.threshold:.4g} / bias cannot be represented at any weight_exp "
