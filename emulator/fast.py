@@ -86,6 +86,8 @@ class FastEngine:
             self._n_syn = [1 if pop.size and wiring.readout_np[pop.neurons[0]] else 2 for pop in self.pops]
             for q, r in enumerate(self._regs):
                 r["dash_each"] = [r["dash_syn"], r["dash_syn2"]][: self._n_syn[q]]
+                r["has_bias"] = bool(np.any(r["bias"] != 0))
+                r["max_spikes"] = _uniform(wiring.max_spikes_np[self.pops[q].neurons])
                 # one shift for all synaptic states: [1, S, 1] when each state's dash is uniform
                 r["dash_stack"] = np.stack([np.broadcast_to(d, (self.pops[q].size,)) for d in r["dash_each"]])[None]
                 if all(np.ndim(d) == 0 for d in r["dash_each"]):
@@ -558,7 +560,8 @@ class FastEngine:
         pl = pos.tolist() if pos is not None else None
         nl = neg.tolist() if neg is not None else None
         out = [[0] * n for _ in range(b_n)]
-        shift_decay, sat_add = fixed.shift_decay, fixed.sat_add
+        dash_each, dash_mem = regs["dash_each"], regs["dash_mem"]
+        bias, thresholds, max_spikes = regs["bias"], regs["threshold"], regs["max_spikes"]
         for b in range(b_n):
             for s_ in range(s_n):
                 row = sy[b][s_]
@@ -568,14 +571,25 @@ class FastEngine:
                         row = self._ordered_vector(q, b, syn[b, s_], ext, offsets, t, lo, hi, synapse=s_).tolist()
                     else:
                         row = [row[i] + int(prow[i] + nrow[i]) for i in range(n)]
-                sy[b][s_] = [x - shift_decay(x, d) for x, d in zip(row, regs["dash_each"][s_], strict=True)]
+                dashes = dash_each[s_]
+                for i in range(n):
+                    x = row[i]
+                    d = x >> dashes[i]  # fixed.shift_decay, inlined: this loop is the hot path
+                    if d == 0 and x > 0:
+                        d = 1
+                    row[i] = x - d
+                sy[b][s_] = row
             for i in range(n):
-                total = sum(sy[b][s_][i] for s_ in range(s_n))
-                dv = sat_add(-shift_decay(vm[b][i], regs["dash_mem"][i]), total, 16)
-                dv = sat_add(dv, regs["bias"][i], 16)
-                v = sat_add(vm[b][i], dv, 16)
-                theta = regs["threshold"][i]
-                k = min(max(v // theta, 0), regs["max_spikes"][i])
+                total = sy[b][0][i] + sy[b][1][i] if s_n > 1 else sy[b][0][i]
+                x = vm[b][i]
+                d = x >> dash_mem[i]
+                if d == 0 and x > 0:
+                    d = 1
+                dv = min(hi, max(lo, total - d))  # fixed.sat_add, inlined
+                dv = min(hi, max(lo, dv + bias[i]))
+                v = min(hi, max(lo, x + dv))
+                theta = thresholds[i]
+                k = min(max(v // theta, 0), max_spikes[i])
                 vm[b][i] = v - k * theta
                 out[b][i] = k
         syn[...] = sy
@@ -589,7 +603,6 @@ class FastEngine:
             return self._xylo_step_small(q, pos, neg, ext, offsets, t)
         r = self._regs[q]
         st = self.state[q]
-        pop = self.pops[q]
         lo, hi = -(1 << 15), (1 << 15) - 1
         syn = st["syn"]
         if pos is not None and neg is not None:
@@ -610,17 +623,18 @@ class FastEngine:
             else:
                 syn += add
         syn -= _xylo_decay(syn, r["dash_stack"])
-        total = syn.sum(axis=1) if syn.shape[1] > 1 else syn[:, 0].copy()
+        total = syn[:, 0] + syn[:, 1] if syn.shape[1] > 1 else syn[:, 0].copy()
         vmem = st["vmem"]
         dv = _sat16(total - _xylo_decay(vmem, r["dash_mem"]))
-        dv += r["bias"]
-        _sat16(dv)
+        if r["has_bias"]:
+            dv += r["bias"]
+            _sat16(dv)
         vmem += dv
         _sat16(vmem)
         theta = r["threshold"]
         k = vmem // theta
         np.maximum(k, 0, out=k)
-        np.minimum(k, self.w.max_spikes_np[pop.neurons], out=k)
+        np.minimum(k, r["max_spikes"], out=k)
         vmem -= k * theta
         return k
 
