@@ -82,6 +82,16 @@ class _Chunk:
     axons: int
     bits: int
     routes: int
+    cid: int = -1  # chunk number in the current pass
+
+
+@dataclass
+class _Flow:
+    """Routes of one projection: pre unit ``pre`` of population ``pop`` → chunk ``target``."""
+
+    pop: str
+    pre: NDArray[np.int64]
+    target: NDArray[np.int64]
 
 
 class _Model:
@@ -144,20 +154,25 @@ def partition(builder: ProgramBuilder, *, strategy: str = "greedy",
         done = 0
         next_id = 0
         exact = True
+        flows: list[_Flow] = []
         for name in reversed(model.order):
-            routes, known = _routes_of(model, name, chunk_id)
+            routes, known = _routes_of(model, name, chunk_id, flows)
             exact &= known
             per_pop[name] = _chunk_population(model, name, routes)
             ids = np.empty(model.sizes[name], dtype=np.int64)
             for c in per_pop[name]:
                 ids[c.start:c.end] = next_id
+                c.cid = next_id
                 next_id += 1
             chunk_id[name] = ids
             done += model.sizes[name]
             if progress is not None:
                 progress(done, total)
         chunks = [c for name in model.order for c in per_pop[name]]
-        bins = _pack(chunks, spec) if strategy == "greedy" else [[c] for c in chunks]
+        if strategy == "greedy":
+            bins = _best_order(model, chunks, chunk_id, flows, spec)
+        else:
+            bins = [[c] for c in chunks]
         local = _local_placement(model, bins)
         if exact:
             break
@@ -306,6 +321,67 @@ def _local_placement(model: _Model, bins: list[list[_Chunk]]) -> dict[str, NDArr
     return out
 
 
+# --------------------------------------------------------------------------- ordering
+def _best_order(model: _Model, chunks: list[_Chunk], chunk_id: dict[str, NDArray[np.int64]], flows: list[_Flow],
+                spec: HwSpec) -> list[list[_Chunk]]:
+    """Pack chunks in layer order or in "flow" order, whichever gives fewer estimated route hops.
+
+    Flow order: a chunk's coordinate is its relative position in its population for populations
+    fed only by inputs, else the route-weighted mean coordinate of the chunks feeding it (one
+    sweep in topological order); chunks sorted by coordinate (ties: layer order). For local
+    (convolution-like) connectivity this interleaves the layers, so that chunk k of every layer
+    sits next to chunk k of the next; for dense layers it changes little, and the estimate keeps
+    whichever order is better. Cost: ``Σ_routes |Δrow| + |Δcol|`` over the mesh slots.
+    """
+    n = len(chunks)
+    by_id = {c.cid: i for i, c in enumerate(chunks)}
+    remap = np.array([by_id[k] for k in range(n)], dtype=np.int64)  # chunk id → index in ``chunks``
+    src = [remap[chunk_id[f.pop][f.pre]] for f in flows]
+    dst = [remap[f.target] for f in flows]
+    a = np.concatenate(src) if src else np.zeros(0, dtype=np.int64)
+    b = np.concatenate(dst) if dst else np.zeros(0, dtype=np.int64)
+    if a.size == 0:
+        return _pack(chunks, spec)
+    key, weight = np.unique(a * n + b, return_counts=True)
+    a, b = key // n, key % n
+    coord = np.array([(c.start + c.end) / 2 / model.sizes[c.pop] for c in chunks])
+    fed = np.bincount(b, weights=weight, minlength=n) > 0
+    pop_of = np.array([model.order.index(c.pop) for c in chunks])
+    for level in range(len(model.order)):
+        into = pop_of[b] == level
+        if not into.any():
+            continue
+        num = np.bincount(b[into], weights=weight[into] * coord[a[into]], minlength=n)
+        den = np.bincount(b[into], weights=weight[into], minlength=n)
+        sel = (pop_of == level) & fed & (den > 0)
+        coord[sel] = num[sel] / den[sel]
+    flow_order = np.lexsort((np.arange(n), coord))
+    slots = mesh_order(spec)
+    best: list[list[_Chunk]] | None = None
+    best_cost = np.inf
+    for order in (np.arange(n), flow_order):
+        bins = _pack([chunks[i] for i in order], spec)
+        where = np.empty(n, dtype=np.int64)
+        for i, group in enumerate(bins):
+            for c in group:
+                where[by_id[c.cid]] = i
+        if len(bins) > slots.size:
+            return bins
+        cost = _hop_cost(spec, slots[where[a]], slots[where[b]], weight)
+        if cost < best_cost:
+            best, best_cost = bins, cost
+    assert best is not None
+    return best
+
+
+def _hop_cost(spec: HwSpec, core_a: NDArray[np.int64], core_b: NDArray[np.int64], weight: NDArray[np.int64]
+              ) -> float:
+    cols = int(spec.chip.mesh[1])
+    ca, ra, cola = mesh_position(spec, core_a)
+    cb, rb, colb = mesh_position(spec, core_b)
+    return float(((np.abs(ra - rb) + np.abs(ca * cols + cola - cb * cols - colb)) * weight).sum())
+
+
 # ---------------------------------------------------------------------------- routes
 def _axon_pairs(e: _Edge, post_core: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Distinct (pre unit, post core) pairs of an edge: its axons (and, for a population, its routes).
@@ -337,12 +413,13 @@ def _route_counts(model: _Model, core_of: dict[str, NDArray[np.int64]]) -> dict[
     return out
 
 
-def _routes_of(model: _Model, name: str, chunk_id: dict[str, NDArray[np.int64]]
+def _routes_of(model: _Model, name: str, chunk_id: dict[str, NDArray[np.int64]], flows: list[_Flow]
                ) -> tuple[NDArray[np.int64], bool]:
     """Routes of each neuron of ``name`` given the cut of its targets (``chunk_id``: neuron → chunk).
 
     Returns the counts (int64 ``[size]``) and whether every target population was cut already in
     this pass (else the previous pass's cut, or none, was used). Checks ``fan_out_per_neuron``.
+    Routes into populations cut in this pass are appended to ``flows`` (pre unit → target chunk).
     """
     routes = np.zeros(model.sizes[name], dtype=np.int64)
     known = True
@@ -352,9 +429,12 @@ def _routes_of(model: _Model, name: str, chunk_id: dict[str, NDArray[np.int64]]
         if e.post not in chunk_id:
             known = False
             continue
-        known &= model.order.index(e.post) > model.order.index(name)
-        pre, _ = _axon_pairs(e, chunk_id[e.post][e.post_idx])
+        fresh = model.order.index(e.post) > model.order.index(name)
+        known &= fresh
+        pre, target = _axon_pairs(e, chunk_id[e.post][e.post_idx])
         routes += np.bincount(pre, minlength=e.n_pre)
+        if fresh:
+            flows.append(_Flow(e.pre, pre, target))
     _check_fan_out(model, {name: routes})
     return routes, known
 
