@@ -13,8 +13,9 @@ The population's exponent is searched over the spec's ``weight_exp`` range (as N
 full mantissa range, ``s = q_max · 2^(e+6) / max|W|``, the others the smallest exponent that
 fits; ``vth = round(θ·s / 64)`` (the chip compares ``v > vth << 6``), ``bias = b·g·s`` as
 ``bias_mant << bias_exp`` (per neuron, the smallest exponent that fits the mantissa). Among
-candidates whose registers fit and whose worst-case input current cannot wrap ``u``, the one with
-the least threshold + bias rounding error wins (ties: the smaller exponent, more headroom).
+candidates whose registers fit and whose worst-case input current cannot wrap ``u`` (all inputs
+spiking, ``u`` settled at ``input / δu``), the one with the least expected threshold + bias
+rounding error (realised error + half a ``vth`` step) wins (ties: the smaller exponent).
 Decays: ``du = round(4096·(1 − e^(−dt/τ_syn))) − 1`` (the chip adds the 1 back), ``dv =
 round(4096·(1 − e^(−dt/τ_mem)))``; no τ: ``du = 4095`` (no current state), ``dv = 0`` (no leak).
 
@@ -232,7 +233,9 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
             keep = 1.0 - (4096 - du - 1) / 4096  # u settles at input / (1 − keep factor)
             max_in = float(worst.max() / max(keep, 1.0 / 4096))
             safe = max_in <= u_limit
-            key = (not ok, not safe, round(thr_err + bias_err, 4), e)
+            # expected rounding error: the realised one plus half a step of the threshold register, so that a
+            # lucky rounding at a coarse exponent does not beat a fine one
+            key = (not ok, not safe, round(thr_err + bias_err + 0.5 / max(vth, 1), 6), e)
             if best is None or key < best[0]:
                 best = (key, e, s, exps, qs, vth, thr_err, bmant_int, bexp, bias_err, max_in, ok, why)
         assert best is not None
