@@ -56,28 +56,37 @@ class Decoder(BaseDecoder):
         n = len(data) // 8
         if n == 0:
             return empty_events(0), 0
-        words = np.frombuffer(data, dtype="<u4", count=2 * n).reshape(n, 2)
-        t32 = words[:, 0]
-        d = words[:, 1]
+        # each record as one little-endian uint64: t in bits 31..0, x 45..32, y 59..46, p 63..60;
+        # contiguous 64-bit passes, stored through the uint64 view of the 16-byte output records
+        rec = np.frombuffer(data, dtype="<u8", count=n)
         out = self.alloc(n)
-        rec32 = out.view(np.uint32).reshape(n, 4)
-        lo = d & 0x3FFF
-        hi = np.left_shift(d, 2)
-        hi &= 0x3FFF0000
-        np.bitwise_or(lo, hi, out=rec32[:, 2])  # x | y << 16; also zeroes p and the padding
-        np.greater_equal(d, 0x10000000, out=out["p"], casting="unsafe")
+        o64 = out.view(np.uint64).reshape(n, 2)
+        a = self.scratch("a", n, np.uint64)
+        b = self.scratch("b", n, np.uint64)
+        np.right_shift(rec, 32, out=a)
+        np.bitwise_and(a, 0x3FFF, out=b)
+        np.right_shift(rec, 30, out=a)
+        np.bitwise_and(a, 0x3FFF0000, out=a)
+        np.bitwise_or(a, b, out=o64[:, 1])  # x | y << 16; zeroes p and the padding
+        np.greater_equal(rec, 1 << 60, out=out["p"].view(np.bool_))
+        t = o64[:, 0]
+        np.bitwise_and(rec, 0xFFFFFFFF, out=t)
+        t32 = np.frombuffer(data, dtype="<u4", count=2 * n)[::2]
         first = int(t32[0])
         back = bool(first < self.prev - (1 << 31)) if self.prev >= 0 else False
-        # one cheap test on the uint32 times; the wrap bookkeeping only runs if time ever goes back
-        if back or bool(np.any(t32[1:] < t32[:-1])):
-            t64 = t32.astype(np.int64)
-            wraps = np.empty(n, dtype=bool)
+        # a wrap is a decrease of more than 2^31: impossible when the block spans at most 2^31, so
+        # the wrap bookkeeping only runs on the rare block that does (or that starts with a wrap)
+        t64 = t.view(np.int64)
+        base = self.loops * (1 << 32) + self.t_offset
+        if back or int(t32.max()) - int(t32.min()) > (1 << 31):
+            wraps = self.scratch("wraps", n, np.bool_)
             wraps[0] = back
             np.less(t64[1:], t64[:-1] - (1 << 31), out=wraps[1:])
-            loops = np.cumsum(wraps) + self.loops
-            np.add(t64, (loops << 32) + self.t_offset, out=out["t"])
-            self.loops = int(loops[-1])
-        else:
-            np.add(t32, self.loops * (1 << 32) + self.t_offset, out=out["t"], dtype=np.int64)
+            loops = np.cumsum(wraps, dtype=np.int64)
+            self.loops += int(loops[-1])
+            loops <<= 32
+            t64 += loops
+        if base:
+            t64 += base
         self.prev = int(t32[-1])
         return out, 8 * n

@@ -24,10 +24,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from runtime.events import prophesee_header
-from runtime.events.dtype import empty_events
+from runtime.events import evt3_jit, prophesee_header
+from runtime.events.dtype import concat_events, empty_events
 from runtime.events.stream import BaseDecoder, Header, format_error
 from runtime.events.timecode import check_writable, high_words
+from spikeforge.errors import EventFormatError
 
 NAME = "evt3"
 GRANULE = 2
@@ -35,21 +36,18 @@ BYTES_PER_EVENT = 2.5
 LOOP_US = 1 << 24
 _KEEPALIVE = 1024  # time-high units (4096 µs) between keep-alive words, half the wrap threshold
 
-# word classes, looked up from the 4-bit type; numbered so that pixel words are ``cls <= _VECT``
-# and row/time words ``cls >= _ROW`` (undefined types are rejected before)
-_ADDR_X, _BASE, _VECT, _OTHER, _ROW, _TIME, _BAD = range(7)
-_CLASS = np.array(
-    [_ROW, _ROW, _ADDR_X, _BASE, _VECT, _VECT, _TIME, _OTHER]
-    + [_TIME, _BAD, _OTHER, _BAD, _BAD, _OTHER, _OTHER, _OTHER],
-    dtype=np.uint8,
-)
-
-
-# per pixel-word type: x advance after a vector word, and the valid-mask bits
-_STEP = np.zeros(16, dtype=np.int16)
-_STEP[0x4], _STEP[0x5] = 12, 8
-_MASK = np.zeros(16, dtype="<u2")
-_MASK[0x4], _MASK[0x5] = 0xFFF, 0xFF
+#: bit i set = word type i is undefined (0x9, 0xB, 0xC)
+_UNDEFINED = 0x1A00
+# per word type, the increments of three counters packed in one int64 so that a single cumulative
+# sum counts them all: row words (bits 0..20), time words (21..41), VECT_BASE_X words (42..62)
+_ROW_UNIT, _TIME_UNIT, _BASE_UNIT = 1, 1 << 21, 1 << 42
+_FIELD = (1 << 21) - 1
+_COUNTERS = np.zeros(16, dtype=np.int64)
+_COUNTERS[[0x0, 0x1]] = _ROW_UNIT
+_COUNTERS[[0x6, 0x8]] = _TIME_UNIT
+_COUNTERS[0x3] = _BASE_UNIT
+#: largest block, in words, whose counts fit the packed fields
+MAX_BLOCK_WORDS = _FIELD
 
 
 def _bit_table() -> tuple[np.ndarray, np.ndarray]:
@@ -61,24 +59,16 @@ def _bit_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 _BITS, _BITS_AT = _bit_table()
+_ARANGE = np.arange(0, dtype=np.int64)
 
 
-def _select_mask(cond: np.ndarray) -> np.ndarray:
-    """``0xFFFF`` where ``cond`` else 0, as uint16 (for branch-free selection)."""
-    return np.negative(cond.view(np.int8), dtype=np.int16).view(np.uint16)
-
-
-def _blend(pick: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a`` where ``pick`` has all bits set, else ``b`` (same integer dtype as ``pick``).
-
-    Bit selection instead of ``np.where``/``copyto(where=)``, which branch per element and run
-    ~10x slower on the unpredictable masks of a pixel-word stream.
-    """
-    out = np.bitwise_and(a, pick)
-    rest = np.invert(pick)
-    rest &= b
-    out |= rest
-    return out
+def _arange(n: int) -> np.ndarray:
+    """``np.arange(n)`` as a view of a cached, grown-on-demand int64 array (read-only use)."""
+    global _ARANGE
+    if len(_ARANGE) < n:
+        _ARANGE = np.arange(max(n, 2 * len(_ARANGE)), dtype=np.int64)
+        _ARANGE.flags.writeable = False
+    return _ARANGE[:n]
 
 
 def read_header(fh: BinaryIO) -> Header:
@@ -95,8 +85,10 @@ class Decoder(BaseDecoder):
 
     record = "16-bit EVT 3.0 word"
 
-    def __init__(self, header: Header) -> None:
+    def __init__(self, header: Header, jit: bool | None = None) -> None:
         super().__init__()
+        #: use the compiled loop of ``evt3_jit`` (default: when numba is installed and not disabled)
+        self.jit = evt3_jit.load() if jit is None else jit and evt3_jit.load()
         self.t_offset = prophesee_header.t_offset(header)
         self.started = False
         self.high = 0  # last time-high (12 bits)
@@ -116,7 +108,7 @@ class Decoder(BaseDecoder):
         if not self.started:
             th = np.flatnonzero((w >> 12) == 8)
             skip = int(th[0]) if len(th) else n
-            bad = np.flatnonzero(_CLASS[w[:skip] >> 12] == _BAD)
+            bad = np.flatnonzero((np.right_shift(np.uint16(_UNDEFINED), w[:skip] >> 12) & 1) != 0)
             if len(bad):
                 word = int(w[bad[0]])
                 raise format_error(
@@ -130,152 +122,247 @@ class Decoder(BaseDecoder):
         return self._decode(w[skip:], offset + 2 * skip), 2 * n
 
     def _decode(self, w: np.ndarray, offset: int) -> np.ndarray:
-        cls = _CLASS.take(w >> 12)
-        if len(cls) and cls.max() == _BAD:
-            bad = int(np.flatnonzero(cls == _BAD)[0])
+        if self.jit:
+            return self._decode_jit(w, offset)
+        if len(w) > MAX_BLOCK_WORDS:  # keep the packed counters within their fields
+            half = len(w) // 2
+            first = self._decode(w[:half], offset)
+            try:
+                second = self._decode(w[half:], offset + 2 * half)
+            except EventFormatError as err:
+                err.events = concat_events([first, err.events])  # type: ignore[attr-defined]
+                raise
+            return concat_events([first, second])
+        n = len(w)
+        typ = self.scratch("typ", n, np.uint16)
+        np.right_shift(w, 12, out=typ)
+        flag = self.scratch("flag", n, np.uint16)
+        np.right_shift(np.uint16(_UNDEFINED), typ, out=flag)
+        flag &= 1
+        if flag.any():
+            bad = int(np.argmax(flag))
             events = self._decode(w[:bad], offset)
             raise format_error(
                 f"EVT 3.0: undefined word type 0x{int(w[bad]) >> 12:X} (word 0x{int(w[bad]):04X})",
                 offset + 2 * bad,
                 events,
             )
-        # Row and time words set state; pixel words (ADDR_X, VECT_BASE_X, VECT_12, VECT_8) use
-        # it. Each pixel word is given the index of the last state word before it (0 = the
-        # state carried in), and row/time state is resolved on the short list of state words.
-        is_set = cls >= _ROW
-        spos = np.flatnonzero(is_set)
-        pos = np.flatnonzero(cls <= _VECT)
-        s_at = np.cumsum(is_set, dtype=np.intp).take(pos)
-        y_s, cd_s, t_s = self._state(w.take(spos))
-        y_px = y_s.take(s_at)
-        keep = cd_s.take(s_at)
-        t_px = t_s.take(s_at)
-        pw = w.take(pos)
-        base, pol, mask = self._pixels(pw)
-        if not keep.all():  # pixel words of EM rows are not CD events
-            mask[~keep] = 0
-        counts = np.bitwise_count(mask)
-        live = np.flatnonzero(counts)  # VECT_BASE_X words and dropped rows have no events
-        mask, counts = mask.take(live), counts.take(live).astype(np.int64)
-        n = int(counts.sum())
-        out = self.alloc(n)
-        y_w = y_px.take(live)
-        t_w = t_px.take(live)
-        base, pol = base.take(live), pol.take(live)
-        if n == len(live):  # one event per word (ADDR_X, single-bit vectors): no expansion
-            np.add(base, _BITS[_BITS_AT[mask]], out=out["x"])
-            out["p"], out["y"], out["t"] = pol, y_w, t_w
+        # Row and time words set state, pixel words (ADDR_X, VECT_BASE_X, VECT_12, VECT_8) use it.
+        # One cumulative sum of packed counters gives every pixel word the number of row, time and
+        # VECT_BASE_X words before it, i.e. its index in each list of values (0 = carried in).
+        count = self.scratch("count", n, np.int64)
+        np.take(_COUNTERS, typ, out=count, mode="clip")
+        np.cumsum(count, out=count)
+        np.subtract(typ, 2, out=flag)  # pixel words: type 2..5 (the subtraction wraps below 2)
+        is_px = self.scratch("is_px", n, np.bool_)
+        np.less(flag, 4, out=is_px)
+        pos = np.flatnonzero(is_px)
+        m = len(pos)
+        pw = np.take(w, pos, out=self.scratch("pw", m, np.uint16), mode="clip")
+        pc = np.take(count, pos, out=self.scratch("pc", m, np.int64), mode="clip")
+        # list values: rows as their words (y = word & 0x7FF, EM row if bit 12), absolute times
+        np.less(w, 0x2000, out=is_px)
+        rows = self.scratch("rows", int(np.count_nonzero(is_px)) + 1, np.uint16)
+        rows[0] = self.y | (0 if self.row_cd else 0x1000)
+        np.compress(is_px, w, out=rows[1:])
+        if len(rows) > 1:
+            self.y, self.row_cd = int(rows[-1]) & 0x7FF, int(rows[-1]) < 0x1000
+        np.equal(typ, 6, out=is_px)
+        is_high = self.scratch("is_high", n, np.bool_)
+        np.equal(typ, 8, out=is_high)
+        is_px |= is_high
+        times = self._times(np.compress(is_px, w))
+        if not m:
+            return empty_events(0)
+        # per pixel word: row word, time, and the fields below
+        idx = self.scratch("idx", m, np.int64)
+        np.bitwise_and(pc, _FIELD, out=idx)
+        row = np.take(rows, idx, out=self.scratch("row", m, np.uint16), mode="clip")
+        np.right_shift(pc, 21, out=idx)
+        idx &= _FIELD
+        t_px = np.take(times, idx, out=self.scratch("t_px", m, np.int64), mode="clip")
+        np.right_shift(pc, 42, out=idx)
+        x, pol, mask = self._pixels(pw, idx)
+        # no events from pixel words in EM rows
+        cd = self.scratch("cd", m, np.uint16)
+        np.less(row, 0x1000, out=cd)
+        np.negative(cd.view(np.int16), out=cd.view(np.int16))
+        mask &= cd
+        # each pixel word's first event as the two uint64 of a 16-byte record: t, x | y << 16 | p << 32
+        # (x as uint16: a vector base beyond 16 bits wraps as a uint16 x does)
+        rec = self.scratch("rec", 2 * m, np.uint64).reshape(m, 2)
+        rec[:, 0] = t_px.view(np.uint64)
+        lo = self.scratch("lo", m, np.uint64)
+        hi = self.scratch("hi", m, np.uint64)
+        np.bitwise_and(x, 0xFFFF, out=lo, casting="unsafe")
+        np.bitwise_and(row, 0x7FF, out=hi, casting="unsafe")
+        hi <<= 16
+        lo |= hi
+        np.copyto(hi, pol, casting="unsafe")
+        hi <<= 32
+        np.bitwise_or(lo, hi, out=rec[:, 1])
+        # each set bit of a mask is one event at x + bit number
+        counts = np.bitwise_count(mask, out=self.scratch("counts", m, np.uint8))
+        live = np.flatnonzero(np.not_equal(mask, 0, out=self.scratch("live", m, np.bool_)))
+        n_ev = int(counts.sum(dtype=np.int64))
+        out = self.alloc(n_ev)
+        o64 = out.view(np.uint64).reshape(n_ev, 2)
+        if n_ev == len(live):  # one event per word (ADDR_X, single-bit vectors): no expansion
+            np.take(rec, live, axis=0, out=o64, mode="clip")
+            bit = _BITS.take(_BITS_AT.take(mask.take(live)))
+            np.add(out["x"], bit, out=out["x"])
             return out
-        # event k belongs to word ``word[k]``; np.repeat is slow for counts this small, so the
-        # word index comes from a cumulative sum of word-start markers and values are gathered
-        first = np.cumsum(counts)
+        # event k belongs to pixel word pix[k]: a cumulative sum over events of markers placed at
+        # each live word's first event, holding the distance to the previous live word
+        first = self.scratch("first", m, np.int64)
+        np.cumsum(counts, out=first)
         first -= counts
-        marker = np.zeros(n, dtype=np.int8)
-        marker[first[1:]] = 1
-        word = np.cumsum(marker, dtype=np.intp)
-        # bit numbers of the set bits come from a table of every 12-bit mask:
-        # event k is entry k - first[word] + _BITS_AT[mask[word]] of _BITS
-        start = _BITS_AT[mask]
+        first_l = np.take(first, live, out=self.scratch("first_l", len(live), np.int64), mode="clip")
+        marker = self.scratch("marker", n_ev, np.intp)
+        marker.fill(0)
+        gaps = self.scratch("gaps", len(live), np.intp)
+        gaps[0] = live[0]
+        np.subtract(live[1:], live[:-1], out=gaps[1:])
+        marker[first_l] = gaps
+        pix = np.cumsum(marker, out=marker)
+        np.take(rec, pix, axis=0, out=o64, mode="clip")
+        # bit number of event k: entry k - first[pix] + _BITS_AT[mask[pix]] of _BITS
+        start = np.take(_BITS_AT, mask, out=self.scratch("start", m, np.int64), mode="clip")
         start -= first
-        bit = np.take(start, word, mode="clip")
-        bit += np.arange(n, dtype=np.int64)
-        x = np.take(base, word, mode="clip")
-        x += np.take(_BITS, bit, mode="clip")
-        out["x"] = x
-        np.take(pol, word, out=out["p"], mode="clip")
-        np.take(y_w, word, out=out["y"], mode="clip")
-        np.take(t_w, word, out=out["t"], mode="clip")
+        bit_at = np.take(start, pix, out=self.scratch("bit_at", n_ev, np.int64), mode="clip")
+        bit_at += _arange(n_ev)
+        bit = np.take(_BITS, bit_at, out=self.scratch("bit", n_ev, np.uint16), mode="clip")
+        np.add(out["x"], bit, out=out["x"])
         return out
 
-    def _state(self, sw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Row y, CD-row flag and absolute time (µs) after each state word ``sw`` (rows and times).
-
-        Each array has ``len(sw) + 1`` entries; index 0 is the state carried in from the last block.
-        """
-        is_row = sw < 0x2000
-        rows = np.compress(is_row, sw)
-        y_of = np.empty(len(rows) + 1, dtype=np.uint16)
-        y_of[0] = self.y
-        np.bitwise_and(rows, 0x7FF, out=y_of[1:])
-        cd_of = np.empty(len(rows) + 1, dtype=bool)
-        cd_of[0] = self.row_cd
-        np.less(rows, 0x1000, out=cd_of[1:])
-        if len(rows):
-            self.y, self.row_cd = int(y_of[-1]), bool(cd_of[-1])
-        ridx = np.empty(len(sw) + 1, dtype=np.intp)
-        ridx[0] = 0
-        np.cumsum(is_row, out=ridx[1:])
-        is_time = ~is_row
-        times = self._times(np.compress(is_time, sw))
-        tidx = np.empty(len(sw) + 1, dtype=np.intp)
-        tidx[0] = 0
-        np.cumsum(is_time, out=tidx[1:])
-        return y_of.take(ridx), cd_of.take(ridx), times.take(tidx)
+    def _decode_jit(self, w: np.ndarray, offset: int) -> np.ndarray:
+        """``_decode`` by the compiled loop of ``evt3_jit``: same events, state and errors."""
+        assert evt3_jit.count_events is not None and evt3_jit.decode_words is not None
+        n_ev, bad = evt3_jit.count_events(w, int(self.row_cd))
+        out = self.alloc(n_ev)
+        state = np.array(
+            [self.high, self.loops, self.low, self.y, int(self.row_cd), self.base, self.pol, self.t_offset],
+            dtype=np.int64,
+        )
+        evt3_jit.decode_words(w[: bad if bad >= 0 else len(w)], state, out.view(np.uint64).reshape(n_ev, 2))
+        self.high, self.loops, self.low, self.y = (int(v) for v in state[:4])
+        self.row_cd, self.base, self.pol = bool(state[4]), int(state[5]), int(state[6])
+        if bad >= 0:
+            raise format_error(
+                f"EVT 3.0: undefined word type 0x{int(w[bad]) >> 12:X} (word 0x{int(w[bad]):04X})",
+                offset + 2 * bad,
+                out,
+            )
+        return out
 
     def _times(self, tw: np.ndarray) -> np.ndarray:
-        """Absolute time (µs) after each time word ``tw``, with the carried-in time at index 0."""
-        is_high = tw >= 0x8000
-        val = (tw & 0xFFF).astype(np.int64)
-        high = np.compress(is_high, val)
+        """Absolute time (µs) after each time word ``tw``, with the carried-in time at index 0.
+
+        A time-high word that changes time-high sets time-low to 0; one that repeats it changes
+        nothing. So times are ``high_abs[highs before] << 12 + lows[low setters before]``.
+        """
+        k = len(tw)
+        times = np.empty(k + 1, dtype=np.int64)
+        hpos = np.flatnonzero(tw >= 0x8000)
+        carried = ((self.high + (self.loops << 12)) << 12) + self.t_offset
+        times[0] = carried + self.low
+        if not len(hpos):  # time-low words only
+            np.bitwise_and(tw, 0xFFF, out=times[1:], casting="unsafe")
+            times[1:] += carried
+            self.low = int(times[-1] - carried)
+            return times
+        high = (tw.take(hpos) & 0xFFF).astype(np.int64)
         prev = np.empty(len(high), dtype=np.int64)
-        if len(high):
-            prev[0] = self.high
-            prev[1:] = high[:-1]
-        loops = np.cumsum(prev >= high + 2048) + self.loops
+        prev[0] = self.high
+        prev[1:] = high[:-1]
+        loops = np.cumsum(prev >= high + 2048, dtype=np.int64)
+        loops += self.loops
         high_abs = np.empty(len(high) + 1, dtype=np.int64)
-        high_abs[0] = self.high + (self.loops << 12)
-        high_abs[1:] = high + (loops << 12)
-        setter = ~is_high
-        setter[is_high] = prev != high
+        high_abs[0] = carried - self.t_offset
+        np.left_shift(loops, 12, out=high_abs[1:])
+        high_abs[1:] += high
+        high_abs[1:] <<= 12
+        high_abs += self.t_offset
+        # low setters: time-low words with their value, changing time-high words with 0
+        val = (tw & 0xFFF).astype(np.int64)
+        setter = np.ones(k, dtype=np.bool_)
+        setter[hpos] = prev != high
+        val[hpos] = 0
         lows = np.empty(int(np.count_nonzero(setter)) + 1, dtype=np.int64)
         lows[0] = self.low
-        lows[1:] = np.compress(setter, np.where(is_high, 0, val))
-        times = np.empty(len(tw) + 1, dtype=np.int64)
-        times[0] = (high_abs[0] << 12) + self.low + self.t_offset
-        times[1:] = (high_abs.take(np.cumsum(is_high)) << 12) + lows.take(np.cumsum(setter)) + self.t_offset
-        if len(high):
-            self.high, self.loops = int(high[-1]), int(loops[-1])
+        np.compress(setter, val, out=lows[1:])
+        is_high = np.zeros(k, dtype=np.int64)
+        is_high[hpos] = 1
+        np.cumsum(is_high, out=is_high)
+        np.take(high_abs, is_high, out=times[1:], mode="clip")
+        np.cumsum(setter, out=is_high)
+        times[1:] += lows.take(is_high)
+        self.high, self.loops = int(high[-1]), int(loops[-1])
         self.low = int(lows[-1])
         return times
 
-    def _pixels(self, pw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per pixel word: x base (uint16), polarity (int8) and valid mask (``<u2``).
+    def _pixels(self, pw: np.ndarray, base_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per pixel word ``pw``: x of its first bit and polarity (int32), and its valid mask (uint16).
 
-        ADDR_X: its own x, polarity and mask 1. VECT_BASE_X: mask 0 (no event), it sets the base.
+        ADDR_X: its own x and polarity, mask 1. VECT_BASE_X: mask 0 (no event), it sets the base.
         VECT_12/VECT_8: the current base, advanced by 12/8 per vector word since the last
-        VECT_BASE_X, and the polarity of that VECT_BASE_X.
+        VECT_BASE_X, and the polarity of that VECT_BASE_X. ``base_idx`` is the number of
+        VECT_BASE_X words before each word in the block.
         """
-        typ = pw >> 12
-        is_addr = typ == 2
-        is_base = typ == 3
-        step = _STEP.take(typ)
+        m = len(pw)
+        typ = self.scratch("ptyp", m, np.uint16)
+        np.right_shift(pw, 12, out=typ)
+        # x advance of a vector word: 12 (VECT_12, type 4), 8 (VECT_8, type 5), else 0
+        step = self.scratch("step", m, np.int32)
+        tmp = self.scratch("ptmp", m, np.uint16)
+        np.left_shift(typ, 2, out=tmp)
+        np.subtract(28, tmp, out=tmp)
+        np.right_shift(typ, 2, out=step, casting="unsafe")
+        step *= tmp
         # int32 is ample: a block holds far fewer than 2^31 / 12 vector words
-        before = np.cumsum(step, dtype=np.int32)
+        before = self.scratch("before", m, np.int32)
+        np.cumsum(step, out=before)
+        end = int(before[-1])
         before -= step
-        bpos = np.flatnonzero(is_base)
+        bpos = np.flatnonzero(np.equal(typ, 3, out=self.scratch("is_base", m, np.bool_)))
+        bw = pw.take(bpos)
+        # per base (index 0 = carried in): (x - steps before it) << 1 | polarity
         bases = np.empty(len(bpos) + 1, dtype=np.int32)
-        bases[0] = self.base
-        bases[1:] = pw[bpos] & 0x7FF
-        bases[1:] -= before[bpos]
-        pols = np.empty(len(bpos) + 1, dtype=np.int8)
-        pols[0] = self.pol
-        np.right_shift(pw[bpos], 11, out=pols[1:], casting="unsafe")
-        pols[1:] &= 1
-        if len(pw):
-            self.base = int(bases[-1]) + int(before[-1]) + int(step[-1])
-            self.pol = int(pols[-1])
-        # forward fill of the last VECT_BASE_X by gathering (np.repeat is slow for short runs)
-        which = np.cumsum(is_base, dtype=np.intp)
-        base = np.take(bases, which, mode="clip")
-        base += before
-        pick = _select_mask(is_addr)
-        base16 = _blend(pick, pw & 0x7FF, base.astype(np.uint16))
-        pol = np.take(pols, which, mode="clip")
-        own_pol = ((pw >> 11) & 1).astype(np.int8)
-        pol = _blend(pick.view(np.int16).astype(np.int8), own_pol, pol)
-        mask = pw & _MASK.take(typ)
-        mask |= is_addr
-        return base16, pol, mask
+        bases[0] = (self.base << 1) | self.pol
+        np.bitwise_and(bw, 0x7FF, out=bases[1:], casting="unsafe")
+        bases[1:] -= before.take(bpos)
+        bases[1:] <<= 1
+        bases[1:] |= (bw >> 11) & 1
+        last = int(bases[-1])
+        self.base, self.pol = (last >> 1) + end, last & 1
+        x = np.take(bases, base_idx, out=self.scratch("x", m, np.int32), mode="clip")
+        pol = self.scratch("pol", m, np.int32)
+        np.bitwise_and(x, 1, out=pol)
+        x >>= 1
+        x += before
+        # ADDR_X (type 2): its own x and polarity, by a branch-free blend on the type test
+        is_addr = self.scratch("is_addr", m, np.int32)
+        np.equal(typ, 2, out=is_addr, casting="unsafe")
+        own = self.scratch("own", m, np.int32)
+        np.bitwise_and(pw, 0x7FF, out=own, casting="unsafe")
+        own -= x
+        own *= is_addr
+        x += own
+        np.right_shift(pw, 11, out=own, casting="unsafe")
+        own &= 1
+        own -= pol
+        own *= is_addr
+        pol += own
+        # valid mask: 0xFFF (VECT_12), 0xFF (VECT_8), 1 (ADDR_X), 0 (VECT_BASE_X)
+        mask = self.scratch("mask", m, np.uint16)
+        np.bitwise_and(typ, 1, out=tmp)
+        tmp *= 0xF00
+        np.subtract(0xFFF, tmp, out=tmp)
+        np.right_shift(typ, 2, out=mask)
+        mask *= tmp
+        mask &= pw
+        np.bitwise_or(mask, is_addr, out=mask, casting="unsafe")
+        return x, pol, mask
 
 
 class Writer:

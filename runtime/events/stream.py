@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from runtime.events.dtype import concat_events, copy_events, empty_events
 from spikeforge.errors import EventFormatError
@@ -268,6 +269,20 @@ class BaseDecoder:
 
     def __init__(self, header: Header | None = None) -> None:
         self.alloc: Callable[[int], np.ndarray] = empty_events
+        self._scratch: dict[str, np.ndarray] = {}
+
+    def scratch(self, key: str, n: int, dtype: npt.DTypeLike) -> np.ndarray:
+        """A reusable uninitialised work array of ``n`` items, kept per decoder under ``key``.
+
+        Decoders write their per-block intermediates into these (``out=`` arguments) instead of
+        allocating fresh temporaries, so a block touches memory that is already mapped and warm in
+        cache; nothing returned to callers may be a view of one.
+        """
+        buf = self._scratch.get(key)
+        if buf is None or len(buf) < n or buf.dtype != dtype:
+            buf = np.empty(max(n, 1), dtype=dtype)
+            self._scratch[key] = buf
+        return buf[:n]
 
     def finish(self, rest: bytes, offset: int) -> None:
         if rest:
