@@ -2,8 +2,9 @@
 
     python examples/compile_relu_mlp.py
 
-Writes ``mlp_state.pt`` + ``mlp_calibration.npz`` next to this file and shows the equivalent
-command line (the model class is ``examples.compile_relu_mlp:MLP``; run it from the repository root).
+Writes ``mlp_state.pt`` + ``mlp_calibration.npz`` into the current directory and shows the
+equivalent command line (the model class is ``examples.compile_relu_mlp:MLP``; run from the
+repository root).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 import compiler
 from spikeforge.errors import CompileError
 
-HERE = Path(__file__).resolve().parent
+OUT = Path.cwd()
 
 
 class MLP(nn.Module):
@@ -59,10 +60,10 @@ def main() -> None:
         print(f"{target:10} {program.n_neurons} neurons on {program.n_cores} core(s): ANN accuracy "
               f"{v['accuracy_ann']:.3f}, emulated {v['accuracy_emulated']:.3f} (drop {v['accuracy_drop']:+.3f}), "
               f"agreement with the ANN {v['agreement_ann']:.3f}, bit-exact vs simulation: {v['exact']}")
-    torch.save(model.state_dict(), HERE / "mlp_state.pt")
-    np.savez(HERE / "mlp_calibration.npz", x=x_test.numpy(), y=y_test.numpy())
-    print("\nfrom the command line (repository root):\n  spikeforge compile examples/mlp_state.pt "
-          "--model-class examples.compile_relu_mlp:MLP --target loihi --calibration examples/mlp_calibration.npz "
+    torch.save(model.state_dict(), OUT / "mlp_state.pt")
+    np.savez(OUT / "mlp_calibration.npz", x=x_test.numpy(), y=y_test.numpy())
+    print("\nfrom the command line (repository root):\n  spikeforge compile mlp_state.pt "
+          "--model-class examples.compile_relu_mlp:MLP --target loihi --calibration mlp_calibration.npz "
           "-o mlp.sfp")
 
 
