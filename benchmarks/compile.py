@@ -13,8 +13,9 @@ synapses = 1 M neurons). For each size it prints the time of
 * ``build``: ``ProgramBuilder.build(placement=...)`` including ``Program`` validation,
 * ``bytes``: ``Program.to_bytes()`` (the file image with its checksum),
 
-the total of the last three per million synapses, and the peak memory traced by ``tracemalloc``
-during those three. Times on a shared machine are noisy: compare sizes within one run.
+their total (wall clock, and ``cpu``: process CPU time), the total per million synapses, and the
+peak memory traced by ``tracemalloc`` during those three. Times on a shared machine are noisy:
+compare sizes within one run.
 """
 
 from __future__ import annotations
@@ -83,12 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     sizes.append(args.max_synapses)
     print(f"loihi, {LAYERS} layers, fan-in {args.fan_in}, {args.kind} connectivity; times in s (noisy: shared machine)")
     print(f"{'neurons':>9} {'synapses':>11} {'cores':>6} {'chips':>5} {'connect':>8} {'partition':>9} {'build':>7} "
-          f"{'bytes':>6} {'total':>7} {'s/M syn':>8} {'peak MiB':>9} {'MiB file':>9} {'hops/route':>10}")
+          f"{'bytes':>6} {'total':>7} {'cpu':>6} {'s/M syn':>8} {'peak MiB':>9} {'MiB file':>9} {'hops/route':>10}")
     for target in sizes:
         n = int(round(target / args.fan_in))
         b, t_connect = network(n, args.fan_in, args.kind)
         gc.collect()
         tracemalloc.start()
+        c0 = time.process_time()
         t0 = time.perf_counter()
         placement = partition(b)
         t1 = time.perf_counter()
@@ -96,13 +98,15 @@ def main(argv: list[str] | None = None) -> None:
         t2 = time.perf_counter()
         data = program.to_bytes()
         t3 = time.perf_counter()
+        cpu = time.process_time() - c0
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         n_syn = int(program.syn_axon.size)
         t = traffic(program)
         total = t3 - t0
         print(f"{program.n_neurons:>9} {n_syn:>11} {t['cores_used']:>6} {t['chips_used']:>5} {t_connect:>8.2f} "
-              f"{t1 - t0:>9.2f} {t2 - t1:>7.2f} {t3 - t2:>6.2f} {total:>7.2f} {total / (n_syn / 1e6):>8.3f} "
+              f"{t1 - t0:>9.2f} {t2 - t1:>7.2f} {t3 - t2:>6.2f} {total:>7.2f} {cpu:>6.1f} "
+              f"{total / (n_syn / 1e6):>8.3f} "
               f"{peak / 2**20:>9.0f} {len(data) / 2**20:>9.0f} {t['mean_hops']:>10.2f}", flush=True)
         del b, placement, program, data
         gc.collect()

@@ -436,9 +436,12 @@ class ProgramBuilder:
 class _AxonPairs:
     """The axons of one projection: its distinct (core, pre unit) pairs, sorted by core then pre.
 
-    ``find`` marks ``key = (core - lo) · n_pre + pre`` in a boolean array over the key span (linear
-    time) when the span is not much larger than the projection, else uses ``np.unique`` (and keeps
-    the inverse). ``gather`` writes a per-pair value to every synapse of the pair.
+    Two ways, both linear in synapses. Blocked (synapses sorted by post, cores non-decreasing
+    in post: every placement by ``partition`` or ``_auto_place``): the synapses of each core are
+    one run, whose distinct pre units a reused ``[n_pre]`` marker finds. Otherwise ``key = (core -
+    lo) · n_pre + pre`` is marked in a boolean array over the key span when that span is not much
+    larger than the projection, else ``np.unique`` (keeping the inverse). ``gather`` writes a
+    per-pair value to every synapse of the pair.
     """
 
     pre_u: NDArray[np.int64]
@@ -449,6 +452,7 @@ class _AxonPairs:
     uniq: NDArray[np.int64]
     inv: NDArray[np.int64] | None
     post_core: NDArray[np.int64]  # core of every post neuron [n_post]
+    runs: list[tuple[int, int, int, int]] | None = None  # blocked: (syn lo, syn hi, pair lo, pair hi)
 
     @classmethod
     def find(cls, c: _Conn, post_core: NDArray[np.int64], key_buf: NDArray[np.int64]) -> _AxonPairs:
@@ -456,6 +460,8 @@ class _AxonPairs:
         z = np.zeros(0, dtype=np.int64)
         if c.post_idx.size == 0:
             return cls(z, z, z, 0, 0, z, None, post_core)
+        if _non_decreasing(post_core) and _non_decreasing(c.post_idx):
+            return cls._find_blocked(c, post_core)
         lo = int(post_core.min())
         span = (int(post_core.max()) - lo + 1) * n_pre
         key = cls._keys(c, post_core, lo, key_buf)
@@ -468,6 +474,34 @@ class _AxonPairs:
             uniq, inv = np.unique(key, return_inverse=True)
         return cls(uniq % n_pre, uniq // n_pre + lo, z, lo, span, uniq, inv, post_core)
 
+    @classmethod
+    def _find_blocked(cls, c: _Conn, post_core: NDArray[np.int64]) -> _AxonPairs:
+        n_pre = c.pre.size
+        ptr = np.zeros(post_core.size + 1, dtype=np.int64)
+        np.cumsum(np.bincount(c.post_idx, minlength=post_core.size), out=ptr[1:])
+        change = np.flatnonzero(np.diff(post_core)) + 1
+        starts = np.concatenate([[0], change])
+        ends = np.concatenate([change, [post_core.size]])
+        mark = np.zeros(n_pre, dtype=bool)
+        pres, cores, runs = [], [], []
+        at = 0
+        for core, p0, p1 in zip(post_core[starts].tolist(), ptr[starts].tolist(), ptr[ends].tolist(), strict=True):
+            if p0 == p1:
+                continue
+            block = c.pre_idx[p0:p1]
+            if n_pre > 8 * block.size:
+                u = np.unique(block)
+            else:
+                mark[block] = True
+                u = np.flatnonzero(mark)
+                mark[u] = False
+            pres.append(u)
+            cores.append(np.full(u.size, core, dtype=np.int64))
+            runs.append((p0, p1, at, at + u.size))
+            at += u.size
+        z = np.zeros(0, dtype=np.int64)
+        return cls(np.concatenate(pres), np.concatenate(cores), z, 0, 0, z, None, post_core, runs)
+
     @staticmethod
     def _keys(c: _Conn, post_core: NDArray[np.int64], lo: int, key_buf: NDArray[np.int64]) -> NDArray[np.int64]:
         key = key_buf[:c.post_idx.size]
@@ -478,11 +512,27 @@ class _AxonPairs:
     def gather(self, c: _Conn, values: NDArray[np.int64], key_buf: NDArray[np.int64], *,
                out: NDArray[np.int64]) -> NDArray[np.int64]:
         """``out[s] = values[pair of synapse s]`` (int64 ``[synapses]``)."""
+        if self.runs is not None:
+            table = np.zeros(c.pre.size, dtype=np.int64)  # one core's pairs at a time: stays in cache
+            for p0, p1, u0, u1 in self.runs:
+                table[self.pre_u[u0:u1]] = values[u0:u1]
+                np.take(table, c.pre_idx[p0:p1], out=out[p0:p1])
+            return out
         if self.inv is not None:
             return np.take(values, self.inv.ravel(), out=out)
         table = np.zeros(self.span, dtype=np.int64)
         table[self.uniq] = values
         return np.take(table, self._keys(c, self.post_core, self.lo, key_buf), out=out)
+
+
+def _non_decreasing(a: NDArray[np.int64]) -> bool:
+    """``a[i] <= a[i + 1]`` for all i, checked in blocks (no array-sized temporary)."""
+    step = 1 << 22
+    for lo in range(0, max(0, a.size - 1), step):
+        part = a[lo:lo + step + 1]
+        if (part[1:] < part[:-1]).any():
+            return False
+    return True
 
 
 def _unpack(key: NDArray[np.int64], low_bits: int, w_bits: int, w_lo: int

@@ -356,10 +356,14 @@ class Program:
             low = np.array([(1 << min(30, _truncation_bits(p.params))) - 1 for p in self.projections] + [0],
                            dtype=np.int32)
             if low.any():
+                # OR of the weights of every axon's run of synapses (sorted by axon): no per-synapse temporary
                 per_axon = self._synapses_per_axon()
-                bad = np.flatnonzero(self.syn_weight & np.repeat(low[self.axon_projection], per_axon))
+                full = np.flatnonzero(per_axon)
+                starts = np.concatenate([[0], np.cumsum(per_axon)[:-1]])[full]
+                bits = np.bitwise_or.reduceat(self.syn_weight, starts)
+                bad = full[(bits & low[self.axon_projection[full]]) != 0]
                 if bad.size:
-                    bad_j = int(self.axon_projection[self.syn_axon[bad]].min())
+                    bad_j = int(self.axon_projection[bad].min())
         for j, proj in enumerate(self.projections):
             for key, value in proj.params.items():
                 if key == "sign_mode":

@@ -140,7 +140,7 @@ def partition(builder: ProgramBuilder, *, strategy: str = "greedy",
     total = sum(model.sizes.values())
     if spec.total_cores == 1:
         placement = {name: np.zeros(size, dtype=np.int64) for name, size in model.sizes.items()}
-        _check_single_core(model, placement)
+        _check_single_core(model, placement, {k: v.size for k, v in builder._inputs.items()})
         if progress is not None:
             progress(total, total)
         return placement
@@ -187,10 +187,12 @@ def partition(builder: ProgramBuilder, *, strategy: str = "greedy",
         )
     if len(bins) > spec.total_cores:
         chip = spec.chip
+        left = list(dict.fromkeys(c.pop for b in bins[spec.total_cores:] for c in b))
         raise DoesNotFit(
             f"network needs {len(bins)} cores > {spec.total_cores} ({chip.cores_per_chip} cores_per_chip x "
-            f"{chip.max_chips} max_chips, {spec.where()}) by {len(bins) - spec.total_cores}; "
-            "choose a larger target, reduce layer widths or use fewer weight bits"
+            f"{chip.max_chips} max_chips, {spec.where()}) by {len(bins) - spec.total_cores}; population(s) "
+            f"{', '.join(repr(n) for n in left)} find no core; choose a larger target, reduce layer widths or "
+            "use fewer weight bits"
         )
     slots = mesh_order(spec) if strategy == "greedy" else np.arange(spec.total_cores, dtype=np.int64)
     return {name: slots[core] for name, core in local.items()}
@@ -464,7 +466,8 @@ def _routes_over(bins: list[list[_Chunk]], routes: dict[str, NDArray[np.int64]],
     return False
 
 
-def _check_single_core(model: _Model, placement: dict[str, NDArray[np.int64]]) -> None:
+def _check_single_core(model: _Model, placement: dict[str, NDArray[np.int64]], builder_inputs: dict[str, int]
+                       ) -> None:
     """A one-core target: every total must fit the core (the error names the populations)."""
     spec, chip = model.spec, model.spec.chip
     where = spec.where()
@@ -491,6 +494,10 @@ def _check_single_core(model: _Model, placement: dict[str, NDArray[np.int64]]) -
          "prune synapses"),
         ("output routes", routes, chip.axons_out_per_core, "axons_out_per_core", "reduce fan-out"),
     ]
+    if chip.input_channels:
+        channels = sum(builder_inputs.values())
+        checks.append(("input channels", channels, chip.input_channels, "input_channels",
+                       "reduce the input size (pool or crop the events)"))
     for what, amount, limit, key, hint in checks:
         if amount > limit:
             raise DoesNotFit(

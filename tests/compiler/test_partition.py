@@ -181,7 +181,8 @@ def test_chips_run_out():
     b = emulator.ProgramBuilder("tiny")  # 2 chips x 8 cores x 64 neurons = 1024 neurons
     b.population("huge", 1100)
     with pytest.raises(DoesNotFit, match=r"network needs 18 cores > 16 \(8 cores_per_chip x 2 max_chips, "
-                                         r"hw_specs/tiny.toml\) by 2; choose a larger target"):
+                                         r"hw_specs/tiny.toml\) by 2; population\(s\) 'huge' find no core; "
+                                         r"choose a larger target"):
         partition(b)
 
 
@@ -194,6 +195,16 @@ def test_single_core_target_totals(what, pops, match):
     for name, size, readout in pops:
         b.population(name, size, readout=readout)
     with pytest.raises(DoesNotFit, match=r"populations 'h'.* on the one core of xylo: " + match):
+        partition(b)
+
+
+def test_single_core_target_input_channels():
+    b = emulator.ProgramBuilder("xylo")
+    x = b.input("in", 20)
+    h = b.population("h", 4)
+    b.connect(x, h, weights=np.ones((4, 20), dtype=np.int64))
+    with pytest.raises(DoesNotFit, match=r"20 input channels > input_channels 16 \(hw_specs/xylo.toml\) by 4; "
+                                         r"reduce the input size"):
         partition(b)
 
 
