@@ -50,18 +50,22 @@ def max_events(nbytes: int) -> int:
     return nbytes // 4
 
 
-def fill_cd(out: np.ndarray, cdw: np.ndarray, t_base: np.ndarray) -> None:
+def fill_cd(
+    out: np.ndarray, cdw: np.ndarray, t_base: np.ndarray, work: tuple[np.ndarray, np.ndarray] | None = None
+) -> None:
     """Decode CD words ``cdw`` (uint32, type 0/1) into ``out`` with ``t = t_base + t[5:0]``.
 
     Writes go through uint32/int64 views of the 16-byte records, one store per field group, so
-    each output cache line is touched by as few passes as possible.
+    each output cache line is touched by as few passes as possible. ``work`` is two uint32 scratch
+    arrays of ``len(cdw)`` (fresh ones if not given).
     """
     n = len(cdw)
     rec32 = out.view(np.uint32).reshape(n, 4)
+    lo, hi = work if work is not None else (np.empty(n, np.uint32), np.empty(n, np.uint32))
     np.right_shift(cdw, 28, out=rec32[:, 3])  # p, and zeroes the padding
-    lo = np.right_shift(cdw, 11)
+    np.right_shift(cdw, 11, out=lo)
     lo &= 0x7FF
-    hi = np.left_shift(cdw, 16)
+    np.left_shift(cdw, 16, out=hi)
     hi &= 0x07FF0000
     np.bitwise_or(lo, hi, out=rec32[:, 2])  # x | y << 16
     np.right_shift(cdw, 22, out=lo)
@@ -78,7 +82,7 @@ class TimeHighState:
         self.loops = 0
         self.dropped = 0  # CD words before the first time-high word
 
-    def split(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    def split(self, w: np.ndarray, is_cd: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Split words ``w`` (uint32 view, type in bits 31..28) into CD words and their time base.
 
         Returns ``(is_cd, t_base, skip, bad)``: the CD mask over ``w``, the time base (µs, int64) of
@@ -87,8 +91,8 @@ class TimeHighState:
         nothing is decoded: the caller decodes ``w[:bad]`` and reports the defect. State advances.
         """
         n = len(w)
-        is_cd = w < 0x20000000
-        other = np.flatnonzero(~is_cd)  # few: time-high, triggers, ...
+        is_cd = np.less(w, 0x20000000, out=is_cd)  # ``is_cd``: optional bool work array of len(w)
+        other = np.flatnonzero(w >= 0x20000000)  # few: time-high, triggers, ...
         other_typ = w[other] >> 28
         is_th = other_typ == 8
         th_idx = other[is_th]
@@ -140,7 +144,7 @@ class Decoder(BaseDecoder):
         return self._decode(w, offset), 4 * n
 
     def _decode(self, w: np.ndarray, offset: int) -> np.ndarray:
-        is_cd, t_base, skip, bad = self.time.split(w)
+        is_cd, t_base, skip, bad = self.time.split(w, self.scratch("is_cd", len(w), np.bool_))
         if bad >= 0:
             events = self._decode(w[:bad], offset)
             raise format_error(
@@ -148,11 +152,14 @@ class Decoder(BaseDecoder):
                 offset + 4 * bad,
                 events,
             )
-        cdw = w[is_cd]
-        if skip:
-            cdw = cdw[skip:]
-        out = self.alloc(len(cdw))
-        fill_cd(out, cdw, t_base)
+        n_cd = len(t_base) + skip
+        if n_cd == len(w):  # CD words only: no compaction
+            cdw = w[skip:]
+        else:
+            cdw = w[is_cd][skip:]  # mostly-true mask: boolean indexing copies runs, faster than compress
+        n = len(cdw)
+        out = self.alloc(n)
+        fill_cd(out, cdw, t_base, (self.scratch("lo", n, np.uint32), self.scratch("hi", n, np.uint32)))
         return out
 
 
