@@ -134,7 +134,7 @@ def lower(graph: ir.Graph) -> ir.Graph:
                     acc[src] = acc[src] + m if src in acc else m
                 bias = bias + b_i
                 names += l_i
-            forms[name] = (acc, bias, names + (name,))
+            forms[name] = (acc, bias, names + (f"{name} (Add)",))
         elif isinstance(node, ir.Output):
             last = graph[node.inputs[0]]
             if not isinstance(last, ir.Neuron):
@@ -147,5 +147,6 @@ def lower(graph: ir.Graph) -> ir.Graph:
             in_shape = graph.shape(node.inputs[0])
             m, b = linear_matrix(node, in_shape)
             srcs, bias, layers = forms[node.inputs[0]]
-            forms[name] = ({s: (m @ x).tocsr() for s, x in srcs.items()}, m @ bias + b, layers + (name,))
+            forms[name] = ({s: (m @ x).tocsr() for s, x in srcs.items()}, m @ bias + b,
+                           layers + (f"{name} ({type(node).__name__})",))
     return ir.validate(out, "lowered")

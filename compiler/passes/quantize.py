@@ -32,10 +32,11 @@ coordinate descent for the least error with registers in range. ``dash = round(l
 ``compiler.passes.truenorth.truenorth_weights`` on all of a population's inputs at once (the type
 weights belong to the neuron): ``w[j, i] ≈ scale_j · Σ b[j, i'] s_j[G_i']``. The state scale is
 per neuron, ``1/scale_j``: ``threshold α_j = round(θ/scale_j)``, ``leak λ_j = round(b_j/scale_j)``
-(the leak is TrueNorth's constant bias), reset by subtraction (γ = 1), ``β`` at its maximum with
-κ = 1 so that V may go negative. Host inputs enter on two axons per input (a positive- and a
-negative-type copy); neuron inputs on one (a TrueNorth neuron has a single route). Only IF
-neurons: the leak is linear, so membrane/current time constants have no counterpart.
+(the leak is TrueNorth's constant bias), reset by subtraction (γ = 1), κ = 1 with the floor
+``−β`` as deep as the 20-bit V allows less one step of worst-case input, so that V may go negative
+but never saturates. Host inputs enter on two axons per input (a positive- and a negative-type
+copy), neuron inputs on one (a TrueNorth neuron has a single route). Only IF neurons: the leak
+is linear, so membrane/current time constants have no counterpart.
 """
 
 from __future__ import annotations
@@ -454,7 +455,8 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
         thr_err = float(np.mean(np.abs(thr * scale - node.threshold))) / node.threshold
         bias_err = _rel_rms(leak * scale - bias, np.full(1, node.threshold)) if bias.any() else 0.0
         regs = {"type_weights": tw, "leak": leak, "threshold": thr,
-                "neg_threshold": np.full(node.size, regs_rng["neg_threshold"].hi),
+                # β leaves one step of worst-case input as headroom, so V never saturates mid-step
+                "neg_threshold": np.clip(v_limit - worst, 0, regs_rng["neg_threshold"].hi),
                 "reset_mode": np.full(node.size, 1), "reset_value": np.zeros(node.size),
                 "neg_saturate": np.ones(node.size), "leak_reversal": np.zeros(node.size),
                 "stochastic_synapse": np.zeros(node.size), "stochastic_leak": np.zeros(node.size),

@@ -147,10 +147,14 @@ def fan_in(ctx: RuleContext) -> list[Violation]:
     """A neuron's inputs (one axon each) must fit one core's input axons."""
     spec = ctx.spec
     limit = spec.chip.axons_in_per_core
+    pooled = {syn.post for syn in ctx.graph.of_type(ir.Synapses) if any("(Pool)" in src for src in syn.source)}
+    tip = ("split the layer's inputs into groups summed by an extra layer, prune inputs, or use a smaller "
+           "convolution kernel / fewer input channels")
     return [Violation("fan_in", s["layer"], "fan-in (input axons of one neuron)", limit, s["fan_in"],
                       _where(spec, "chip.axons_in_per_core"),
-                      "split the layer's inputs into groups summed by an extra layer, prune inputs, or use a "
-                      "smaller convolution kernel / fewer input channels")
+                      tip + ("; an average pooling folded into this layer multiplies its fan-in by the window "
+                             "area: pool with a spiking layer or a strided convolution instead"
+                             if s["layer"] in pooled else ""))
             for s in ctx.stats.values() if limit and s["fan_in"] > limit]
 
 
@@ -220,6 +224,25 @@ def readout_size(ctx: RuleContext) -> list[Violation]:
     return out
 
 
+def readout_inputs(ctx: RuleContext) -> list[Violation]:
+    """Targets with a readout layer (Xylo): the readout listens to hidden neurons only, not to inputs."""
+    spec = ctx.spec
+    if not spec.chip.readout_neurons:
+        return []
+    graph = ctx.graph
+    out = []
+    for o in graph.of_type(ir.Output):
+        pop = graph[o.inputs[0]]
+        direct = [s for s in pop.inputs if isinstance(graph[graph[s].inputs[0]], ir.Input)]
+        if direct:
+            n = sum(graph.size(graph[s].inputs[0]) for s in direct)
+            out.append(Violation("readout_inputs", pop.name, "input channels wired straight to the readout", 0, n,
+                                 _where(spec, "chip.readout_neurons"),
+                                 "the readout layer only receives hidden-neuron spikes: add a hidden spiking layer "
+                                 "between the input and the output"))
+    return out
+
+
 def weight_bits(ctx: RuleContext) -> list[Violation]:
     """Weights must keep precision at the chosen exponent: relative RMS error ≤ 25 %."""
     if ctx.quant is None:
@@ -286,6 +309,7 @@ RULES: dict[str, Callable[[RuleContext], list[Violation]]] = {
     "cores": cores,
     "input_channels": input_channels,
     "readout_size": readout_size,
+    "readout_inputs": readout_inputs,
     "weight_bits": weight_bits,
     "registers": registers,
     "overflow": overflow,

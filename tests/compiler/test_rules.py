@@ -18,7 +18,7 @@ def _violations(report, rule):
 
 def test_every_rule_has_a_test():
     tested = {"neurons_per_core", "fan_in", "fan_out", "synapse_memory", "cores", "input_channels", "readout_size",
-              "weight_bits", "registers", "overflow", "quantisation"}
+              "weight_bits", "registers", "overflow", "quantisation", "readout_inputs"}
     assert set(RULES) == tested
 
 
@@ -62,6 +62,29 @@ def test_input_channels_and_readout_size_xylo():
     (vr,) = _violations(r, "readout_size")
     assert (vi.value, vi.limit, vi.over) == (20, 16, 4) and "pool or crop" in str(vi)
     assert (vr.value, vr.limit, vr.over) == (12, 8, 4) and "readout_neurons" in str(vr)
+
+
+def test_readout_inputs_xylo():
+    r = compiler.check(mlp_graph([10, 4]), "xylo", build=False)
+    (v,) = _violations(r, "readout_inputs")
+    assert v.layer == "n0" and v.value == 10 and "add a hidden spiking layer" in str(v)
+    assert not [v for v in compiler.check(mlp_graph([10, 6, 4]), "xylo", build=False).violations
+                if v.rule == "readout_inputs"]
+
+
+def test_fan_in_hint_for_folded_pooling():
+    g = ir.Graph()
+    g.add(ir.Input("input", (), shape=(4, 16, 16)))
+    g.add(ir.Conv2d("conv", ("input",), weight=np.ones((8, 4, 3, 3)), padding=(1, 1)))
+    g.add(ir.Neuron("c", ("conv",), kind="IF"))
+    g.add(ir.Pool("pool", ("c",), kernel=(2, 2), stride=(2, 2)))
+    g.add(ir.Flatten("flat", ("pool",)))
+    g.add(ir.Dense("fc", ("flat",), weight=np.random.default_rng(0).normal(size=(3, 8 * 8 * 8))))
+    g.add(ir.Neuron("out", ("fc",), kind="IF"))
+    g.add(ir.Output("output", ("out",)))
+    r = compiler.check(g, "tiny", build=False)
+    (v,) = [v for v in _violations(r, "fan_in") if v.layer == "out"]
+    assert 1900 < v.value <= 2048 and "average pooling folded into this layer" in str(v)
 
 
 def _residual(small: float) -> ir.Graph:
