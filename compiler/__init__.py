@@ -29,7 +29,8 @@ def compile(model: Any, target: Any = "loihi", calibration: Any = None, **kwargs
     first Linear), ``dt`` (s per step, default 1e-3: maps time constants to decays), ``steps``
     (rate-coding window for converted networks and verification, default 100), ``percentile``
     (threshold balancing, default 99.9), ``num_weight_bits`` (Loihi), ``verify_samples`` (128),
-    ``progress`` (callback ``(stage, fraction)``). Returns the Program (report attached as
+    ``progress`` (callback ``(stage, fraction)``), ``test`` (held-out ``x`` or ``(x, labels)`` for the
+    verification; default: the calibration data). Returns the Program (report attached as
     ``program.compile_report``). Raises ``DoesNotFit`` listing every violation when it does not fit.
     """
     program, _ = compile_with_report(model, target, calibration, **kwargs)

@@ -221,9 +221,12 @@ def verify(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph, spec:
 def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *,
                         labels: Any = None, input_shape: tuple[int, ...] | None = None, dt: float = 1e-3,
                         steps: int = 100, percentile: float = 99.9, num_weight_bits: int | None = None,
-                        verify_samples: int = 128, progress: Progress | None = None
+                        verify_samples: int = 128, progress: Progress | None = None, test: Any = None
                         ) -> tuple[emulator.Program, CompileReport]:
     """Compile ``model`` for ``target``; return the Program and its :class:`CompileReport`.
+
+    Verification runs on ``test`` (``x`` or ``(x, labels)``, same format as ``calibration``) when
+    given, else on the calibration data (at most ``verify_samples`` samples).
 
     Raises :class:`DoesNotFit` listing every violation when the model does not fit,
     :class:`UnsupportedOperator` for layers or targets not supported, :class:`CompileError` else.
@@ -245,6 +248,8 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     st.done("emit", 0.8)
     if program is None:
         raise DoesNotFit("the model does not fit: " + str(check_report.violations[-1]))
+    if test is not None:
+        x, y = _split(test, None)
     if x is not None and len(x):
         xs = x[:verify_samples]
         ann_pred = None

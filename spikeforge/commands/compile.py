@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true", help="only check the fit: print the report, exit 1 if it does "
                    "not fit")
     p.add_argument("--calibration", help=".npz with x (and optionally y): calibration / verification data")
+    p.add_argument("--test", help=".npz with x (and y): held-out data for the accuracy report (default: calibration)")
     p.add_argument("--input-shape", help="per-sample input shape, e.g. 1,28,28 (default: from a first Linear)")
     p.add_argument("--steps", type=int, default=100, help="rate-coding / verification steps (default 100)")
     p.add_argument("--dt", type=float, default=1e-3, help="seconds per step (default 1e-3)")
@@ -83,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
             Path(args.report).write_text(json.dumps(report.to_dict(), indent=2, default=float))
         return 0 if report.fits else 1
     progress = None if args.quiet else _bar
+    test = _calibration(args.test) if args.test else None
     program, full = compiler.compile_with_report(model, args.target, x, steps=args.steps, progress=progress,
-                                                 **common)
+                                                 test=test, **common)
     if progress:
         _bar("done", 1.0)
     program.save(args.output)

@@ -65,6 +65,28 @@ def test_cnn_with_pooling_compiles_on_tiny_multi_core():
     assert report.verification["agreement_ann"] >= 0.85
 
 
+def test_held_out_test_data_and_multi_chip(relu_mlp):
+    """Three 120-wide layers need more than one chip of ``tiny`` (8 cores of 64 neurons): both chips."""
+    _, x, y = relu_mlp
+    torch.manual_seed(5)
+    model = _train(nn.Sequential(nn.Linear(12, 120), nn.ReLU(), nn.Linear(120, 120), nn.ReLU(), nn.Linear(120, 120),
+                                 nn.ReLU(), nn.Linear(120, 4)), x[:128], y[:128], epochs=60)
+    program, report = compiler.compile_with_report(model, "tiny", (x[:128], y[:128]), test=(x[128:192], y[128:192]),
+                                                   steps=60)
+    assert program.n_cores > program.spec.chip.cores_per_chip
+    v = report.verification
+    assert v["samples"] == 64 and v["exact"] and v["agreement_ann"] >= 0.85, v
+
+
+def test_spiking_cnn_compiles_exactly():
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1), snn.LIF(tau_mem=10e-3, threshold=0.5),
+                          nn.Flatten(), nn.Linear(4 * 4 * 4, 3), snn.LIF(tau_mem=10e-3, threshold=0.5))
+    spikes = (torch.rand(6, 30, 2, 8, 8) < 0.3).float()
+    program, report = compiler.compile_with_report(model, "tiny", spikes, input_shape=(2, 8, 8))
+    assert report.verification["exact"] and program.n_cores >= 2
+
+
 def test_residual_network_compiles():
     class Res(nn.Module):
         def __init__(self) -> None:
