@@ -460,8 +460,10 @@ class _AxonPairs:
         z = np.zeros(0, dtype=np.int64)
         if c.post_idx.size == 0:
             return cls(z, z, z, 0, 0, z, None, post_core)
-        if _non_decreasing(post_core) and _non_decreasing(c.post_idx):
-            return cls._find_blocked(c, post_core)
+        if _non_decreasing(c.post_idx):
+            blocked = cls._find_blocked(c, post_core)
+            if blocked is not None:
+                return blocked
         lo = int(post_core.min())
         span = (int(post_core.max()) - lo + 1) * n_pre
         key = cls._keys(c, post_core, lo, key_buf)
@@ -475,17 +477,23 @@ class _AxonPairs:
         return cls(uniq % n_pre, uniq // n_pre + lo, z, lo, span, uniq, inv, post_core)
 
     @classmethod
-    def _find_blocked(cls, c: _Conn, post_core: NDArray[np.int64]) -> _AxonPairs:
+    def _find_blocked(cls, c: _Conn, post_core: NDArray[np.int64]) -> _AxonPairs | None:
+        """Per-core runs when every core holds one run of post neurons (None otherwise)."""
         n_pre = c.pre.size
-        ptr = np.zeros(post_core.size + 1, dtype=np.int64)
-        np.cumsum(np.bincount(c.post_idx, minlength=post_core.size), out=ptr[1:])
         change = np.flatnonzero(np.diff(post_core)) + 1
         starts = np.concatenate([[0], change])
         ends = np.concatenate([change, [post_core.size]])
+        run_core = post_core[starts]
+        if np.unique(run_core).size != run_core.size:
+            return None
+        ptr = np.zeros(post_core.size + 1, dtype=np.int64)
+        np.cumsum(np.bincount(c.post_idx, minlength=post_core.size), out=ptr[1:])
+        by_core = np.argsort(run_core, kind="stable")  # pairs are numbered core by core
         mark = np.zeros(n_pre, dtype=bool)
         pres, cores, runs = [], [], []
         at = 0
-        for core, p0, p1 in zip(post_core[starts].tolist(), ptr[starts].tolist(), ptr[ends].tolist(), strict=True):
+        for core, p0, p1 in zip(run_core[by_core].tolist(), ptr[starts[by_core]].tolist(),
+                                ptr[ends[by_core]].tolist(), strict=True):
             if p0 == p1:
                 continue
             block = c.pre_idx[p0:p1]

@@ -124,6 +124,7 @@ class Program:
         self.metadata: Mapping[str, Any] = MappingProxyType(dict(metadata or {}))
         self._bytes: bytes | None = None
         self._per_axon: NDArray[np.int64] | None = None
+        self._sorted_synapses = False
         self._validate()
 
     # typed attributes set in __init__
@@ -259,10 +260,11 @@ class Program:
             (self.axon_projection < -1).any() or (self.axon_projection >= len(self.projections)).any()
         ):
             raise ProgramError("axon_projection refers to a projection that does not exist")
+        unsorted, dup = _order_defects(self.syn_axon, self.syn_neuron)
+        self._sorted_synapses = not unsorted
         if self.syn_axon.size and ((self._synapses_per_axon() > 0) & (self.axon_projection < 0)).any():
             raise ProgramError("a synapse sits on an axon that belongs to no projection")
         # synapses must stay within their core, sorted by (axon, neuron), without duplicates
-        unsorted, dup = _order_defects(self.syn_axon, self.syn_neuron)
         if self.syn_axon.size and not self._synapses_within_cores(unsorted):
             raise ProgramError("a synapse connects an axon and a neuron of different cores")
         if unsorted:
@@ -311,9 +313,19 @@ class Program:
         return bool(((lo >= offset[full]) & (hi < offset[full + 1])).all())
 
     def _synapses_per_axon(self) -> NDArray[np.int64]:
-        """Synapses on every axon, int64 ``[n_axons]`` (computed once: the arrays are read-only)."""
+        """Synapses on every axon, int64 ``[n_axons]`` (computed once: the arrays are read-only).
+
+        Sorted synapses: run lengths of ``syn_axon`` (no int64 copy of it, as ``bincount`` makes).
+        """
         if self._per_axon is None:
-            self._per_axon = np.bincount(self.syn_axon, minlength=self.n_axons).astype(np.int64)
+            if self._sorted_synapses:
+                starts = np.flatnonzero(self.syn_axon[1:] != self.syn_axon[:-1]) + 1
+                starts = np.concatenate([[0], starts]) if self.syn_axon.size else starts
+                counts = np.zeros(self.n_axons, dtype=np.int64)
+                counts[self.syn_axon[starts]] = np.diff(np.concatenate([starts, [self.syn_axon.size]]))
+                self._per_axon = counts
+            else:
+                self._per_axon = np.bincount(self.syn_axon, minlength=self.n_axons).astype(np.int64)
         return self._per_axon
 
     def _validate_registers(self) -> None:
