@@ -180,6 +180,9 @@ def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[
                                            str(exc)))
         return None
     report.cores = program.core_usage()
+    chip = spec.chip
+    report.core_limits = {"neurons": chip.neurons_per_core, "axons_in": chip.axons_in_per_core,
+                          "synapse_bits": chip.synapse_memory_bits_per_core, "axons_out": chip.axons_out_per_core}
     return program
 
 

@@ -33,6 +33,7 @@ class CheckReport:
     cores: list[dict[str, int]] = field(default_factory=list)
     quant: QuantReport | None = None
     notes: list[str] = field(default_factory=list)
+    core_limits: dict[str, int] = field(default_factory=dict)  # neurons, axons_in, synapse_bits, axons_out
 
     @property
     def fits(self) -> bool:
@@ -62,11 +63,7 @@ class CheckReport:
                 cells.append(f"{str(v)[:w]:<{w}}" if i == 0 else f"{str(v):>{w}}")
             lines.append(" ".join(cells))
         if self.cores:
-            used = len(self.cores)
-            n = max(r["neurons"] for r in self.cores)
-            a = max(r["axons_in"] for r in self.cores)
-            b = max(r["synapse_bits"] for r in self.cores)
-            lines += ["", f"cores used: {used}; busiest core: {n} neurons, {a} input axons, {b} synapse bits"]
+            lines += ["", self.cores_table()]
         if self.violations:
             lines += ["", f"{len(self.errors)} violation(s), {len(self.warnings)} warning(s):"]
             lines += [f"  - {v}" for v in self.violations]
@@ -74,6 +71,25 @@ class CheckReport:
         return "\n".join(lines)
 
     __str__ = table
+
+    def cores_table(self, max_rows: int = 16) -> str:
+        """Per-core utilisation (count and share of each per-core limit); the busiest ``max_rows`` cores."""
+        keys = ("neurons", "axons_in", "synapse_bits", "axons_out")
+        lim = self.core_limits
+
+        def cell(row: dict[str, int], k: str) -> str:
+            return f"{row[k]} ({row[k] / lim[k]:.0%})" if lim.get(k) else str(row[k])
+
+        def load(row: dict[str, int]) -> float:
+            return max((row[k] / lim[k] for k in keys if lim.get(k)), default=0.0)
+
+        used = [r for r in self.cores if r["neurons"] or r["axons_in"]]
+        rows = sorted(used, key=load, reverse=True)[:max_rows]
+        out = [f"cores used: {len(used)} of {len(self.cores)} allocated"
+               + (f" (busiest {len(rows)} shown)" if len(rows) < len(used) else ""),
+               f"{'core':>6} " + " ".join(f"{k:>20}" for k in keys)]
+        out += [f"{r['core']:>6} " + " ".join(f"{cell(r, k):>20}" for k in keys) for r in rows]
+        return "\n".join(out)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "spec_file": self.spec_file, "fits": self.fits,

@@ -146,4 +146,4 @@ def test_check_reports_per_core_utilisation_when_it_fits():
     r = compiler.check(mlp_graph([30, 100, 5]), "tiny")
     assert r.fits and len(r.cores) >= 2
     assert all(c["neurons"] <= 64 and c["axons_in"] <= 256 for c in r.cores)
-    assert "cores used" in r.table()
+    assert "cores used" in r.table() and "%)" in r.table()
