@@ -14,7 +14,8 @@ synapses = 1 M neurons). For each size it prints the time of
 * ``bytes``: ``Program.to_bytes()`` (the file image with its checksum),
 
 their total (wall clock, and ``cpu``: process CPU time), the total per million synapses, and the
-peak memory traced by ``tracemalloc`` during those three. Times on a shared machine are noisy:
+process's peak resident memory so far (``getrusage``; sizes grow, so it is the peak of the size
+just run, network included). Times on a shared machine are noisy:
 compare sizes within one run.
 """
 
@@ -22,9 +23,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import resource
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 # keep this folder off the import path (benchmarks/emulator.py is named like a package)
@@ -84,12 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     sizes.append(args.max_synapses)
     print(f"loihi, {LAYERS} layers, fan-in {args.fan_in}, {args.kind} connectivity; times in s (noisy: shared machine)")
     print(f"{'neurons':>9} {'synapses':>11} {'cores':>6} {'chips':>5} {'connect':>8} {'partition':>9} {'build':>7} "
-          f"{'bytes':>6} {'total':>7} {'cpu':>6} {'s/M syn':>8} {'peak MiB':>9} {'MiB file':>9} {'hops/route':>10}")
+          f"{'bytes':>6} {'total':>7} {'cpu':>6} {'s/M syn':>8} {'RSS MiB':>9} {'MiB file':>9} {'hops/route':>10}")
     for target in sizes:
         n = int(round(target / args.fan_in))
         b, t_connect = network(n, args.fan_in, args.kind)
         gc.collect()
-        tracemalloc.start()
         c0 = time.process_time()
         t0 = time.perf_counter()
         placement = partition(b)
@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         data = program.to_bytes()
         t3 = time.perf_counter()
         cpu = time.process_time() - c0
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
         n_syn = int(program.syn_axon.size)
         t = traffic(program)
         total = t3 - t0

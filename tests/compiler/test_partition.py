@@ -298,3 +298,28 @@ def test_random_graphs_fit_or_raise_does_not_fit(layers, seed):
     except DoesNotFit:
         return
     assert_within_limits(b.build(placement=placement))
+
+
+def test_progress_reports_neurons_done():
+    b = layered("tiny", [20, 90, 70, 12], 8)
+    calls = []
+    partition(b, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (172, 172)
+    assert all(t == 172 for _, t in calls) and len(calls) >= 3
+
+
+def test_cores_of_a_population_are_contiguous_runs():
+    # every core holds one contiguous range of a population's neurons (what build's fast path uses)
+    b = layered("loihi", [256, 3000, 3000, 100], 64, local=True)
+    for cores in partition(b).values():
+        runs = cores[np.r_[0, np.flatnonzero(np.diff(cores)) + 1]]
+        assert np.unique(runs).size == runs.size
+
+
+@pytest.mark.slow
+def test_large_network_fits_and_builds():
+    # ~5 M synapses over several loihi chips
+    b = layered("loihi", [1000, 20000, 20000, 10000], 100, local=True)
+    program = b.build(placement=partition(b))
+    assert_within_limits(program)
+    assert traffic(program)["chips_used"] >= 1
