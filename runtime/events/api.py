@@ -12,7 +12,6 @@ import numpy as np
 
 from runtime.events import detect
 from runtime.events.dtype import as_events, empty_events
-from runtime.events.malloc import ensure_tuned
 from runtime.events.stream import (
     Arena,
     Header,
@@ -108,7 +107,6 @@ def read_events(path: PathLike, *, format: str | None = None, on_error: str = "r
     (``EventFormatWarning``) and returns those events.
     """
     check_on_error(on_error)
-    ensure_tuned()
     try:
         fmt = resolve_format(path, format)
         mod = format_module(fmt)
@@ -150,7 +148,6 @@ def iter_events(
 
 
 def _iter(path: PathLike, fmt: str, chunk_events: int, block: int, on_error: str) -> Iterator[np.ndarray]:
-    ensure_tuned()
     try:
         mod = format_module(fmt)
         if hasattr(mod, "open_blocks"):
@@ -173,7 +170,6 @@ def open_writer(path: PathLike, format: str | None, width: int | None, height: i
     """A streaming writer (``write(events)``, ``close()``) for ``path``; the caller closes it."""
     fmt = detect.for_writing(path, format)
     mod = format_module(fmt)
-    ensure_tuned()
     if not hasattr(mod, "Writer"):
         raise EventFormatError(
             f"format {fmt!r} can be read but not written; writable: evt2, evt3, aedat4, aedat4-lz4, "
