@@ -221,6 +221,21 @@ def verify(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph, spec:
     return res
 
 
+def _spike_input(x: NDArray[Any], shape: tuple[int, ...], spec: HwSpec) -> NDArray[np.int64]:
+    """Check spiking-model data ``[batch, time, *shape]`` of spike counts the target accepts."""
+    if x.ndim != len(shape) + 2 or tuple(x.shape[2:]) != tuple(shape):
+        raise CompileError(f"data for a spiking model must be spike counts [batch, time, *{tuple(shape)}]; got shape "
+                           f"{x.shape}")
+    if x.size and (not np.all(np.isfinite(x)) or np.any(x != np.round(x)) or x.min() < 0):
+        raise CompileError("data for a spiking model must be non-negative integer spike counts (0/1 spikes); rate "
+                           "code analog inputs first (compiler.passes.convert.encode_rate)")
+    limit = spec.chip.max_input_count
+    if x.size and x.max() > limit and not spec.chip.clip_input_counts:
+        raise CompileError(f"a channel receives {int(x.max())} spikes in one step; target {spec.name} accepts at most "
+                           f"{limit} ({spec.where()}: chip.max_input_count)")
+    return x.reshape(len(x), x.shape[1], -1).astype(np.int64)
+
+
 def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *,
                         labels: Any = None, input_shape: tuple[int, ...] | None = None, dt: float = 1e-3,
                         steps: int = 100, percentile: float = 99.9, num_weight_bits: int | None = None,
@@ -265,7 +280,7 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
             (o,) = graph0.of_type(ir.Output)
             ann_pred = evaluate_analog(graph0, xs)[o.name].argmax(axis=1)
         else:
-            spikes = xs.reshape(len(xs), xs.shape[1], -1)
+            spikes = _spike_input(xs, lowered.of_type(ir.Input)[0].shape, spec)
         report.verification = verify(program, lowered, qgraph, spec, spikes, y, dt, ann_pred)
         st.done("verify", 1.0)
     report.timings = dict(st.timings)

@@ -12,7 +12,7 @@ from torch import nn  # noqa: E402
 import compiler  # noqa: E402
 import emulator  # noqa: E402
 from compiler import nn as snn  # noqa: E402
-from spikeforge.errors import DoesNotFit, UnsupportedOperator  # noqa: E402
+from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator  # noqa: E402
 
 
 def _blobs(n: int, dim: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,3 +165,13 @@ def test_truenorth_rejects_leaky_neurons():
     model = nn.Sequential(nn.Linear(4, 3), snn.LIF(tau_mem=5e-3))
     with pytest.raises(UnsupportedOperator, match="TrueNorth"):
         compiler.compile(model, "truenorth")
+
+
+def test_spiking_model_data_is_checked():
+    model = nn.Sequential(nn.Linear(4, 3), snn.LIF(tau_mem=5e-3))
+    with pytest.raises(CompileError, match=r"spike counts \[batch, time"):
+        compiler.compile(model, "loihi", torch.rand(5, 4))
+    with pytest.raises(CompileError, match="non-negative integer spike counts"):
+        compiler.compile(model, "loihi", torch.rand(5, 10, 4))
+    with pytest.raises(CompileError, match="accepts at most 1"):
+        compiler.compile(model, "loihi", torch.full((5, 10, 4), 3.0))

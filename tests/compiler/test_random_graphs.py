@@ -67,3 +67,30 @@ def test_compile_or_compile_error(graph, target, seed):
     assert program.n_neurons >= 1
     if target != "xylo":  # Xylo: exact unless a 16-bit state saturates (delivery order then matters)
         assert report.verification["exact"], report.verification
+
+
+LAYERS = ("linear", "relu", "lif", "if", "dropout", "identity", "tanh", "bn")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from(LAYERS), min_size=1, max_size=5), width=st.integers(1, 12),
+       target=st.sampled_from(["loihi", "xylo"]))
+def test_random_torch_sequentials(kinds, width, target):
+    """Random stacks of torch modules (some unsupported) compile or raise a CompileError subclass."""
+    import torch
+    from torch import nn
+
+    from compiler import nn as snn
+
+    torch.manual_seed(0)
+    mods: list[nn.Module] = [nn.Linear(6, width)]
+    for k in kinds:
+        mods.append({"linear": lambda: nn.Linear(width, width), "relu": nn.ReLU,
+                     "lif": lambda: snn.LIF(tau_mem=5e-3, threshold=0.3, datapath=target),
+                     "if": lambda: snn.IF(threshold=0.5, datapath=target), "dropout": nn.Dropout,
+                     "identity": nn.Identity, "tanh": nn.Tanh, "bn": lambda: nn.BatchNorm1d(width)}[k]())
+    model = nn.Sequential(*mods).eval()
+    try:
+        compiler.compile(model, target, torch.rand(4, 6), steps=8, verify_samples=4)
+    except CompileError:
+        pass
