@@ -498,7 +498,8 @@ class _AxonPairs:
                 continue
             block = c.pre_idx[p0:p1]
             if n_pre > 8 * block.size:
-                u = np.unique(block)
+                u = np.sort(block)  # distinct values of a short block (np.unique hashes: slower here)
+                u = u[np.concatenate([[True], u[1:] != u[:-1]])]
             else:
                 mark[block] = True
                 u = np.flatnonzero(mark)

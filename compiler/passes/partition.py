@@ -338,14 +338,9 @@ def _best_order(model: _Model, chunks: list[_Chunk], chunk_id: dict[str, NDArray
     n = len(chunks)
     by_id = {c.cid: i for i, c in enumerate(chunks)}
     remap = np.array([by_id[k] for k in range(n)], dtype=np.int64)  # chunk id → index in ``chunks``
-    src = [remap[chunk_id[f.pop][f.pre]] for f in flows]
-    dst = [remap[f.target] for f in flows]
-    a = np.concatenate(src) if src else np.zeros(0, dtype=np.int64)
-    b = np.concatenate(dst) if dst else np.zeros(0, dtype=np.int64)
-    if a.size == 0:
+    if not flows:
         return _pack(chunks, spec)
-    key, weight = np.unique(a * n + b, return_counts=True)
-    a, b = key // n, key % n
+    a, b, weight = _chunk_edges(flows, chunk_id, remap)
     coord = np.array([(c.start + c.end) / 2 / model.sizes[c.pop] for c in chunks])
     fed = np.bincount(b, weights=weight, minlength=n) > 0
     pop_of = np.array([model.order.index(c.pop) for c in chunks])
@@ -369,19 +364,46 @@ def _best_order(model: _Model, chunks: list[_Chunk], chunk_id: dict[str, NDArray
                 where[by_id[c.cid]] = i
         if len(bins) > slots.size:
             return bins
-        cost = _hop_cost(spec, slots[where[a]], slots[where[b]], weight)
+        cost = _hop_cost(spec, slots[where], a, b, weight)
         if cost < best_cost:
             best, best_cost = bins, cost
     assert best is not None
     return best
 
 
-def _hop_cost(spec: HwSpec, core_a: NDArray[np.int64], core_b: NDArray[np.int64], weight: NDArray[np.int64]
-              ) -> float:
-    cols = int(spec.chip.mesh[1])
-    ca, ra, cola = mesh_position(spec, core_a)
-    cb, rb, colb = mesh_position(spec, core_b)
-    return float(((np.abs(ra - rb) + np.abs(ca * cols + cola - cb * cols - colb)) * weight).sum())
+def _chunk_edges(flows: list[_Flow], chunk_id: dict[str, NDArray[np.int64]], remap: NDArray[np.int64]
+                 ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Chunk → chunk route counts ``(a, b, routes)``: per flow a ``bincount`` over the two populations'
+    chunk ranges (small: chunks × chunks), so that millions of routes reduce without a sort."""
+    parts_a, parts_b, parts_w = [], [], []
+    for f in flows:
+        src = chunk_id[f.pop][f.pre]
+        if src.size == 0:
+            continue
+        s0, s1 = int(src.min()), int(src.max()) + 1
+        t0, t1 = int(f.target.min()), int(f.target.max()) + 1
+        width = t1 - t0
+        key = (src - s0) * width + (f.target - t0)
+        if (s1 - s0) * width <= 8 * key.size + (1 << 24):
+            counts = np.bincount(key, minlength=(s1 - s0) * width)
+            hit = np.flatnonzero(counts)
+            key, w = hit, counts[hit]
+        else:
+            key = np.sort(key)
+            first = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+            key, w = key[first], np.diff(np.concatenate([first, [key.size]]))
+        parts_a.append(remap[key // width + s0])
+        parts_b.append(remap[key % width + t0])
+        parts_w.append(w)
+    return np.concatenate(parts_a), np.concatenate(parts_b), np.concatenate(parts_w)
+
+
+def _hop_cost(spec: HwSpec, core: NDArray[np.int64], a: NDArray[np.int64], b: NDArray[np.int64],
+              weight: NDArray[np.int64]) -> float:
+    """``Σ weight · (|Δrow| + |Δcol|)`` of chunk pairs ``(a, b)``, chunk ``k`` on core ``core[k]``."""
+    chip, row, col = mesh_position(spec, core)
+    gcol = chip * int(spec.chip.mesh[1]) + col
+    return float(((np.abs(row[a] - row[b]) + np.abs(gcol[a] - gcol[b])) * weight).sum())
 
 
 # ---------------------------------------------------------------------------- routes
@@ -395,13 +417,21 @@ def _axon_pairs(e: _Edge, post_core: NDArray[np.int64]) -> tuple[NDArray[np.int6
     lo, hi = int(post_core.min()), int(post_core.max())
     span = (hi - lo + 1) * e.n_pre
     key = (post_core - lo) * e.n_pre + e.pre_idx
-    if span <= 4 * key.size + (1 << 20):
+    if span <= 8 * key.size + (1 << 26):  # one byte per possible pair
         mark = np.zeros(span, dtype=bool)
         mark[key] = True
         uniq = np.flatnonzero(mark)
     else:
-        uniq = np.unique(key)
+        uniq = _sorted_unique(key)
     return uniq % e.n_pre, uniq // e.n_pre + lo
+
+
+def _sorted_unique(key: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Distinct values, ascending (a vectorised sort: faster than ``np.unique``'s hashing at this size)."""
+    key = np.sort(key)
+    keep = np.ones(key.size, dtype=bool)
+    np.not_equal(key[1:], key[:-1], out=keep[1:])
+    return key[keep]
 
 
 def _route_counts(model: _Model, core_of: dict[str, NDArray[np.int64]]) -> dict[str, NDArray[np.int64]]:
