@@ -100,7 +100,7 @@ class _Stages:
 
 
 def _front(model: Any, spec: HwSpec, x: NDArray[Any] | None, y: NDArray[Any] | None,
-           input_shape: tuple[int, ...] | None, percentile: float, st: _Stages
+           input_shape: tuple[int, ...] | None, percentile: float, st: _Stages, need_calibration: bool = False
            ) -> tuple[ir.Graph, ConversionReport | None, bool, list[str]]:
     notes: list[str] = []
     graph = capture(model, input_shape, x)
@@ -108,6 +108,9 @@ def _front(model: Any, spec: HwSpec, x: NDArray[Any] | None, y: NDArray[Any] | N
     ann = needs_conversion(graph)
     conv = None
     if ann:
+        if x is None and need_calibration:
+            raise CompileError("a ReLU network is converted with thresholds balanced on data: pass calibration="
+                               "x (analog inputs [batch, *input_shape], a few hundred samples) or (x, labels)")
         if x is None:
             shape = graph.of_type(ir.Input)[0].shape
             x = np.random.default_rng(0).random((16, *shape))
@@ -252,7 +255,7 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     spec = hw_specs.load(target)
     x, y = _split(calibration, labels)
     st = _Stages(progress)
-    lowered, conv, ann, notes = _front(model, spec, x, y, input_shape, percentile, st)
+    lowered, conv, ann, notes = _front(model, spec, x, y, input_shape, percentile, st, need_calibration=True)
     check_report, qgraph = _check(lowered, spec, dt, num_weight_bits, notes)
     st.done("quantize+rules", 0.55)
     if not check_report.fits or qgraph is None:

@@ -175,3 +175,11 @@ def test_spiking_model_data_is_checked():
         compiler.compile(model, "loihi", torch.rand(5, 10, 4))
     with pytest.raises(CompileError, match="accepts at most 1"):
         compiler.compile(model, "loihi", torch.full((5, 10, 4), 3.0))
+
+
+def test_relu_network_needs_calibration_to_compile_but_not_to_check():
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
+    with pytest.raises(CompileError, match="calibration="):
+        compiler.compile(model, "loihi")
+    report = compiler.check(model, "loihi")
+    assert report.fits and any("uniform random" in n for n in report.notes)
