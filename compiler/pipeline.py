@@ -31,7 +31,7 @@ from hw_specs import HwSpec
 from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator
 
 from . import ir
-from .passes.convert import ConversionReport, convert, encode_rate, needs_conversion
+from .passes.convert import ConversionReport, convert, encode_rate, evaluate_analog, needs_conversion
 from .passes.emit import emit
 from .passes.lower import lower
 from .passes.quantize import QuantReport, quantize
@@ -101,9 +101,12 @@ class _Stages:
 
 def _front(model: Any, spec: HwSpec, x: NDArray[Any] | None, y: NDArray[Any] | None,
            input_shape: tuple[int, ...] | None, percentile: float, st: _Stages, need_calibration: bool = False
-           ) -> tuple[ir.Graph, ConversionReport | None, bool, list[str]]:
+           ) -> tuple[ir.Graph, ConversionReport | None, ir.Graph | None, list[str]]:
+    """Capture, convert (ReLU nets), lower. Returns the population graph, the conversion report,
+    the original ANN layer graph (None for spiking models) and notes for the report."""
     notes: list[str] = []
     graph = capture(model, input_shape, x)
+    original = graph
     st.done("capture", 0.1)
     ann = needs_conversion(graph)
     conv = None
@@ -124,7 +127,7 @@ def _front(model: Any, spec: HwSpec, x: NDArray[Any] | None, y: NDArray[Any] | N
                      f"{spec.family}: spike test, reset and delays differ from training")
     lowered = lower(graph)
     st.done("lower", 0.35)
-    return lowered, conv, ann, notes
+    return lowered, conv, original if ann else None, notes
 
 
 def _check(lowered: ir.Graph, spec: HwSpec, dt: float, num_weight_bits: int | None, notes: list[str]
@@ -255,7 +258,8 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     spec = hw_specs.load(target)
     x, y = _split(calibration, labels)
     st = _Stages(progress)
-    lowered, conv, ann, notes = _front(model, spec, x, y, input_shape, percentile, st, need_calibration=True)
+    lowered, conv, ann_graph, notes = _front(model, spec, x, y, input_shape, percentile, st, need_calibration=True)
+    ann = ann_graph is not None
     check_report, qgraph = _check(lowered, spec, dt, num_weight_bits, notes)
     st.done("quantize+rules", 0.55)
     if not check_report.fits or qgraph is None:
@@ -274,14 +278,11 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     if x is not None and len(x):
         xs = x[:verify_samples]
         ann_pred = None
-        if ann:
+        if ann_graph is not None:
             assert conv is not None
-            spikes = encode_rate(xs, steps, conv.input_scale)
-            from .passes.convert import evaluate_analog
-
-            graph0 = capture(model, input_shape, xs)
-            (o,) = graph0.of_type(ir.Output)
-            ann_pred = evaluate_analog(graph0, xs)[o.name].argmax(axis=1)
+            spikes: NDArray[Any] = encode_rate(xs, steps, conv.input_scale)
+            (o,) = ann_graph.of_type(ir.Output)
+            ann_pred = evaluate_analog(ann_graph, xs)[o.name].argmax(axis=1)
         else:
             spikes = _spike_input(xs, lowered.of_type(ir.Input)[0].shape, spec)
         report.verification = verify(program, lowered, qgraph, spec, spikes, y, dt, ann_pred)
