@@ -350,13 +350,12 @@ class ProgramBuilder:
             a64, n64, w64 = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (syn_a, syn_n, syn_w))
             o = np.lexsort((n64, a64))
             sa, sn, sw = a64[o].astype(np.int32), n64[o].astype(np.int32), w64[o].astype(np.int32)
-        ra, rd, rl = cat(r_src), cat(r_dst), cat(r_del)
-        ro = np.lexsort((rd, ra)) if ra.size else np.zeros(0, dtype=np.int64)
+        ra, rd, rl = _sorted_routes(r_src, r_dst, r_del, n_neurons, n_axons)
         arrays: dict[str, NDArray[Any]] = {
             "core_neurons": core_neurons, "core_axons": core_axons,
             "axon_projection": axon_projection, "axon_type": axon_type,
             "syn_axon": sa, "syn_neuron": sn, "syn_weight": sw,
-            "route_src": ra[ro], "route_dst": rd[ro], "route_delay": rl[ro],
+            "route_src": ra, "route_dst": rd, "route_delay": rl,
             "in_port": cat(i_port), "in_channel": cat(i_ch), "in_dst": cat(i_dst), "in_delay": cat(i_del),
         }
         projections = [
@@ -532,6 +531,26 @@ class _AxonPairs:
         table = np.zeros(self.span, dtype=np.int64)
         table[self.uniq] = values
         return np.take(table, self._keys(c, self.post_core, self.lo, key_buf), out=out)
+
+
+def _sorted_routes(src: list[NDArray[np.int64]], dst: list[NDArray[np.int64]], delay: list[NDArray[np.int64]],
+                   n_neurons: int, n_axons: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
+    """Routes sorted by (source neuron, target axon), as int32; one packed int64 sort when it fits."""
+    if not src:
+        z = np.zeros(0, dtype=np.int32)
+        return z, z, z
+    s, d, dl = np.concatenate(src), np.concatenate(dst), np.concatenate(delay)
+    d_bits = max(1, n_axons.bit_length())
+    l_bits = max(1, int(dl.max()).bit_length())
+    if max(1, n_neurons.bit_length()) + d_bits + l_bits > 63 or dl.min() < 0:
+        o = np.lexsort((d, s))
+        return s[o].astype(np.int32), d[o].astype(np.int32), dl[o].astype(np.int32)
+    key = s << (d_bits + l_bits)
+    key |= d << l_bits
+    key |= dl
+    key.sort()
+    return ((key >> (d_bits + l_bits)).astype(np.int32), ((key >> l_bits) & ((1 << d_bits) - 1)).astype(np.int32),
+            (key & ((1 << l_bits) - 1)).astype(np.int32))
 
 
 def _non_decreasing(a: NDArray[np.int64]) -> bool:
