@@ -15,16 +15,21 @@ Per-core limits (all read from ``hw_specs/<target>.toml`` ``[chip]`` and ``[syna
 
 Algorithm (linear in synapses; numpy per core, never per synapse):
 
-1. each population is cut into contiguous neuron ranges ("chunks"), greedily as large as the
-   core limits allow; a chunk's input axons come from the first occurrence of every pre unit in
-   the post-sorted synapse list (``np.minimum.at`` over the window), its memory from prefix sums;
-2. chunks are packed next-fit into cores in topological order (several small layers share a
-   core when everything fits);
-3. output routes depend on where the targets sit, so steps 1-2 repeat with each neuron's route
-   count as a further per-chunk resource until every core respects ``axons_out_per_core``;
-4. cores are laid along a generalised Hilbert curve over each chip's mesh (chips in order), so
-   that consecutive layers occupy compact, adjacent blocks: spike traffic, estimated as the
-   hop count of every route (:func:`traffic`), stays short.
+1. populations are cut in reverse topological order into contiguous neuron ranges ("chunks"),
+   greedily as large as the core limits allow: a chunk's input axons come from the first
+   occurrence of every pre unit in the post-sorted synapse list (``np.minimum.at`` over the
+   window), its memory from prefix sums, its output routes from the cut of its (already cut)
+   target populations; projections that close a cycle use the previous pass's cut, and the
+   passes repeat until every core respects ``axons_out_per_core``;
+2. chunks are ordered either layer by layer or by "flow" (each chunk next to the chunks that feed
+   it, which interleaves convolution-like layers), packed next-fit into cores (small layers share
+   a core when everything fits), and the order with fewer estimated route hops is kept;
+3. cores are laid along a generalised Hilbert curve over each chip's mesh (chips in order), so
+   that consecutive cores are mesh neighbours and runs of cores form compact blocks: spike
+   traffic, estimated as the hop count of every route (:func:`traffic`), stays short.
+
+Every core holds one contiguous run of each of its populations' neurons (``build`` relies on it
+for its linear-time path, and falls back to a general one otherwise).
 
 Core index ↔ (chip, row, col): ``core = chip · cores_per_chip + row · mesh_cols + col``.
 """
