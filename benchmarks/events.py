@@ -140,6 +140,14 @@ def main() -> None:
             vs = f"{rate / ref:8.2f}" if ref else "       -"
             size = path.stat().st_size / 1e6
             print(f"{fmt:14s}{size:9.1f}{wt:9.2f}{rate:9.1f}{ref_s}{vs}{n / st / 1e6:14.1f}", flush=True)
+            if fmt == "evt3" and evt3_jit.load():  # the numpy decoder too, the fallback without numba
+                os.environ["SPIKEFORGE_EVENTS_JIT"] = "0"
+                try:
+                    nt = best(lambda p=path: read_events(p, format="evt3"), args.repeat)
+                finally:
+                    del os.environ["SPIKEFORGE_EVENTS_JIT"]
+                nrate = n / nt / 1e6
+                print(f"{'evt3 (numpy)':14s}{'':9s}{'':9s}{nrate:9.1f}{64:7.0f}{nrate / 64:8.2f}", flush=True)
             if fmt == "evt2":
                 raw = path.read_bytes()
                 start = raw.index(b"% end\n") + 6

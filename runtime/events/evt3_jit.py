@@ -23,8 +23,6 @@ decode_words: Callable[..., Any] | None = None
 
 
 def _build() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
-    if os.environ.get("SPIKEFORGE_EVENTS_JIT", "1") == "0":
-        return None
     try:
         import numba
     except ImportError:
@@ -105,8 +103,13 @@ def _build() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
 
 
 def load() -> bool:
-    """Compile (or load from numba's cache) the loops once; False if numba is unavailable or disabled."""
+    """Compile (or load from numba's cache) the loops once; False if numba is unavailable or disabled.
+
+    ``SPIKEFORGE_EVENTS_JIT=0`` disables the loops for decoders created while it is set.
+    """
     global count_events, decode_words
+    if os.environ.get("SPIKEFORGE_EVENTS_JIT", "1") == "0":
+        return False
     if count_events is None:
         built = _build()
         if built is None:
