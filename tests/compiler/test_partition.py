@@ -323,3 +323,16 @@ def test_large_network_fits_and_builds():
     program = b.build(placement=partition(b))
     assert_within_limits(program)
     assert traffic(program)["chips_used"] >= 1
+
+
+def test_compile_benchmark_runs_at_a_small_size(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "compile.py"
+    spec = importlib.util.spec_from_file_location("compile_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--min-synapses", "2e4", "--max-synapses", "2e4", "--fan-in", "20"])
+    out = capsys.readouterr().out
+    assert "s/M syn" in out and len(out.strip().splitlines()) == 3
