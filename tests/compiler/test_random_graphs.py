@@ -29,23 +29,30 @@ def graphs(draw):
             g.add(ir.ReLU("act_c", (prev,)))
         else:
             g.add(ir.Neuron("act_c", (prev,), kind="IF", threshold=1.0))
-        g.add(ir.Flatten("flat", ("act_c",)))
+        prev = "act_c"
+        if g.shape(prev)[1] >= 2 and draw(st.booleans()):
+            g.add(ir.Pool("pool", (prev,), kernel=(2, 2), stride=(2, 2), mode=draw(st.sampled_from(["avg", "sum"]))))
+            prev = "pool"
+        g.add(ir.Flatten("flat", (prev,)))
         prev = "flat"
     else:
         g.add(ir.Input("input", (), shape=(draw(st.integers(1, 24)),)))
         prev = "input"
     for i in range(draw(st.integers(1, 3))):
         n_in = g.size(prev)
-        n_out = draw(st.integers(1, 40))
+        n_out = draw(st.one_of(st.just(n_in), st.integers(1, 40)))
         scale = 10.0 ** draw(st.floats(-4, 3))
         w = rng.normal(0, scale, (n_out, n_in)) * (rng.random((n_out, n_in)) < draw(st.floats(0.0, 1.0)))
         bias = rng.normal(0, scale, n_out) if draw(st.booleans()) else None
         g.add(ir.Dense(f"fc{i}", (prev,), weight=w, bias=bias))
+        pre_act = f"fc{i}"
+        if n_out == n_in and draw(st.booleans()):  # a residual connection around the layer
+            pre_act = g.add(ir.Add(f"res{i}", (prev, f"fc{i}"))).name
         if analog:
-            g.add(ir.ReLU(f"act{i}", (f"fc{i}",)))
+            g.add(ir.ReLU(f"act{i}", (pre_act,)))
         else:
             kind = draw(st.sampled_from(ir.NEURON_KINDS))
-            g.add(ir.Neuron(f"act{i}", (f"fc{i}",), kind=kind, threshold=10.0 ** draw(st.floats(-4, 5)),
+            g.add(ir.Neuron(f"act{i}", (pre_act,), kind=kind, threshold=10.0 ** draw(st.floats(-4, 5)),
                             tau_mem=draw(st.sampled_from([None, 2e-3, 20e-3])) if kind != "IF" else None,
                             tau_syn=draw(st.sampled_from([None, 5e-3])) if kind == "CUBA" else None))
         prev = f"act{i}"
