@@ -34,8 +34,10 @@ weights belong to the neuron): ``w[j, i] ≈ scale_j · Σ b[j, i'] s_j[G_i']``.
 per neuron, ``1/scale_j``: ``threshold α_j = round(θ/scale_j)``, ``leak λ_j = round(b_j/scale_j)``
 (the leak is TrueNorth's constant bias), reset by subtraction (γ = 1), κ = 1 with the floor
 ``−β`` as deep as the 20-bit V allows less one step of worst-case input, so that V may go negative
-but never saturates. Host inputs enter on two axons per input (a positive- and a negative-type
-copy), neuron inputs on one (a TrueNorth neuron has a single route). Only IF neurons: the leak
+but never saturates. Every input enters on two axons (a positive- and a negative-type copy): host inputs
+twice, and since a TrueNorth neuron has a single route, every hidden population is built twice
+(identical twins: neuron ``i`` and ``i + n``), twin ``c`` feeding copy ``c`` of the next layer; the
+output population is not twinned. Only IF neurons: the leak
 is linear, so membrane/current time constants have no counterpart.
 """
 
@@ -397,6 +399,10 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
     out = ir.Graph(meta=graph.meta)
     regs_rng = spec.registers
     v_limit = (1 << (spec.state["v"].bits - 1)) - 1
+    # hidden populations are built twice (identical neurons): a TrueNorth neuron has one route, so the
+    # twin carries the second axon copy of every input to the next layer (see the module doc)
+    outputs = {o.inputs[0] for o in graph.of_type(ir.Output)}
+    twins = {s.inputs[0] for s in graph.of_type(ir.Synapses) if isinstance(graph[s.inputs[0]], ir.Neuron)} - outputs
     for node in graph:
         if isinstance(node, ir.Synapses):
             continue
@@ -410,8 +416,10 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
             )
         syns = _incoming(graph, node)
         bias = node.bias if node.bias is not None else np.zeros(node.size)
-        host = [isinstance(graph[s.inputs[0]], ir.Input) for s in syns]
-        copies = 2 if syns and all(host) else 1
+        n = node.size
+        k = 2 if node.name in twins else 1
+        two_axons = [isinstance(graph[s.inputs[0]], ir.Input) or s.inputs[0] in twins for s in syns]
+        copies = 2 if syns and all(two_axons) else 1
         if syns:
             dense = np.concatenate([s.dense() for s in syns], axis=1)
             fit = truenorth_weights(dense, copies=copies, spec=spec)
@@ -438,19 +446,23 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
         leak = np.clip(leak, l_rng.lo, l_rng.hi).astype(np.int64)
         names = []
         offset = 0
-        worst = np.zeros(node.size)
+        worst = np.zeros(n)
         for syn in syns:
             n_pre = syn.shape[1]
+            twin_pre = syn.inputs[0] in twins
             for c in range(copies):
                 cols = slice(c * dense.shape[1] + offset, c * dense.shape[1] + offset + n_pre)
-                bits = fit.crossbar[:, cols]
-                post, pre = np.nonzero(bits)
-                types = fit.axon_types[cols]
+                post, pre = np.nonzero(fit.crossbar[:, cols])
+                np.add.at(worst, post, np.abs(tw[post, fit.axon_types[cols][pre]]).astype(np.float64))
+                first = c * n_pre if twin_pre else 0  # copy c of a twinned population comes from twin c
+                types = np.zeros(n_pre * (2 if twin_pre else 1), dtype=np.int64)
+                types[first:first + n_pre] = fit.axon_types[cols]
+                post_all = np.concatenate([post + i * n for i in range(k)]).astype(np.int64)
+                pre_all = np.tile(pre + first, k).astype(np.int64)
                 name = syn.name if c == 0 else f"{syn.name}.c{c}"
-                q = ir.Synapses(name, syn.inputs, post=syn.post, shape=syn.shape, post_idx=post.astype(np.int64),
-                                pre_idx=pre.astype(np.int64), values=np.ones(post.size, dtype=np.int64),
-                                delay=syn.delay, source=syn.source, axon_types=types.astype(np.int64))
-                np.add.at(worst, q.post_idx, np.abs(q.effective(tw)).astype(np.float64))
+                q = ir.Synapses(name, syn.inputs, post=syn.post, shape=(n * k, types.size), post_idx=post_all,
+                                pre_idx=pre_all, values=np.ones(post_all.size, dtype=np.int64),
+                                delay=syn.delay, source=syn.source, axon_types=types)
                 if post.size:
                     out.add(q)
                     names.append(name)
@@ -464,13 +476,16 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
         regs = {"type_weights": tw, "leak": leak, "threshold": thr,
                 # β leaves one step of worst-case input as headroom, so V never saturates mid-step
                 "neg_threshold": np.clip(v_limit - worst, 0, regs_rng["neg_threshold"].hi),
-                "reset_mode": np.full(node.size, 1), "reset_value": np.zeros(node.size),
-                "neg_saturate": np.ones(node.size), "leak_reversal": np.zeros(node.size),
-                "stochastic_synapse": np.zeros(node.size), "stochastic_leak": np.zeros(node.size),
-                "threshold_mask_bits": np.zeros(node.size)}
+                "reset_mode": np.full(n, 1), "reset_value": np.zeros(n),
+                "neg_saturate": np.ones(n), "leak_reversal": np.zeros(n),
+                "stochastic_synapse": np.zeros(n), "stochastic_leak": np.zeros(n),
+                "threshold_mask_bits": np.zeros(n)}
+        tiled = {key: np.tile(np.asarray(v, dtype=np.int64), (k, 1) if key == "type_weights" else k)
+                 for key, v in regs.items()}
         out.add(ir.Neuron(node.name, tuple(names), kind=node.kind, threshold=node.threshold, tau_mem=node.tau_mem,
-                          tau_syn=node.tau_syn, datapath=node.datapath, readout=False, size=node.size, bias=node.bias,
-                          registers=MappingProxyType({k: np.asarray(v, dtype=np.int64) for k, v in regs.items()}),
+                          tau_syn=node.tau_syn, datapath=node.datapath, readout=False, size=n * k,
+                          bias=None if node.bias is None else np.tile(node.bias, k),
+                          registers=MappingProxyType(tiled),
                           scale=float(np.mean(1.0 / scale))))
         problem = "" if not why[0] else f"{why[0]} {why[1]:.0f} outside its range at the fitted per-neuron scale"
         report.populations.append(PopulationQuant(node.name, float(np.mean(1.0 / scale)), int(thr.max()), thr_err,
