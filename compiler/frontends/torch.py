@@ -196,6 +196,9 @@ def _unsupported(path: str, what: str) -> UnsupportedOperator:
     return UnsupportedOperator(f"{path!r} ({what}) is not supported by the torch frontend; supported: {supported()}")
 
 
+_SHAPE = "<shape>"  # env marker of a shape query (not a tensor)
+
+
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, SpikingNeuron) or _lowering(m) is not None or super().is_leaf_module(m, qualname)
@@ -222,7 +225,13 @@ def from_torch(model: nn.Module, input_shape: tuple[int, ...]) -> ir.Graph:
         ) from None
     env: dict[str, str] = {}
     for node in traced.nodes:
-        ins = [env[a.name] for a in node.all_input_nodes]
+        # tensor inputs only: shape queries (x.size(0), x.shape) feed view/reshape arguments, not data
+        ins = [env[a.name] for a in node.all_input_nodes if env.get(a.name, _SHAPE) is not _SHAPE]
+        shape_only = bool(node.all_input_nodes) and all(env.get(a.name) is _SHAPE for a in node.all_input_nodes)
+        if node.op == "call_method" and node.target in ("size", "dim") or (
+                node.op == "call_function" and (node.target in (getattr, len) or shape_only)):
+            env[node.name] = _SHAPE
+            continue
         if node.op == "placeholder":
             if env:
                 raise UnsupportedOperator(f"forward has several inputs ({node.name!r}); one input tensor is supported")
@@ -242,12 +251,12 @@ def from_torch(model: nn.Module, input_shape: tuple[int, ...]) -> ir.Graph:
             ffn = FUNCTIONS.get(node.target)
             if ffn is None:
                 raise _unsupported(node.name, f"function {getattr(node.target, '__name__', node.target)}")
-            env[node.name] = ffn(ctx, node.name, node.args, ins)
+            env[node.name] = _guard(node.name, lambda: ffn(ctx, node.name, node.args, ins))
         elif node.op == "call_method":
             mfn = METHODS.get(str(node.target))
             if mfn is None:
                 raise _unsupported(node.name, f"method .{node.target}()")
-            env[node.name] = mfn(ctx, node.name, node.args, ins)
+            env[node.name] = _guard(node.name, lambda: mfn(ctx, node.name, node.args, ins))
         elif node.op == "output":
             if len(ins) != 1:
                 raise UnsupportedOperator("forward must return exactly one tensor")
@@ -255,6 +264,16 @@ def from_torch(model: nn.Module, input_shape: tuple[int, ...]) -> ir.Graph:
         else:
             raise _unsupported(node.name, f"{node.op} {node.target}")
     return graph
+
+
+def _guard(where: str, fn: Callable[[], str]) -> str:
+    """Run a lowering; anything but a CompileError becomes one naming the node."""
+    try:
+        return fn()
+    except CompileError:
+        raise
+    except Exception as exc:
+        raise CompileError(f"{where!r}: cannot lower ({type(exc).__name__}: {exc})") from None
 
 
 def _walk(ctx: _Ctx, seq: nn.Module, prefix: str, cur: str) -> str:

@@ -96,3 +96,19 @@ def test_onnx_and_nir_paths_are_not_yet(tmp_path):
     for suffix in (".onnx", ".nir"):
         with pytest.raises(UnsupportedOperator, match="not available yet"):
             compiler.compile(str(tmp_path / f"m{suffix}"), target="loihi")
+
+
+def test_shape_queries_in_view_and_reshape():
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(1, 2, 3)
+            self.fc = nn.Linear(2 * 4 * 4, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.c(x))
+            h = h.view(h.size(0), -1)
+            return self.fc(h.reshape(h.shape[0], -1))
+
+    torch.manual_seed(0)
+    _analog(M(), (1, 6, 6), torch.rand(3, 1, 6, 6))
