@@ -59,16 +59,6 @@ def _bit_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 _BITS, _BITS_AT = _bit_table()
-_ARANGE = np.arange(0, dtype=np.int64)
-
-
-def _arange(n: int) -> np.ndarray:
-    """``np.arange(n)`` as a view of a cached, grown-on-demand int64 array (read-only use)."""
-    global _ARANGE
-    if len(_ARANGE) < n:
-        _ARANGE = np.arange(max(n, 2 * len(_ARANGE)), dtype=np.int64)
-        _ARANGE.flags.writeable = False
-    return _ARANGE[:n]
 
 
 def read_header(fh: BinaryIO) -> Header:
@@ -230,10 +220,17 @@ class Decoder(BaseDecoder):
         start = np.take(_BITS_AT, mask, out=self.scratch("start", m, np.int64), mode="clip")
         start -= first
         bit_at = np.take(start, pix, out=self.scratch("bit_at", n_ev, np.int64), mode="clip")
-        bit_at += _arange(n_ev)
+        bit_at += self._arange(n_ev)
         bit = np.take(_BITS, bit_at, out=self.scratch("bit", n_ev, np.uint16), mode="clip")
         np.add(out["x"], bit, out=out["x"])
         return out
+
+    def _arange(self, n: int) -> np.ndarray:
+        """``np.arange(n)`` (int64) as a view of an array kept by this decoder (read-only use)."""
+        have = self._scratch.get("arange")
+        if have is None or len(have) < n:
+            self._scratch["arange"] = have = np.arange(n, dtype=np.int64)
+        return have[:n]
 
     def _decode_jit(self, w: np.ndarray, offset: int) -> np.ndarray:
         """``_decode`` by the compiled loop of ``evt3_jit``: same events, state and errors."""
