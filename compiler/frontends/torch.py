@@ -251,12 +251,12 @@ def from_torch(model: nn.Module, input_shape: tuple[int, ...]) -> ir.Graph:
             ffn = FUNCTIONS.get(node.target)
             if ffn is None:
                 raise _unsupported(node.name, f"function {getattr(node.target, '__name__', node.target)}")
-            env[node.name] = _guard(node.name, lambda: ffn(ctx, node.name, node.args, ins))
+            env[node.name] = _guard(ffn, ctx, node.name, node.args, ins)
         elif node.op == "call_method":
             mfn = METHODS.get(str(node.target))
             if mfn is None:
                 raise _unsupported(node.name, f"method .{node.target}()")
-            env[node.name] = _guard(node.name, lambda: mfn(ctx, node.name, node.args, ins))
+            env[node.name] = _guard(mfn, ctx, node.name, node.args, ins)
         elif node.op == "output":
             if len(ins) != 1:
                 raise UnsupportedOperator("forward must return exactly one tensor")
@@ -266,10 +266,10 @@ def from_torch(model: nn.Module, input_shape: tuple[int, ...]) -> ir.Graph:
     return graph
 
 
-def _guard(where: str, fn: Callable[[], str]) -> str:
-    """Run a lowering; anything but a CompileError becomes one naming the node."""
+def _guard(fn: FnLowering, ctx: _Ctx, where: str, args: tuple[Any, ...], ins: list[str]) -> str:
+    """Run a function lowering; anything but a CompileError becomes one naming the node."""
     try:
-        return fn()
+        return fn(ctx, where, args, ins)
     except CompileError:
         raise
     except Exception as exc:
