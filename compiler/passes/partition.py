@@ -57,6 +57,8 @@ __all__ = ["partition", "traffic", "mesh_position", "mesh_order", "STRATEGIES"]
 STRATEGIES = ("greedy", "sequential")
 
 _BIG = np.iinfo(np.int64).max
+#: above this many routes per neuron on average, flow ordering is skipped (layer order is kept)
+_SPREAD = 8
 Progress = Callable[[int, int], Any]
 
 
@@ -338,12 +340,16 @@ def _best_order(model: _Model, chunks: list[_Chunk], chunk_id: dict[str, NDArray
     sweep in topological order); chunks sorted by coordinate (ties: layer order). For local
     (convolution-like) connectivity this interleaves the layers, so that chunk k of every layer
     sits next to chunk k of the next; for dense layers it changes little, and the estimate keeps
-    whichever order is better. Cost: ``Σ_routes |Δrow| + |Δcol|`` over the mesh slots.
+    whichever order is better. Cost: ``Σ_routes |Δrow| + |Δcol|`` over the mesh slots. With more
+    than ``_SPREAD`` routes per neuron (targets spread over many cores) layer order is kept
+    without the estimate, whose chunk graph would be dense.
     """
     n = len(chunks)
     by_id = {c.cid: i for i, c in enumerate(chunks)}
     remap = np.array([by_id[k] for k in range(n)], dtype=np.int64)  # chunk id → index in ``chunks``
-    if not flows:
+    routes = sum(int(f.pre.size) for f in flows)
+    if not flows or routes > _SPREAD * sum(model.sizes.values()):
+        # no routes, or so spread out (random wide fan-in) that no order keeps them local
         return _pack(chunks, spec)
     a, b, weight = _chunk_edges(flows, chunk_id, remap)
     coord = np.array([(c.start + c.end) / 2 / model.sizes[c.pop] for c in chunks])
