@@ -170,7 +170,7 @@ class Trace:
         arrays: dict[str, Any] = {f"spikes/{k}": v for k, v in self.spikes.items()}
         arrays.update({f"probes/{k}": v for k, v in self.probes.items()})
         arrays["synaptic_ops"] = self.synaptic_ops
-        np.savez_compressed(path, **arrays)
+        np.savez_compressed(path, allow_pickle=False, **arrays)
 
 
 class EngineProtocol(Protocol):

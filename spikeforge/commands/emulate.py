@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emulator import ENGINES, Program, Simulator
+from emulator import ENGINES, Program, Simulator, Trace
 from spikeforge.errors import EmulatorError
 
 
@@ -99,10 +99,7 @@ def run(args: argparse.Namespace) -> int:
         plot_trace(args.plot, spikes, probed, synops, title=f"{Path(args.program).name} on {program.target}")
         print(f"wrote {Path(args.plot)}")
     if args.output:
-        out = {f"spikes/{k}": v for k, v in spikes.items()}
-        out.update({f"probes/{k}": v for k, v in probed.items()})
-        out["synaptic_ops"] = synops
-        np.savez_compressed(args.output, **out)
+        Trace(spikes, probed, synops, args.engine).save(args.output)
         print(f"wrote {Path(args.output)}")
     return 0
 

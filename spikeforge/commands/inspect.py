@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def usage(program: Program) -> dict:
     """Resource use of ``program`` against its chip, as plain data."""
     chip = program.spec.chip
-    cores = program.core_usage()
+    cores: list[dict[str, float]] = [dict(c) for c in program.core_usage()]
     total_syn = sum(c["synapses"] for c in cores)
 
     def pct(x: float, cap: float) -> float:
