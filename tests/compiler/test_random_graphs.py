@@ -68,9 +68,14 @@ def test_compile_or_compile_error(graph, target, seed):
     analog = bool(graph.of_type(ir.ReLU))
     cal = x if analog else (x[:, None] > 0.5).repeat(5, axis=1).astype(np.int64)
     try:
+        fits = compiler.check(graph, target, cal).fits
+    except CompileError:
+        fits = False
+    try:
         program, report = compiler.compile_with_report(graph, target, cal, steps=10, verify_samples=4)
     except CompileError:
         return
+    assert fits  # what compiles, check said fits
     assert program.n_neurons >= 1
     if target != "xylo":  # Xylo: exact unless a 16-bit state saturates (delivery order then matters)
         assert report.verification["exact"], report.verification
