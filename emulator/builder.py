@@ -536,10 +536,10 @@ class _AxonPairs:
 def _sorted_routes(src: list[NDArray[np.int64]], dst: list[NDArray[np.int64]], delay: list[NDArray[np.int64]],
                    n_neurons: int, n_axons: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
     """Routes sorted by (source neuron, target axon), as int32; one packed int64 sort when it fits."""
-    if not src:
+    s, d, dl = (np.concatenate(x) if x else np.zeros(0, dtype=np.int64) for x in (src, dst, delay))
+    if s.size == 0:
         z = np.zeros(0, dtype=np.int32)
         return z, z, z
-    s, d, dl = np.concatenate(src), np.concatenate(dst), np.concatenate(delay)
     d_bits = max(1, n_axons.bit_length())
     l_bits = max(1, int(dl.max()).bit_length())
     if max(1, n_neurons.bit_length()) + d_bits + l_bits > 63 or dl.min() < 0:

@@ -336,3 +336,14 @@ def test_compile_benchmark_runs_at_a_small_size(capsys):
     module.main(["--min-synapses", "2e4", "--max-synapses", "2e4", "--fan-in", "20"])
     out = capsys.readouterr().out
     assert "s/M syn" in out and len(out.strip().splitlines()) == 3
+
+
+def test_projection_without_synapses_builds():
+    b = emulator.ProgramBuilder("tiny")
+    x = b.input("in", 3)
+    a = b.population("a", 4)
+    c = b.population("c", 2)
+    b.connect(x, a, weights=np.ones((4, 3), dtype=np.int64))
+    b.connect(a, c, weights=np.zeros((2, 4), dtype=np.int64))
+    program = b.build(placement=partition(b))
+    assert program.route_src.size == 0 and program.route_src.dtype == np.int32
