@@ -348,7 +348,7 @@ def _best_order(model: _Model, chunks: list[_Chunk], chunk_id: dict[str, NDArray
     by_id = {c.cid: i for i, c in enumerate(chunks)}
     remap = np.array([by_id[k] for k in range(n)], dtype=np.int64)  # chunk id → index in ``chunks``
     routes = sum(int(f.pre.size) for f in flows)
-    if not flows or routes > _SPREAD * sum(model.sizes.values()):
+    if routes == 0 or routes > _SPREAD * sum(model.sizes.values()):
         # no routes, or so spread out (random wide fan-in) that no order keeps them local
         return _pack(chunks, spec)
     a, b, weight = _chunk_edges(flows, chunk_id, remap)
