@@ -1,12 +1,15 @@
 """Compile-time scaling: partition + build + serialise of large layered networks on multi-chip loihi.
 
-Run:  python benchmarks/compile.py [--max-synapses 1e8] [--fan-in 100] [--kind random|conv]
+Run:  python benchmarks/compile.py [--max-synapses 1e8] [--fan-in 100] [--kind conv|random]
 
 Each size is a stack of 10 equal layers fed by an input port, every neuron with ``--fan-in``
 synapses (8-bit mixed-sign weights, COO): ``random`` picks each neuron's inputs spread over the
-whole previous layer (a strided progression from a random start), ``conv`` a local window as a
-1-D convolution would. Sizes grow ~x3 from 1 M synapses to ``--max-synapses`` (default 100 M
-synapses = 1 M neurons). For each size it prints the time of
+whole previous layer (a strided progression from a random start), ``conv`` (the default) a local
+window as a 1-D convolution would. ``random`` is the worst case for Loihi: every neuron's 100
+targets sit on ~100 different cores, so ``axons_out_per_core`` (4096 routes) allows only ~40
+neurons per core and the program needs ~25 k cores and ~1 route (and axon) per synapse.
+Sizes grow ~x3 from 1 M synapses to ``--max-synapses`` (default 100 M synapses = 1 M neurons).
+For each size it prints the time of
 
 * ``connect``: ``ProgramBuilder.connect`` of the COO weights (input checks, truncation),
 * ``partition``: ``compiler.passes.partition.partition`` (cores and mesh placement),
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-synapses", type=float, default=1e8)
     ap.add_argument("--min-synapses", type=float, default=1e6)
     ap.add_argument("--fan-in", type=int, default=100)
-    ap.add_argument("--kind", choices=("random", "conv"), default="random")
+    ap.add_argument("--kind", choices=("random", "conv"), default="conv")
     args = ap.parse_args(argv)
     sizes = []
     s = args.min_synapses
