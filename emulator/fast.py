@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import fixed
+from . import fixed, xylo_jit
 from .engine import Wiring
 
 __all__ = ["FastEngine"]
@@ -92,6 +92,10 @@ class FastEngine:
                 r["dash_stack"] = np.stack([np.broadcast_to(d, (self.pops[q].size,)) for d in r["dash_each"]])[None]
                 if all(np.ndim(d) == 0 for d in r["dash_each"]):
                     r["dash_stack"] = r["dash_stack"][:, :, :1]
+        # the optional compiled Xylo datapath (numba, the [fast] extra) replaces the numpy step loop
+        self._jit = self.family == "xylo" and xylo_jit.load()
+        if self._jit:
+            self._jit_tables = xylo_jit.tables(wiring)
         self._build_edges()
         self._build_schedule()
         self._build_synops()
@@ -272,6 +276,12 @@ class FastEngine:
                 if self._n_syn[q] == 2:
                     st["isyn2"] = syn[:, 1]
         self.refractory = [np.zeros((b, pop.size), dtype=np.int64) for pop in self.pops]
+        if self._jit:
+            n = self.w.n_neurons
+            self._jit_syn = np.zeros((b, 2, n), dtype=np.int64)
+            self._jit_vmem = np.zeros((b, n), dtype=np.int64)
+            self._jit_in = np.zeros((b, self.din, self.w.n_channels), dtype=np.int64)
+            self._jit_sp = np.zeros((b, self.dmax, n), dtype=np.int64)
         # spike history, time-major [delay, batch, n]: the last steps' spikes still travelling on routes
         self.hist = [np.zeros((self.din, b, self.w.n_channels), dtype=np.float32)]
         self.hist += [np.zeros((self.dmax, b, pop.size), dtype=np.float32) for pop in self.pops]
@@ -285,6 +295,8 @@ class FastEngine:
         Internally every spike array is time-major ``[history + T, B, n]`` so that a delayed
         window over all steps is one contiguous block for one matrix product.
         """
+        if self._jit:
+            return self._run_jit(inputs, probes)
         b_n, t_n, _ = inputs.shape
         w = self.w
         x_now = np.ascontiguousarray(np.moveaxis(inputs[:, :, : w.n_channels], 1, 0), dtype=np.float32)
@@ -320,6 +332,35 @@ class FastEngine:
             arr = by_pop[pop] if var == "spikes" else np.moveaxis(recorded[(q, var)], 0, 1)
             probed[name] = np.ascontiguousarray(arr, dtype=np.int64)
         return by_pop, probed, np.ascontiguousarray(synops.T)
+
+    def _run_jit(self, inputs: I64, probes: dict[str, tuple[str, str]]
+                 ) -> tuple[dict[str, NDArray[Any]], dict[str, I64], I64]:
+        """:meth:`run` through the compiled Xylo kernel of :mod:`emulator.xylo_jit`."""
+        assert xylo_jit.kernel is not None
+        b_n, t_n, _ = inputs.shape
+        w = self.w
+        in_ext = np.concatenate([self._jit_in, inputs[:, :, : w.n_channels].astype(np.int64)], axis=1)
+        sp_ext = np.zeros((b_n, self.dmax + t_n, w.n_neurons), dtype=np.int64)
+        sp_ext[:, : self.dmax] = self._jit_sp
+        record = bool(probes) and any(var != "spikes" for _, var in probes.values())
+        rec = np.zeros((3, b_n, t_n, w.n_neurons) if record else (3, 1, 1, 1), dtype=np.int64)
+        synops = np.zeros((b_n, t_n), dtype=np.int64)
+        tb = self._jit_tables
+        xylo_jit.kernel(in_ext, sp_ext, self.din, self.dmax, tb["ax_ptr"], tb["ax_kind"], tb["ax_src"],
+                        tb["ax_delay"], tb["syn_ptr"], tb["syn_neuron"], tb["syn_inc"], tb["axon_syn"],
+                        tb["dash_syn"], tb["dash_syn2"], tb["dash_mem"], tb["bias"], tb["threshold"],
+                        tb["max_spikes"], tb["readout"], self._jit_syn, self._jit_vmem, rec, record, synops)
+        self._jit_in = in_ext[:, in_ext.shape[1] - self.din:].copy()
+        self._jit_sp = sp_ext[:, sp_ext.shape[1] - self.dmax:].copy()
+        self.t += t_n
+        spikes = sp_ext[:, self.dmax:]
+        by_pop = {pop.name: spikes[:, :, pop.neurons] for pop in self.pops}
+        index = {"isyn": 0, "isyn2": 1, "vmem": 2}
+        probed: dict[str, I64] = {}
+        for name, (pop, var) in probes.items():
+            ids = self.pops[self.pop_index[pop]].neurons
+            probed[name] = by_pop[pop] if var == "spikes" else rec[index[var]][:, :, ids]
+        return by_pop, probed, synops
 
     def _drive(self, edges: list[_Edge], ext: list[NDArray[np.float32]], offsets: list[int], t0: int, t_n: int
                ) -> dict[str, dict[tuple[int, int, int], NDArray[np.floating]]]:
