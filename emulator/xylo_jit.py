@@ -107,7 +107,7 @@ def _build() -> Callable[..., Any] | None:
                         rec[1, b, t, i] = syn_state[b, 1, i]
                         rec[2, b, t, i] = v
 
-    return run  # type: ignore[no-any-return]
+    return run
 
 
 def load() -> bool:
