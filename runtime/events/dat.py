@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from runtime.events import prophesee_header
+from runtime.events import cd_jit, prophesee_header
 from runtime.events.dtype import empty_events
 from runtime.events.stream import BaseDecoder, Header, format_error
 
@@ -46,11 +46,13 @@ class Decoder(BaseDecoder):
 
     record = "8-byte DAT record"
 
-    def __init__(self, header: Header) -> None:
+    def __init__(self, header: Header, jit: bool | None = None) -> None:
         super().__init__()
         self.t_offset = prophesee_header.t_offset(header)
         self.prev = -1
         self.loops = 0
+        #: use the compiled loop of ``cd_jit`` (default: when numba is installed and not disabled)
+        self.jit = cd_jit.load() if jit is None else jit and cd_jit.load()
 
     def decode(self, data: bytes, offset: int) -> tuple[np.ndarray, int]:
         n = len(data) // 8
@@ -60,6 +62,12 @@ class Decoder(BaseDecoder):
         # contiguous 64-bit passes, stored through the uint64 view of the 16-byte output records
         rec = np.frombuffer(data, dtype="<u8", count=n)
         out = self.alloc(n)
+        if self.jit:
+            assert cd_jit.dat_decode is not None
+            state = np.array([self.prev, self.loops, self.t_offset], dtype=np.int64)
+            cd_jit.dat_decode(rec, state, out.view(np.int64).reshape(n, 2))
+            self.prev, self.loops = int(state[0]), int(state[1])
+            return out, 8 * n
         o64 = out.view(np.uint64).reshape(n, 2)
         a = self.scratch("a", n, np.uint64)
         b = self.scratch("b", n, np.uint64)

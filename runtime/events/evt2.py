@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from runtime.events import prophesee_header
+from runtime.events import cd_jit, prophesee_header
 from runtime.events.dtype import empty_events
 from runtime.events.stream import BaseDecoder, Header, format_error
 from runtime.events.timecode import check_writable, high_words, interleave
@@ -132,16 +132,38 @@ class Decoder(BaseDecoder):
 
     record = "32-bit EVT 2.0 word"
 
-    def __init__(self, header: Header) -> None:
+    def __init__(self, header: Header, jit: bool | None = None) -> None:
         super().__init__()
         self.time = TimeHighState(header)
+        #: use the compiled loop of ``cd_jit`` (default: when numba is installed and not disabled)
+        self.jit = cd_jit.load() if jit is None else jit and cd_jit.load()
 
     def decode(self, data: bytes, offset: int) -> tuple[np.ndarray, int]:
         n = len(data) // 4
         if n == 0:
             return empty_events(0), 0
         w = np.frombuffer(data, dtype="<u4", count=n)
+        if self.jit:
+            return self._decode_jit(w, offset), 4 * n
         return self._decode(w, offset), 4 * n
+
+    def _decode_jit(self, w: np.ndarray, offset: int) -> np.ndarray:
+        """``_decode`` by the compiled loop of ``cd_jit``: same events, state and errors."""
+        assert cd_jit.evt2_count is not None and cd_jit.evt2_decode is not None
+        tm = self.time
+        n_ev, bad = cd_jit.evt2_count(w, tm.th, _DEFINED_TYPES)
+        out = self.alloc(n_ev)
+        state = np.array([tm.th, tm.loops, tm.t_offset, tm.dropped], dtype=np.int64)
+        words = w if bad < 0 else w[:bad]
+        cd_jit.evt2_decode(words, state, out.view(np.int64).reshape(n_ev, 2), _MAX_TS, _LOOP_THRESHOLD_US, LOOP_US)
+        tm.th, tm.loops, tm.dropped = int(state[cd_jit.TH]), int(state[cd_jit.LOOPS]), int(state[cd_jit.DROPPED])
+        if bad >= 0:
+            raise format_error(
+                f"EVT 2.0: undefined word type 0x{int(w[bad]) >> 28:X} (word 0x{int(w[bad]):08X})",
+                offset + 4 * bad,
+                out,
+            )
+        return out
 
     def _decode(self, w: np.ndarray, offset: int) -> np.ndarray:
         is_cd, t_base, skip, bad = self.time.split(w, self.scratch("is_cd", len(w), np.bool_))

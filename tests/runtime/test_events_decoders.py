@@ -20,6 +20,7 @@ from spikeforge.errors import EventFormatError
 
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
 EVT3_PATHS = [False, pytest.param(True, marks=pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed"))]
+JIT_PATHS = EVT3_PATHS  # EVT 2.0 and DAT: numpy, and the optional loops of ``cd_jit``
 
 
 def events_of(rows: list[tuple[int, int, int, int]]) -> np.ndarray:
@@ -157,8 +158,9 @@ def evt2_reference(words: np.ndarray) -> np.ndarray:
     return events_of(rows)
 
 
+@pytest.mark.parametrize("jit", JIT_PATHS)
 @pytest.mark.parametrize("seed", range(20))
-def test_evt2_matches_reference_loop(seed):
+def test_evt2_matches_reference_loop(seed, jit):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 5000))
     typ = rng.choice([0, 1, 8, 0xA, 0xE], n, p=[0.45, 0.45, 0.06, 0.02, 0.02]).astype(np.uint32)
@@ -166,12 +168,28 @@ def test_evt2_matches_reference_loop(seed):
     high = (np.cumsum(rng.integers(0, 3, n)) + (1 << 28) - 2000) % (1 << 28)  # wraps
     words[typ == 8] = 0x80000000 | high[typ == 8].astype(np.uint32)
     block = int(rng.choice([4, 12, 400, 1 << 16]))
-    got = decode_blocks(evt2.Decoder(Header("evt2", 0)), words.astype("<u4").tobytes(), block)
+    decoder = evt2.Decoder(Header("evt2", 0), jit=jit)
+    assert decoder.jit == jit
+    got = decode_blocks(decoder, words.astype("<u4").tobytes(), block)
     assert same(got, evt2_reference(words))
 
 
+@pytest.mark.parametrize("jit", JIT_PATHS)
+def test_evt2_undefined_word_error_and_partial_events(jit):
+    rng = np.random.default_rng(3)
+    words = np.concatenate([[0x80000010], (np.uint32(1) << 28) | rng.integers(0, 1 << 22, 50, dtype=np.uint32),
+                            [0x30000000], [0x10000001]]).astype("<u4")
+    decoder = evt2.Decoder(Header("evt2", 0), jit=jit)
+    with pytest.raises(EventFormatError) as err:
+        decoder.decode(words.tobytes(), 100)
+    assert err.value.offset == 100 + 4 * 51
+    assert len(err.value.events) == 50
+    assert same(err.value.events, evt2_reference(words[:51]))
+
+
+@pytest.mark.parametrize("jit", JIT_PATHS)
 @pytest.mark.parametrize("seed", range(20))
-def test_dat_matches_reference_loop(seed):
+def test_dat_matches_reference_loop(seed, jit):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 3000))
     start = (1 << 32) - int(rng.integers(0, 3000)) if seed % 2 else int(rng.integers(0, 1 << 32))
@@ -186,5 +204,7 @@ def test_dat_matches_reference_loop(seed):
         prev = ti
         rows.append((ti + (loops << 32), d & 0x3FFF, (d >> 14) & 0x3FFF, int(d >> 28 != 0)))
     block = int(rng.choice([8, 24, 800, 1 << 16]))
-    got = decode_blocks(dat.Decoder(Header("dat", 0)), records.tobytes(), block)
+    decoder = dat.Decoder(Header("dat", 0), jit=jit)
+    assert decoder.jit == jit
+    got = decode_blocks(decoder, records.tobytes(), block)
     assert same(got, events_of(rows))
