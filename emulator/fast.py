@@ -157,8 +157,9 @@ class FastEngine:
         for g, (k, q, j, d) in enumerate(uniq):
             sel = order[bounds[g]:bounds[g + 1]]
             shape = (self.pops[q].size, self.src_sizes[k])
-            dense = np.zeros(shape, dtype=np.float64)
-            np.add.at(dense, (post_local[sel], local[sel]), inc[sel])
+            # bincount sums repeated (post, pre) pairs like np.add.at, an order of magnitude faster
+            flat_idx = post_local[sel] * shape[1] + local[sel]
+            dense = np.bincount(flat_idx, weights=inc[sel], minlength=shape[0] * shape[1]).reshape(shape)
             # exactness bound of the product: max over post of Σ|w| · max count of the source
             bound = float(np.abs(dense).sum(axis=1).max(initial=0.0)) * max_count[k]
             dtype = np.float32 if bound < 2**24 else np.float64
