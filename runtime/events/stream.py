@@ -79,29 +79,53 @@ def decode_file(
     formats never split a word between blocks.
     """
     block = max(granule, block_bytes - block_bytes % granule)
-    fh.seek(header.data_offset)
-    offset = header.data_offset
-    pending = np.zeros(0, dtype=np.uint8)
-    # reused between blocks: decoders never return views of their input
-    store = np.empty(0, dtype=np.uint8)
+    reader = _BlockReader(fh, header.data_offset, decoder)
     while True:
-        want = max(block, decoder.need - len(pending))
-        # read into an uninitialised aligned buffer behind the carried-over bytes: no zero-fill
-        # and no concatenation copy of the whole block
-        if len(store) < len(pending) + want:
-            store = np.empty(len(pending) + want, dtype=np.uint8)
-        buf = store[: len(pending) + want]
-        buf[: len(pending)] = pending
-        got = fh.readinto(buf[len(pending) :].data)  # type: ignore[attr-defined]
-        if not got:
+        events = reader.step(max(block, decoder.need - reader.pending_bytes))
+        if events is None:
             break
-        data = buf[: len(pending) + got]
-        events, used = decoder.decode(data, offset)  # type: ignore[arg-type]
-        offset += used
-        pending = data[used:].copy()
         if len(events):
             yield events
-    decoder.finish(pending.tobytes(), offset)
+    reader.finish()
+
+
+class _BlockReader:
+    """Reads a file block by block into one reused buffer and feeds the decoder.
+
+    The block goes into an uninitialised buffer behind the carried-over bytes: no zero-fill and no
+    concatenation copy of the whole block. The buffer is reused between blocks, which is safe
+    because decoders never return views of their input.
+    """
+
+    def __init__(self, fh: BinaryIO, offset: int, decoder: Decoder) -> None:
+        fh.seek(offset)
+        self.fh, self.offset, self.decoder = fh, offset, decoder
+        self.pending = np.zeros(0, dtype=np.uint8)
+        self.store = np.empty(0, dtype=np.uint8)
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self.pending)
+
+    def step(self, want: int) -> np.ndarray | None:
+        """Read up to ``want`` more bytes and decode; the events, or None at the end of the file."""
+        n_pending = len(self.pending)
+        if len(self.store) < n_pending + want:
+            self.store = np.empty(n_pending + want, dtype=np.uint8)
+        buf = self.store[: n_pending + want]
+        buf[:n_pending] = self.pending
+        got = self.fh.readinto(buf[n_pending:].data)  # type: ignore[attr-defined]
+        if not got:
+            return None
+        data = buf[: n_pending + got]
+        events, used = self.decoder.decode(data, self.offset)  # type: ignore[arg-type]
+        self.offset += used
+        self.pending = data[used:].copy()
+        return events
+
+    def finish(self) -> None:
+        """Hand the bytes left at the end of the file to the decoder (it reports truncation)."""
+        self.decoder.finish(self.pending.tobytes(), self.offset)
 
 
 def decode_chunks(
@@ -145,10 +169,7 @@ def decode_chunks(
             if len(head) > room:
                 spill.insert(0, head[room:])
 
-    fh.seek(header.data_offset)
-    offset = header.data_offset
-    pending = np.zeros(0, dtype=np.uint8)
-    store = np.empty(0, dtype=np.uint8)
+    reader = _BlockReader(fh, header.data_offset, decoder)
     try:
         while True:
             room = max(1, chunk_events - arena.used)
@@ -156,20 +177,11 @@ def decode_chunks(
             # the few events that spill over into the next chunk
             want = int(min(max_block, max(16 << 10, room / events_per_byte)))
             want -= want % granule
-            want = max(want, granule, decoder.need - len(pending))
-            if len(store) < len(pending) + want:
-                store = np.empty(len(pending) + want, dtype=np.uint8)
-            buf = store[: len(pending) + want]
-            buf[: len(pending)] = pending
-            got = fh.readinto(buf[len(pending) :].data)  # type: ignore[attr-defined]
-            if not got:
+            events = reader.step(max(want, granule, decoder.need - reader.pending_bytes))
+            if events is None:
                 break
-            data = buf[: len(pending) + got]
-            events, used = decoder.decode(data, offset)  # type: ignore[arg-type]
-            offset += used
-            pending = data[used:].copy()
             yield from take(events)
-        decoder.finish(pending.tobytes(), offset)
+        reader.finish()
     except EventFormatError as err:
         partial = getattr(err, "events", None)
         if partial is not None and len(partial):
