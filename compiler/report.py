@@ -48,9 +48,11 @@ class CheckReport:
         return [v for v in self.violations if v.severity != "error"]
 
     def table(self) -> str:
-        cols = ("layer", "neurons", "fan_in", "fan_out", "synapses", "synapse_bits", "cores", "exp", "threshold",
-                "w_err", "max_input")
-        widths = (24, 8, 7, 8, 10, 13, 6, 5, 10, 7, 11)
+        cols: tuple[str, ...] = ("layer", "neurons", "fan_in", "fan_out", "synapses", "synapse_bits", "cores", "exp",
+                                 "threshold", "w_err", "max_input")
+        widths: tuple[int, ...] = (24, 8, 7, 8, 10, 13, 6, 5, 10, 7, 11)
+        if any("copies" in row for row in self.layers):  # TrueNorth: neurons replicated for one route each
+            cols, widths = cols[:2] + ("copies",) + cols[2:], widths[:2] + (7,) + widths[2:]
         lines = [f"target {self.target} ({self.spec_file}): " + ("FITS" if self.fits else "DOES NOT FIT"), ""]
         lines.append(" ".join(f"{c:>{w}}" if i else f"{c:<{w}}" for i, (c, w) in enumerate(zip(cols, widths,
                                                                                                 strict=True))))

@@ -1,8 +1,9 @@
 """Emission: a quantised population graph → ``emulator.ProgramBuilder`` calls → a Program.
 
 The one seam: the compiler's output stage is exactly the register-level API a user can call.
-Placement comes from the partitioner (``compiler.passes.partition.partition``) when it is
-available, else from the builder's own greedy split. Builder errors (register out of range,
+Placement comes from the partitioner (``compiler.passes.partition.partition``); on TrueNorth
+(one route per neuron) from :func:`compiler.passes.replicate.replicate`, which first builds
+neurons needed on several cores as identical copies. Builder errors (register out of range,
 resources exceeded) are re-raised as :class:`CompileError` subclasses naming the layer.
 """
 
@@ -54,8 +55,15 @@ def _placement(builder: emulator.ProgramBuilder) -> Mapping[str, Any] | None:
 
 def emit(graph: ir.Graph, spec: HwSpec, metadata: Mapping[str, Any] | None = None) -> emulator.Program:
     """Build the Program for the quantised ``graph`` (see the module doc)."""
-    builder = to_builder(graph, spec)
-    placement = _placement(builder)
+    if spec.family == "truenorth":
+        from .replicate import replicate
+
+        layout = replicate(graph, spec)
+        builder = to_builder(layout.graph, spec)
+        placement: Mapping[str, Any] | None = layout.placement
+    else:
+        builder = to_builder(graph, spec)
+        placement = _placement(builder)
     try:
         return builder.build(placement=placement, metadata=metadata)
     except DoesNotFit:

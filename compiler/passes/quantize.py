@@ -34,10 +34,10 @@ weights belong to the neuron): ``w[j, i] ≈ scale_j · Σ b[j, i'] s_j[G_i']``.
 per neuron, ``1/scale_j``: ``threshold α_j = round(θ/scale_j)``, ``leak λ_j = round(b_j/scale_j)``
 (the leak is TrueNorth's constant bias), reset by subtraction (γ = 1), κ = 1 with the floor
 ``−β`` as deep as the 20-bit V allows less one step of worst-case input, so that V may go negative
-but never saturates. Every input enters on two axons (a positive- and a negative-type copy): host inputs
-twice, and since a TrueNorth neuron has a single route, every hidden population is built twice
-(identical twins: neuron ``i`` and ``i + n``), twin ``c`` feeding copy ``c`` of the next layer; the
-output population is not twinned. Only IF neurons: the leak
+but never saturates. Every input enters on two axons (a positive- and a negative-type copy,
+projections ``name`` and ``name.c1``) when twice the largest fan-in fits ``axons_in_per_core``, else on one.
+A TrueNorth neuron has a single route: :mod:`compiler.passes.replicate` later builds every neuron
+whose spikes go to several cores or axon copies as identical copies (emission does it). Only IF neurons: the leak
 is linear, so membrane/current time constants have no counterpart.
 """
 
@@ -399,10 +399,6 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
     out = ir.Graph(meta=graph.meta)
     regs_rng = spec.registers
     v_limit = (1 << (spec.state["v"].bits - 1)) - 1
-    # hidden populations are built twice (identical neurons): a TrueNorth neuron has one route, so the
-    # twin carries the second axon copy of every input to the next layer (see the module doc)
-    outputs = {o.inputs[0] for o in graph.of_type(ir.Output)}
-    twins = {s.inputs[0] for s in graph.of_type(ir.Synapses) if isinstance(graph[s.inputs[0]], ir.Neuron)} - outputs
     for node in graph:
         if isinstance(node, ir.Synapses):
             continue
@@ -417,9 +413,8 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
         syns = _incoming(graph, node)
         bias = node.bias if node.bias is not None else np.zeros(node.size)
         n = node.size
-        k = 2 if node.name in twins else 1
-        two_axons = [isinstance(graph[s.inputs[0]], ir.Input) or s.inputs[0] in twins for s in syns]
-        copies = 2 if syns and all(two_axons) else 1
+        fan_in = sum(np.bincount(s.post_idx, minlength=n) for s in syns) if syns else np.zeros(1, dtype=np.int64)
+        copies = 2 if 2 * int(np.max(fan_in)) <= spec.chip.axons_in_per_core else 1
         if syns:
             dense = np.concatenate([s.dense() for s in syns], axis=1)
             fit = truenorth_weights(dense, copies=copies, spec=spec)
@@ -449,20 +444,14 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
         worst = np.zeros(n)
         for syn in syns:
             n_pre = syn.shape[1]
-            twin_pre = syn.inputs[0] in twins
             for c in range(copies):
                 cols = slice(c * dense.shape[1] + offset, c * dense.shape[1] + offset + n_pre)
                 post, pre = np.nonzero(fit.crossbar[:, cols])
                 np.add.at(worst, post, np.abs(tw[post, fit.axon_types[cols][pre]]).astype(np.float64))
-                first = c * n_pre if twin_pre else 0  # copy c of a twinned population comes from twin c
-                types = np.zeros(n_pre * (2 if twin_pre else 1), dtype=np.int64)
-                types[first:first + n_pre] = fit.axon_types[cols]
-                post_all = np.concatenate([post + i * n for i in range(k)]).astype(np.int64)
-                pre_all = np.tile(pre + first, k).astype(np.int64)
                 name = syn.name if c == 0 else f"{syn.name}.c{c}"
-                q = ir.Synapses(name, syn.inputs, post=syn.post, shape=(n * k, types.size), post_idx=post_all,
-                                pre_idx=pre_all, values=np.ones(post_all.size, dtype=np.int64),
-                                delay=syn.delay, source=syn.source, axon_types=types)
+                q = ir.Synapses(name, syn.inputs, post=syn.post, shape=(n, n_pre), post_idx=post.astype(np.int64),
+                                pre_idx=pre.astype(np.int64), values=np.ones(post.size, dtype=np.int64),
+                                delay=syn.delay, source=syn.source, axon_types=fit.axon_types[cols].copy())
                 if post.size:
                     out.add(q)
                     names.append(name)
@@ -480,12 +469,9 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
                 "neg_saturate": np.ones(n), "leak_reversal": np.zeros(n),
                 "stochastic_synapse": np.zeros(n), "stochastic_leak": np.zeros(n),
                 "threshold_mask_bits": np.zeros(n)}
-        tiled = {key: np.tile(np.asarray(v, dtype=np.int64), (k, 1) if key == "type_weights" else k)
-                 for key, v in regs.items()}
         out.add(ir.Neuron(node.name, tuple(names), kind=node.kind, threshold=node.threshold, tau_mem=node.tau_mem,
-                          tau_syn=node.tau_syn, datapath=node.datapath, readout=False, size=n * k,
-                          bias=None if node.bias is None else np.tile(node.bias, k),
-                          registers=MappingProxyType(tiled),
+                          tau_syn=node.tau_syn, datapath=node.datapath, readout=False, size=n, bias=node.bias,
+                          registers=MappingProxyType({key: np.asarray(v, dtype=np.int64) for key, v in regs.items()}),
                           scale=float(np.mean(1.0 / scale))))
         problem = "" if not why[0] else f"{why[0]} {why[1]:.0f} outside its range at the fitted per-neuron scale"
         report.populations.append(PopulationQuant(node.name, float(np.mean(1.0 / scale)), int(thr.max()), thr_err,

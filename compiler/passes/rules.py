@@ -20,11 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from hw_specs import HwSpec
+from spikeforge.errors import DoesNotFit
 
 from .. import ir
 from .quantize import QuantReport, readouts
+from .replicate import Replicated, replicate
 
 __all__ = ["Violation", "RuleContext", "RULES", "run_rules", "layer_stats"]
 
@@ -67,10 +70,24 @@ class RuleContext:
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     qgraph: ir.Graph | None = None  # the quantised graph (exact synapses, TrueNorth axon copies) if any
+    #: TrueNorth: the quantised graph with neurons replicated for one route each, and its placement
+    layout: Replicated | None = None
 
     def __post_init__(self) -> None:
-        if not self.stats:
-            self.stats = layer_stats(self.qgraph if self.qgraph is not None else self.graph, self.spec)
+        if self.stats:
+            return
+        graph = self.qgraph if self.qgraph is not None else self.graph
+        if self.spec.family == "truenorth" and self.qgraph is not None and self.layout is None:
+            try:
+                self.layout = replicate(self.qgraph, self.spec, check_cores=False)
+            except DoesNotFit:  # one neuron's inputs exceed a core: the fan-in rule reports it
+                self.layout = None
+        if self.layout is not None:
+            self.stats = layer_stats(self.layout.graph, self.spec, placement=self.layout.placement)
+            for name, c in self.layout.copies.items():
+                self.stats[name]["copies"] = round(float(c.mean()), 2)
+        else:
+            self.stats = layer_stats(graph, self.spec)
 
 
 def _weight_bits(spec: HwSpec, syn: ir.Synapses) -> int:
@@ -79,8 +96,14 @@ def _weight_bits(spec: HwSpec, syn: ir.Synapses) -> int:
     return 8 if spec.family == "xylo" else 1
 
 
-def layer_stats(graph: ir.Graph, spec: HwSpec) -> dict[str, dict[str, Any]]:
-    """Per population: neurons, fan-in, fan-out, synapses, synapse bits, estimated cores."""
+def layer_stats(graph: ir.Graph, spec: HwSpec, placement: dict[str, NDArray[np.int64]] | None = None
+                ) -> dict[str, dict[str, Any]]:
+    """Per population: neurons, fan-in, fan-out, synapses, synapse bits, cores.
+
+    Without ``placement`` cores are estimated (neurons, synapse memory) and a neuron's routes
+    assume its targets' population is spread evenly over those cores; with ``placement`` (core
+    of every neuron) both are exact.
+    """
     chip = spec.chip
     header = int(spec.synapse["synapse_row_header_bits"])
     index = int(spec.synapse["synapse_index_bits"])
@@ -103,6 +126,8 @@ def layer_stats(graph: ir.Graph, spec: HwSpec) -> dict[str, dict[str, Any]]:
             synapses += int(syn.values.size)
         cores = max(math.ceil(p.size / chip.neurons_per_core),
                     math.ceil(bits / chip.synapse_memory_bits_per_core) if chip.synapse_memory_bits_per_core else 1)
+        if placement is not None:
+            cores = int(np.unique(placement[p.name]).size)
         stats[p.name] = {"layer": p.name, "neurons": p.size, "fan_in": int(fan_in.max(initial=0)),
                          "fan_out": 0, "synapses": synapses, "synapse_bits": bits,
                          "neuron_bits_max": int(per_neuron_bits.max(initial=0)), "cores": cores,
@@ -113,8 +138,12 @@ def layer_stats(graph: ir.Graph, spec: HwSpec) -> dict[str, dict[str, Any]]:
             if syn.inputs[0] != p.name:
                 continue
             if spec.family in ("loihi", "truenorth"):
-                per_core = max(1, math.ceil(syn.shape[0] / stats[syn.post]["cores"]))
-                cores_hit = np.unique(syn.pre_idx * 1_000_003 + syn.post_idx // per_core) // 1_000_003
+                if placement is not None:
+                    core = placement[syn.post][syn.post_idx]
+                else:
+                    core = syn.post_idx // max(1, math.ceil(syn.shape[0] / stats[syn.post]["cores"]))
+                span = int(core.max(initial=0)) + 1
+                cores_hit = np.unique(syn.pre_idx * span + core) // span
                 fan += np.bincount(cores_hit, minlength=p.size)
             else:
                 fan += np.bincount(syn.pre_idx, minlength=p.size)
@@ -162,10 +191,12 @@ def fan_out(ctx: RuleContext) -> list[Violation]:
     """A neuron's outgoing routes (Loihi, TrueNorth) or target synapses (Xylo)."""
     spec = ctx.spec
     limit = spec.chip.fan_out_per_neuron
+    if spec.family == "truenorth" and ctx.layout is None:
+        return []  # replication gives every neuron one route; it failed on a rule reported elsewhere (fan-in)
     what = {"loihi": "fan-out (routes of one neuron)", "xylo": "fan-out (target synapses of one neuron)",
             "truenorth": "fan-out (target axons of one neuron)"}[spec.family]
-    tip = ("duplicate the neuron (splitter neurons) so each copy targets one core" if spec.family == "truenorth"
-           else "reduce the next layer's width or prune outgoing weights")
+    tip = ("neurons are replicated so that each copy targets one core; this one could not be: reduce its fan-out"
+           if spec.family == "truenorth" else "reduce the next layer's width or prune outgoing weights")
     return [Violation("fan_out", s["layer"], what, limit, s["fan_out"], _where(spec, "chip.fan_out_per_neuron"), tip)
             for s in ctx.stats.values() if limit and s["fan_out"] > limit]
 
@@ -183,14 +214,19 @@ def synapse_memory(ctx: RuleContext) -> list[Violation]:
 def cores(ctx: RuleContext) -> list[Violation]:
     """The estimated cores of all layers must fit cores_per_chip × max_chips."""
     spec = ctx.spec
-    total = sum(s["cores"] for s in ctx.stats.values())
+    total = ctx.layout.n_cores if ctx.layout is not None else sum(s["cores"] for s in ctx.stats.values())
     if spec.total_cores == 1 or total <= spec.total_cores:
         return []
     biggest = max(ctx.stats.values(), key=lambda s: s["cores"])
-    return [Violation("cores", biggest["layer"], "cores (estimated, all layers)", spec.total_cores, total,
+    copies = ""
+    if ctx.layout is not None and ctx.layout.neurons_added():
+        copies = (f"; {ctx.layout.neurons_added()} of the neurons are copies for one route per neuron (fewer when each "
+                  "layer's targets sit on fewer cores: narrower layers, smaller fan-out)")
+    what = "cores (all layers)" if ctx.layout is not None else "cores (estimated, all layers)"
+    return [Violation("cores", biggest["layer"], what, spec.total_cores, total,
                       f"{spec.where()}: chip.cores_per_chip x chip.max_chips",
                       f"reduce the network (largest: {biggest['layer']!r}, {biggest['cores']} cores) or choose a "
-                      "target with more cores or chips")]
+                      f"target with more cores or chips{copies}")]
 
 
 def input_channels(ctx: RuleContext) -> list[Violation]:
