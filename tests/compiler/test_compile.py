@@ -165,6 +165,21 @@ def test_truenorth_target(relu_mlp):
     assert fan_out.max() <= 1
 
 
+def test_truenorth_hidden_layer_wider_than_a_core():
+    """A 300-neuron layer spans two 256-neuron cores: the layer before it is built from neuron copies
+    (one route each), and the Program still equals the simulation of the unreplicated network."""
+    torch.manual_seed(1)
+    x, y = _blobs(64, 16, 4, seed=1)
+    model = nn.Sequential(nn.Linear(16, 48), nn.ReLU(), nn.Linear(48, 300), nn.ReLU(), nn.Linear(300, 4))
+    program, report = compiler.compile_with_report(model, "truenorth", (x, y), steps=40)
+    assert report.verification["exact"], report.verification
+    assert np.bincount(program.route_src, minlength=program.n_neurons).max() <= 1
+    layers = {row["layer"]: row for row in report.check.layers}
+    assert layers["1"]["copies"] == 4  # 2 cores x 2 axon copies
+    assert program.populations["1"].size == 4 * 48
+    assert "copies" in report.check.table()
+
+
 def test_truenorth_rejects_leaky_neurons():
     model = nn.Sequential(nn.Linear(4, 3), snn.LIF(tau_mem=5e-3))
     with pytest.raises(UnsupportedOperator, match="TrueNorth"):
