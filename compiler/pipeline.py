@@ -60,7 +60,8 @@ def _split(calibration: Any, labels: Any) -> tuple[NDArray[Any] | None, NDArray[
 
 
 def capture(model: Any, input_shape: tuple[int, ...] | None, x: NDArray[Any] | None) -> ir.Graph:
-    """Model → layer graph: an ``ir.Graph`` passes through; a torch module goes to the torch frontend."""
+    """Model → layer graph: an ``ir.Graph`` passes through; a torch module goes to the torch frontend; a
+    ``torch.export`` / TorchScript file or object to :mod:`compiler.frontends.saved`."""
     if isinstance(model, ir.Graph):
         return ir.validate(model, "frontend")
     if isinstance(model, (str, Path)):
@@ -68,14 +69,19 @@ def capture(model: Any, input_shape: tuple[int, ...] | None, x: NDArray[Any] | N
         if suffix in (".onnx", ".nir"):
             raise UnsupportedOperator(f"{model}: the {suffix[1:].upper()} frontend is not available yet (a later "
                                       "issue); compile the PyTorch model, or see docs/compiler.md")
-        raise UnsupportedOperator(f"{model}: unknown model file; pass a torch.nn.Module (the CLI also reads "
-                                  "--model-class module:Class with a state dict)")
     try:
         import torch
     except ImportError:  # pragma: no cover
         raise CompileError("compiling a torch model needs torch installed") from None
+    from .frontends import saved
+
+    if isinstance(model, (str, Path)):
+        return ir.validate(saved.from_file(model, input_shape), "frontend")
+    if saved.is_saved(model):
+        return ir.validate(saved.from_saved(model, input_shape), "frontend")
     if not isinstance(model, torch.nn.Module):
-        raise CompileError(f"cannot compile a {type(model).__name__}; pass a torch.nn.Module or an .onnx/.nir path")
+        raise CompileError(f"cannot compile a {type(model).__name__}; pass a torch.nn.Module, a torch.export / "
+                           "TorchScript file or an .onnx/.nir path")
     from .frontends import torch as tf
 
     if input_shape is None:

@@ -1,4 +1,6 @@
 """Frontends: each turns a source model into a layer :class:`compiler.ir.Graph`.
 
-``torch`` (this issue) imports torch when used; ``onnx`` and ``nir`` are later issues.
+``torch`` (a ``torch.nn.Module``, fx) imports torch when used; ``saved`` reads ``torch.export`` archives
+(``export``) and TorchScript files (``torchscript``), rebuilding their modules (``rebuild``) and lowering
+them with ``torch``'s lowerings; ``onnx`` and ``nir`` are later issues.
 """

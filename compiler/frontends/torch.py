@@ -12,7 +12,9 @@ step's output (ReLU networks: one static input). Supported modules: Linear, Conv
 (sum pooling + threshold scaling), Flatten, Dropout (ignored), BatchNorm1d/2d (folded into the
 previous Linear/Conv2d), Identity, ReLU (conversion) and ``compiler.nn`` LIF / CubaLIF / IF.
 
-The CLI reads a trained model as ``module:Class`` + a state dict file (:func:`load_model`).
+The CLI reads a trained model as ``module:Class`` + a state dict file (:func:`load_model`);
+``torch.export`` and TorchScript files go through :mod:`compiler.frontends.saved`, which rebuilds
+their modules and lowers them with the functions here.
 """
 
 from __future__ import annotations
@@ -305,7 +307,7 @@ def load_model(path: str | Path, model_class: str | None = None) -> nn.Module:
     for ``model_class`` given as ``"package.module:Class"``, built without arguments.
 
     The state dict is read with ``weights_only=True``: no pickled code runs. ``torch.export`` and
-    TorchScript files hold aten-level graphs that this frontend does not lower yet.
+    TorchScript files need no class: :mod:`compiler.frontends.saved` reads them.
     """
     p = Path(path)
     if not p.is_file():
@@ -313,7 +315,7 @@ def load_model(path: str | Path, model_class: str | None = None) -> nn.Module:
     if not model_class:
         raise UnsupportedOperator(
             f"{p}: pass the model's class as --model-class package.module:Class and {p.name} as its state dict "
-            "(torch.save(model.state_dict(), path)); torch.export / TorchScript files are not supported yet"
+            "(torch.save(model.state_dict(), path)), or save the whole model with torch.export.save / torch.jit.save"
         )
     mod_name, _, cls_name = model_class.partition(":")
     if not mod_name or not cls_name:

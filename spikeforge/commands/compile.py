@@ -1,10 +1,15 @@
 """``spikeforge compile MODEL --target loihi -o model.sfp``: compile a trained model to a Program.
 
-MODEL is a state dict file (``torch.save(model.state_dict(), "sd.pt")``) with
-``--model-class package.module:Class`` (built without arguments; the current directory is on the
-import path). ``--calibration data.npz`` holds ``x`` (ReLU nets: analog inputs ``[batch, ...]``;
-spiking nets: spikes ``[batch, time, ...]``) and optionally ``y`` (labels). ``--check`` prints the
-fit report and exits 1 when the model does not fit. torch is imported only when this runs.
+MODEL is one of (told apart by content, not by suffix):
+
+* a ``torch.export`` archive: ``torch.export.save(torch.export.export(model, (x,)), "model.pt2")``;
+* a TorchScript file: ``torch.jit.save(torch.jit.script(model), "model.pt")`` (or ``torch.jit.trace``);
+* a state dict (``torch.save(model.state_dict(), "sd.pt")``) with ``--model-class package.module:Class``
+  (built without arguments; the current directory is on the import path).
+
+``--calibration data.npz`` holds ``x`` (ReLU nets: analog inputs ``[batch, ...]``; spiking nets: spikes
+``[batch, time, ...]``) and optionally ``y`` (labels). ``--check`` prints the fit report and exits 1
+when the model does not fit. torch is imported only when this runs.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from spikeforge.errors import CompileError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a trained PyTorch model (SNN or ReLU network) to a Program")
-    p.add_argument("model", help="state dict file (with --model-class); .onnx/.nir frontends are not available yet")
-    p.add_argument("--model-class", help="the model's class as package.module:Class (built without arguments)")
+    p.add_argument("model", help="torch.export archive (.pt2), TorchScript file, or state dict (with --model-class); "
+                   ".onnx/.nir frontends are not available yet")
+    p.add_argument("--model-class", help="for a state dict: the model's class as package.module:Class (built without "
+                   "arguments)")
     p.add_argument("--target", "-t", default="loihi", help="target name or .toml spec path (default loihi)")
     p.add_argument("-o", "--output", help="write the Program here (.sfp)")
     p.add_argument("--check", action="store_true", help="only check the fit: print the report, exit 1 if it does "
@@ -62,17 +69,32 @@ def _calibration(path: str | None) -> tuple[Any, Any]:
     return data["x"], (data["y"] if "y" in data.files else None)
 
 
-def run(args: argparse.Namespace) -> int:
-    import compiler
+def _model(path: str, model_class: str | None) -> Any:
+    """What to compile: the path of a torch.export / TorchScript / .onnx / .nir file, or the module a state
+    dict is loaded into."""
+    from compiler.frontends import saved
     from compiler.frontends.torch import load_model
 
-    if not args.check and not args.output:
-        raise CompileError("give -o model.sfp (or --check to only check the fit)")
+    if Path(path).suffix.lower() in (".onnx", ".nir"):
+        return path
+    kind = saved.detect(path)
+    if kind != saved.STATE_DICT:
+        if model_class:
+            print(f"note: --model-class ignored: {path} is a {kind} file (it holds the model's structure)",
+                  file=sys.stderr)
+        return path
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)  # so that --model-class can name a module of the user's project
-    suffix = Path(args.model).suffix.lower()
-    model: Any = args.model if suffix in (".onnx", ".nir") else load_model(args.model, args.model_class)
+    return load_model(path, model_class)
+
+
+def run(args: argparse.Namespace) -> int:
+    import compiler
+
+    if not args.check and not args.output:
+        raise CompileError("give -o model.sfp (or --check to only check the fit)")
+    model = _model(args.model, args.model_class)
     x, y = _calibration(args.calibration)
     shape = tuple(int(s) for s in args.input_shape.split(",")) if args.input_shape else None
     common: dict[str, Any] = {"labels": y, "input_shape": shape, "dt": args.dt, "percentile": args.percentile,
