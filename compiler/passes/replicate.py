@@ -118,12 +118,10 @@ def replicate(graph: ir.Graph, spec: HwSpec, *, check_cores: bool = True) -> Rep
         for s in pop.inputs:
             syn = graph[s]
             assert isinstance(syn, ir.Synapses)
-            rows[s] = _replicate_rows(syn, c, offset[pop.name])
+            rows[s] = _replicate_rows(syn, c)
         incoming = [rows[s] for s in pop.inputs]
-        chunks[pop.name], core_of[pop.name] = _cut(pop.name, int(offset[pop.name][-1]), incoming, spec)
-        for r in incoming:
-            if isinstance(graph[r.syn.inputs[0]], ir.Neuron):
-                r.rank = _route_ranks(r, core_of[pop.name], routes[r.syn.inputs[0]])
+        counters = [routes.get(r.syn.inputs[0]) for r in incoming]  # None: a host input (no route limit)
+        chunks[pop.name], core_of[pop.name] = _cut(pop.name, int(offset[pop.name][-1]), incoming, counters, spec)
         for syn in graph.users(pop.name):  # its targets were processed: their route ranks are known
             if isinstance(syn, ir.Synapses):
                 r = rows[syn.name]
@@ -151,33 +149,51 @@ def _check_deterministic(pop: ir.Neuron) -> None:
                                       "reach several cores: use deterministic neurons")
 
 
-def _replicate_rows(syn: ir.Synapses, c: NDArray[np.int64], offset: NDArray[np.int64]) -> _Rows:
-    """Every synapse into post ``j`` once per copy of ``j``, ordered by (copy index, original order)."""
-    order = np.argsort(syn.post_idx, kind="stable")
-    post, pre, values = syn.post_idx[order], syn.pre_idx[order], syn.values[order].astype(np.int64)
-    n = c.size
-    length = np.bincount(post, minlength=n).astype(np.int64)  # synapses per original post neuron
-    ptr = np.concatenate([[0], np.cumsum(length)]).astype(np.int64)
-    block = length * c  # synapses of all copies of j
-    j = np.repeat(np.arange(n, dtype=np.int64), block)
-    p = np.arange(j.size, dtype=np.int64) - np.repeat(np.cumsum(block) - block, block)
-    copy, k = np.divmod(p, np.maximum(length[j], 1))
-    src = ptr[j] + k
-    new_post = offset[j] + copy
-    n_new = int(offset[-1])
-    new_ptr = np.concatenate([[0], np.cumsum(np.bincount(new_post, minlength=n_new))]).astype(np.int64)
-    return _Rows(syn, new_post, pre[src], values[src], new_ptr)
+def _replicate_rows(syn: ir.Synapses, c: NDArray[np.int64]) -> _Rows:
+    """Every synapse into post ``j`` once per copy of ``j``, ordered by (copy index, original order).
+
+    Row instance ``i`` (copy of post ``j_i``) holds the synapses ``ptr[j_i] .. ptr[j_i + 1]`` of the
+    post-sorted list: the concatenation of those ranges is one ``repeat`` plus an ``arange``.
+    """
+    post, pre, values = syn.post_idx, syn.pre_idx, syn.values
+    if post.size > 1 and (post[1:] < post[:-1]).any():
+        order = np.argsort(post, kind="stable")
+        post, pre, values = post[order], pre[order], values[order]
+    length = np.bincount(post, minlength=c.size).astype(np.int64)  # synapses per original post neuron
+    ptr = np.zeros(c.size + 1, dtype=np.int64)
+    np.cumsum(length, out=ptr[1:])
+    if (c == 1).all():
+        return _Rows(syn, post.astype(np.int64), pre.astype(np.int64), values.astype(np.int64), ptr)
+    row = np.repeat(np.arange(c.size, dtype=np.int64), c)  # original post of every copy (row instance)
+    new_len = length[row]
+    new_ptr = np.zeros(row.size + 1, dtype=np.int64)
+    np.cumsum(new_len, out=new_ptr[1:])
+    src = np.repeat(ptr[row] - new_ptr[:-1], new_len)
+    src += np.arange(src.size, dtype=np.int64)
+    new_post = np.repeat(np.arange(row.size, dtype=np.int64), new_len)
+    return _Rows(syn, new_post, pre[src].astype(np.int64), values[src].astype(np.int64), new_ptr)
 
 
-def _cut(name: str, size: int, incoming: list[_Rows], spec: HwSpec
+def _cut(name: str, size: int, incoming: list[_Rows], counters: list[NDArray[np.int64] | None], spec: HwSpec
          ) -> tuple[list[tuple[int, int, int, int]], NDArray[np.int64]]:
     """Greedy contiguous cut of a replicated population into cores; returns the chunks
-    ``(start, end, axons, bits)`` and the chunk number of every neuron (int64 ``[size]``)."""
+    ``(start, end, axons, bits)`` and the chunk number of every neuron (int64 ``[size]``).
+
+    For a projection from a hidden population (``counters[i]``: routes its pre neurons have taken
+    so far, int64 ``[n_pre]``, updated in place) each synapse's ``rank`` is set: the route number
+    of its pre neuron that reaches this chunk. Chunks are made in order, so a pre neuron's routes
+    are numbered by target core. Cost: linear in the synapses (no sort).
+    """
     chip = spec.chip
     cap = chip.neurons_per_core
     ax_lim, bit_lim = chip.axons_in_per_core, chip.synapse_memory_bits_per_core
     entry = 1 + int(spec.synapse.get("synapse_index_bits", 0))  # one crossbar bit per synapse
     header = int(spec.synapse.get("synapse_row_header_bits", 0))
+    big = np.iinfo(np.int64).max
+    seen = [np.full(r.syn.shape[1], big, dtype=np.int64) for r in incoming]  # scratch per pre unit, kept at big
+    for r, cnt in zip(incoming, counters, strict=True):
+        if cnt is not None:
+            r.rank = np.empty(r.pre.size, dtype=np.int64)
     chunks = []
     chunk_of = np.empty(size, dtype=np.int64)
     s = 0
@@ -185,12 +201,17 @@ def _cut(name: str, size: int, incoming: list[_Rows], spec: HwSpec
         e = min(size, s + cap)
         new_axons = np.zeros(e - s, dtype=np.int64)
         synapses = np.zeros(e - s, dtype=np.int64)
-        for r in incoming:
+        firsts = []
+        for r, f in zip(incoming, seen, strict=True):
             a, b = int(r.ptr[s]), int(r.ptr[e])
-            if a == b:
-                continue
-            _, first = np.unique(r.pre[a:b], return_index=True)  # rows are sorted by post: first = first user
-            new_axons += np.bincount(r.post[a:b][first] - s, minlength=e - s)
+            pre, post = r.pre[a:b], r.post[a:b]
+            # first synapse of every pre unit in the window (rows are sorted by post)
+            pos = np.arange(a, b, dtype=np.int64)
+            np.minimum.at(f, pre, pos)
+            is_first = f[pre] == pos
+            f[pre] = big
+            firsts.append(is_first)
+            new_axons += np.bincount(post[is_first] - s, minlength=e - s)
             synapses += np.diff(r.ptr[s:e + 1])
         cum_ax = np.cumsum(new_axons)
         cum_bits = np.cumsum(new_axons * header + synapses * entry)
@@ -202,25 +223,19 @@ def _cut(name: str, size: int, incoming: list[_Rows], spec: HwSpec
             raise DoesNotFit(f"population {name!r}: one neuron alone needs {value} {what} > {limit} per core "
                              f"({spec.where()}) by {value - limit}; reduce its fan-in (prune inputs, or split the "
                              "layer's inputs over an extra layer)")
+        for r, f, is_first, cnt in zip(incoming, seen, firsts, counters, strict=True):
+            a, b = int(r.ptr[s]), int(r.ptr[s + k])
+            pre = r.pre[a:b]
+            if cnt is not None and r.rank is not None and a < b:
+                first_pre = pre[is_first[:b - a]]  # each pre unit of the chunk once
+                f[first_pre] = cnt[first_pre]  # its route number for this chunk
+                cnt[first_pre] += 1
+                r.rank[a:b] = f[pre]
+                f[first_pre] = big
         chunks.append((s, s + k, int(cum_ax[k - 1]), int(cum_bits[k - 1])))
         chunk_of[s:s + k] = len(chunks) - 1
         s += k
     return chunks, chunk_of
-
-
-def _route_ranks(r: _Rows, chunk_of: NDArray[np.int64], routes: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Route number of every synapse's pre neuron: routes already taken by the pre neuron (earlier
-    projections) + the rank of this synapse's target core among the pre neuron's target cores.
-    Adds this projection's routes to ``routes`` (int64 ``[n_pre]``, in place)."""
-    core = chunk_of[r.post]
-    n_core = int(chunk_of.max(initial=0)) + 1
-    key = r.pre * n_core + core
-    pairs, inverse = np.unique(key, return_inverse=True)
-    pair_pre = pairs // n_core
-    first = np.searchsorted(pair_pre, pair_pre, side="left")  # pairs are sorted: first pair of each pre
-    rank = np.arange(pairs.size, dtype=np.int64) - first + routes[pair_pre]
-    np.add.at(routes, pair_pre, 1)
-    return rank[inverse.ravel()]
 
 
 def _pack(pops: list[ir.Neuron], chunks: dict[str, list[tuple[int, int, int, int]]],

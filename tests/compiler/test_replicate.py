@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from compiler_helpers import mlp_graph
 
 import emulator
 import hw_specs
@@ -20,7 +21,6 @@ from compiler.passes.quantize import quantize
 from compiler.passes.replicate import replicate
 from compiler.passes.rules import RuleContext, run_rules
 from compiler.simulate import simulate
-from compiler_helpers import mlp_graph
 from spikeforge.errors import DoesNotFit, UnsupportedOperator
 
 TN = Path(hw_specs.__file__).with_name("truenorth.toml").read_text()
