@@ -57,6 +57,7 @@ _MAIN_OPS = {
                     "_native_batch_norm_legit_functional", "native_batch_norm"),
 }
 _MAIN_OPS["BatchNorm2d"] = _MAIN_OPS["BatchNorm1d"]
+_SHAPE_OPS = ("sym_size", "sym_numel", "sym_stride", "sym_storage_offset", "size", "dim", "numel")
 _PAD_OPS = ("pad", "constant_pad_nd", "reflection_pad2d", "replication_pad2d", "_pad_circular")
 
 
@@ -226,8 +227,8 @@ class _Exported:
     def _function(self, node: fx.Node) -> None:
         ins = self._data(node.all_input_nodes, node.name)
         name = _op_name(node.target)
-        if not ins or not node.users:
-            self.env[node.name] = _PARAM  # shape arithmetic, constants, assertions
+        if not ins or not node.users or name in _SHAPE_OPS:
+            self.env[node.name] = _PARAM  # shape queries and arithmetic, constants, assertions
             return
         fn = ATEN.get(name)
         if fn is None or (name.startswith("add") and op_args(node).get("alpha", 1) != 1):

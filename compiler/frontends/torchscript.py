@@ -43,10 +43,8 @@ ATEN: dict[str, FnLowering] = {
     "aten::dropout": FUNCTIONS[F.dropout], "aten::contiguous": FUNCTIONS[F.dropout],
     "aten::detach": FUNCTIONS[F.dropout], "aten::clone": FUNCTIONS[F.dropout],
 }
-#: operators whose result is a shape or a scalar (never data)
-_SHAPE_OPS = ("aten::size", "aten::dim", "aten::Int", "aten::len", "prim::NumToTensor", "aten::numel",
-              "aten::__getitem__", "prim::ListConstruct", "prim::TupleConstruct", "aten::floordiv",
-              "aten::mul", "aten::sub", "prim::shape")
+#: operators that read a tensor's shape (their result is not data)
+_SHAPE_OPS = ("aten::size", "aten::dim", "aten::len", "aten::numel", "prim::shape")
 #: constructor argument names of each module, read as attributes (scripted) or from the traced graph
 _ARGS = {
     "Conv2d": ("stride", "padding", "dilation", "groups", "padding_mode"),
@@ -164,7 +162,7 @@ class _Script:
                                           "supported")
             name = kind.partition("::")[2].rstrip("_")
             return ("data", _guard(fn, self.ctx, name, (), data))
-        if kind in _SHAPE_OPS or not data:
+        if kind in _SHAPE_OPS or not data:  # shape arithmetic (ListConstruct, Int, mul of ints ...)
             return ("shape",)
         where = f"{path!r}" if path else "the model's forward"
         raise _unsupported(f"{where}: {kind}", f"TorchScript operator {kind}")
