@@ -30,7 +30,8 @@ coordinate descent for the least error with registers in range. ``dash = round(l
 
 **truenorth**: binary crossbar × 4 axon-type weights per neuron, fitted by the partitioner's
 ``compiler.passes.truenorth.truenorth_weights`` on all of a population's inputs at once (the type
-weights belong to the neuron): ``w[j, i] ≈ scale_j · Σ b[j, i'] s_j[G_i']``. The state scale is
+weights belong to the neuron), as one sparse ``[post, Σ pre]`` COO matrix (the fit and the error
+figures run on the synapses only): ``w[j, i] ≈ scale_j · Σ b[j, i'] s_j[G_i']``. The state scale is
 per neuron, ``1/scale_j``: ``threshold α_j = round(θ/scale_j)``, ``leak λ_j = round(b_j/scale_j)``
 (the leak is TrueNorth's constant bias), reset by subtraction (γ = 1), κ = 1 with the floor
 ``−β`` as deep as the 20-bit V allows less one step of worst-case input, so that V may go negative
@@ -395,6 +396,16 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
 def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantReport]:
     from .truenorth import truenorth_weights
 
+    def entries_of(syn: ir.Synapses) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+        """``syn``'s weights as ``syn.dense()`` holds them, sparse: ``(post, pre, values)`` int64, int64,
+        float64 ``[n]``, row-major, zeros dropped (a repeated position keeps its last value, as in ``dense()``)."""
+        n_pre = syn.shape[1]
+        key = syn.post_idx.astype(np.int64) * n_pre + syn.pre_idx
+        uniq, last = np.unique(key[::-1], return_index=True)
+        values = np.asarray(syn.values, dtype=np.float64)[::-1][last]
+        keep = values != 0
+        return uniq[keep] // n_pre, uniq[keep] % n_pre, values[keep]
+
     report = QuantReport("truenorth")
     out = ir.Graph(meta=graph.meta)
     regs_rng = spec.registers
@@ -415,9 +426,16 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
         n = node.size
         fan_in = sum(np.bincount(s.post_idx, minlength=n) for s in syns) if syns else np.zeros(1, dtype=np.int64)
         copies = 2 if 2 * int(np.max(fan_in)) <= spec.chip.axons_in_per_core else 1
+        n_pres = [s.shape[1] for s in syns]
+        total_pre = sum(n_pres)
+        entries = [entries_of(s) for s in syns]
         if syns:
-            dense = np.concatenate([s.dense() for s in syns], axis=1)
-            fit = truenorth_weights(dense, copies=copies, spec=spec)
+            # all inputs side by side, [n, Σ pre], as COO: the fit runs on the synapses only
+            offsets = np.cumsum([0, *n_pres[:-1]])
+            coo = (np.concatenate([j for j, _, _ in entries]),
+                   np.concatenate([i + o for (_, i, _), o in zip(entries, offsets, strict=True)]),
+                   np.concatenate([v for _, _, v in entries]), (n, total_pre))
+            fit = truenorth_weights(coo, copies=copies, spec=spec)
             scale = np.where(fit.scale > 0, fit.scale, 1.0)
             tw = fit.type_weights
         else:
@@ -442,11 +460,11 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
         names = []
         offset = 0
         worst = np.zeros(n)
-        for syn in syns:
+        for syn, (e_post, e_pre, e_val) in zip(syns, entries, strict=True):
             n_pre = syn.shape[1]
             for c in range(copies):
-                cols = slice(c * dense.shape[1] + offset, c * dense.shape[1] + offset + n_pre)
-                post, pre = np.nonzero(fit.crossbar[:, cols])
+                cols = slice(c * total_pre + offset, c * total_pre + offset + n_pre)
+                post, pre = fit.bits(cols.start, cols.stop)
                 np.add.at(worst, post, np.abs(tw[post, fit.axon_types[cols][pre]]).astype(np.float64))
                 name = syn.name if c == 0 else f"{syn.name}.c{c}"
                 q = ir.Synapses(name, syn.inputs, post=syn.post, shape=(n, n_pre), post_idx=post.astype(np.int64),
@@ -455,10 +473,13 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
                 if post.size:
                     out.add(q)
                     names.append(name)
-            recon = fit.reconstruct()[:, offset:offset + n_pre]
-            report.projections.append(ProjectionQuant(syn.name, node.name, copies, 1,
-                                                      _rel_rms(recon - syn.dense(), syn.dense()), 0.0,
-                                                      int(np.abs(tw).max(initial=0))))
+            # relative RMS over the [n, n_pre] matrix; bits sit on synapses only, so the error does too
+            recon = fit.reconstruct_at(e_post, e_pre + offset)
+            size = n * n_pre
+            ref = math.sqrt(float(np.sum(e_val ** 2)) / size) if size else 0.0
+            rms = math.sqrt(float(np.sum((recon - e_val) ** 2)) / size) if size else 0.0
+            report.projections.append(ProjectionQuant(syn.name, node.name, copies, 1, rms / ref if ref > 0 else 0.0,
+                                                      0.0, int(np.abs(tw).max(initial=0))))
             offset += n_pre
         thr_err = float(np.mean(np.abs(thr * scale - node.threshold))) / node.threshold
         bias_err = _rel_rms(leak * scale - bias, np.full(1, node.threshold)) if bias.any() else 0.0

@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import emulator
 import hw_specs
@@ -128,3 +131,75 @@ def test_bad_arguments():
         truenorth_weights(w, copies=3)
     with pytest.raises(CompileError, match="finite"):
         truenorth_weights(np.array([[np.nan]]))
+
+
+def conv_matrix(seed, c_in=2, c_out=8, size=16, k=3):
+    """A 'same' k×k convolution as a [c_out·size², c_in·size²] matrix: 2048 × 512 and ≤ 9·c_in synapses per row."""
+    rng = np.random.default_rng(seed)
+    kernel = rng.normal(size=(c_out, c_in, k, k))
+    o, i, dy, dx, y, x = np.meshgrid(*(np.arange(n) for n in (c_out, c_in, k, k, size, size)), indexing="ij")
+    sy, sx = y + dy - k // 2, x + dx - k // 2
+    ok = (sy >= 0) & (sy < size) & (sx >= 0) & (sx < size)
+    post = ((o * size + y) * size + x)[ok]
+    pre = ((i * size + sy) * size + sx)[ok]
+    return sp.coo_array((kernel[o, i, dy, dx][ok], (post, pre)), shape=(c_out * size * size, c_in * size * size))
+
+
+def assert_same_fit(a, b):
+    np.testing.assert_array_equal(a.bit_post, b.bit_post)
+    np.testing.assert_array_equal(a.bit_axon, b.bit_axon)
+    np.testing.assert_array_equal(a.axon_types, b.axon_types)
+    np.testing.assert_array_equal(a.type_weights, b.type_weights)
+    np.testing.assert_array_equal(a.scale, b.scale)
+    assert a.error == pytest.approx(b.error, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("copies", [1, 2, 4])
+@pytest.mark.parametrize("seed", range(3))
+def test_sparse_input_fits_as_dense(copies, seed):
+    rng = np.random.default_rng(10 + seed)
+    n_post, n_pre = rng.integers(20, 80, 2)
+    w = rng.normal(size=(n_post, n_pre)) * (rng.random((n_post, n_pre)) < 0.15)
+    if seed == 2:
+        w = np.round(w * 10)  # integer weights: exact ties between candidates
+    dense = truenorth_weights(w, copies=copies)
+    assert_valid(dense, n_post, n_pre)
+    assert_same_fit(dense, truenorth_weights(sp.csr_array(w), copies=copies))
+    j, i = np.nonzero(w)
+    order = rng.permutation(j.size)  # any entry order
+    assert_same_fit(dense, truenorth_weights((j[order], i[order], w[j, i][order], w.shape), copies=copies))
+    # bits only on synapses; the sparse accessors agree with the dense crossbar
+    xbar = dense.crossbar
+    assert not (xbar.reshape(n_post, copies, n_pre).any(axis=1) & (w == 0)).any()
+    for lo, hi in ((0, n_pre), (n_pre // 3, 2 * n_pre), (0, copies * n_pre)):
+        for got, want in zip(dense.bits(lo, hi), np.nonzero(xbar[:, lo:hi]), strict=True):
+            np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(dense.reconstruct_at(j, i), dense.reconstruct()[j, i])
+    np.testing.assert_array_equal(dense.reconstruct_at([0, n_post - 1], [0, n_pre - 1]),
+                                  dense.reconstruct()[[0, n_post - 1], [0, n_pre - 1]])
+    post, pre, val = dense.integer_coo()
+    np.testing.assert_array_equal(np.nonzero(dense.integer())[0], post[val != 0])
+    np.testing.assert_array_equal(dense.integer()[post, pre], val)
+
+
+def test_coo_input_sums_duplicates_and_checks_indices():
+    w = np.zeros((4, 5))
+    w[1, 2], w[3, 0] = 3.0, -1.0
+    fit = truenorth_weights(([1, 1, 3, 2], [2, 2, 0, 4], [1.0, 2.0, -1.0, 0.0], (4, 5)))
+    assert_same_fit(truenorth_weights(w), fit)
+    with pytest.raises(CompileError, match="outside"):
+        truenorth_weights(([0], [5], [1.0], (4, 5)))
+    with pytest.raises(CompileError, match="finite"):
+        truenorth_weights(([0], [1], [np.inf], (4, 5)))
+    assert truenorth_weights(sp.coo_array((3, 3))).error == 0.0
+
+
+def test_conv_matrix_fits_fast():
+    w = conv_matrix(0)
+    assert w.shape == (2048, 512) and w.nnz < 2048 * 18
+    t = time.process_time()
+    fit = truenorth_weights(w, copies=2)
+    elapsed = time.process_time() - t
+    assert elapsed < 3.0, f"{elapsed:.2f} s CPU for a 2048 × 512 convolution"
+    assert fit.bit_post.size <= 2 * w.nnz and 0 < fit.error < 0.5
+    assert fit.shape == (2048, 512) and fit.type_weights.shape == (2048, 4)
