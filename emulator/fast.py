@@ -24,9 +24,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from . import fixed, xylo_jit
@@ -42,7 +44,8 @@ I64 = NDArray[Any]
 
 @dataclass
 class _Edge:
-    """All synapses of one projection from one source, with one delay, as a dense matrix."""
+    """All synapses of one projection from one source, with one delay, as a matrix (dense, or CSR
+    when sparse: see :func:`_edge_matrices`)."""
 
     src: int            # source index: 0 = the input channels, 1 + i = population i
     post: int           # population index
@@ -99,7 +102,6 @@ class FastEngine:
         self._build_edges()
         self._build_schedule()
         self._build_synops()
-        self._build_axon_sources()
         self.reset()
 
     # ----------------------------------------------------------------- lowering
@@ -156,25 +158,15 @@ class FastEngine:
         self.edges: list[_Edge] = []
         for g, (k, q, j, d) in enumerate(uniq):
             sel = order[bounds[g]:bounds[g + 1]]
-            shape = (self.pops[q].size, self.src_sizes[k])
-            # bincount sums repeated (post, pre) pairs like np.add.at, an order of magnitude faster
-            flat_idx = post_local[sel] * shape[1] + local[sel]
-            dense = np.bincount(flat_idx, weights=inc[sel], minlength=shape[0] * shape[1]).reshape(shape)
-            # exactness bound of the product: max over post of Σ|w| · max count of the source
-            bound = float(np.abs(dense).sum(axis=1).max(initial=0.0)) * max_count[k]
-            dtype = np.float32 if bound < 2**24 else np.float64
-            dense_t = dense.T
-            mats: tuple[NDArray[Any], ...]
-            if ordered:
-                mats = (np.ascontiguousarray(np.maximum(dense_t, 0), dtype=dtype),
-                        np.ascontiguousarray(np.minimum(dense_t, 0), dtype=dtype))
-            else:
-                mats = (np.ascontiguousarray(dense_t, dtype=dtype),)
+            shape = (self.src_sizes[k], self.pops[q].size)  # pre-major
+            mats = _edge_matrices(local[sel], post_local[sel], inc[sel], shape, max_count[k], ordered)
             synapse = int(p.projections[j].params.get("synapse", 0)) if self.family == "xylo" else 0
             self.edges.append(_Edge(k, q, j, d, mats, synapse))
-        # order-sensitive families need the per-neuron incoming synapse lists for the fallback
-        if ordered:
-            self._syn_by_neuron = w.neuron_synapses
+
+    @property
+    def _syn_by_neuron(self) -> list[list[tuple[int, int]]]:
+        """Per-neuron incoming (axon, weight) lists for the in-order fallback (built on first use)."""
+        return self.w.neuron_synapses
 
     def _build_schedule(self) -> None:
         """Strongly connected groups of populations, in dependency order (Tarjan's algorithm)."""
@@ -183,13 +175,15 @@ class FastEngine:
         for e in self.edges:
             if e.src > 0:
                 succ[e.src - 1].add(e.post)
-        if self.family == "truenorth":
+        if self.family == "truenorth" and self._stochastic.any():
             # stochastic-synapse neurons read sources outside the edge list
             p = self.w.program
-            for s, dst in zip(p.route_src.tolist(), p.route_dst.tolist(), strict=True):
-                for nid in np.asarray(p.syn_neuron[p.syn_axon == dst]).tolist():
-                    if self._stochastic[nid]:
-                        succ[int(self.pop_of[s])].add(int(self.pop_of[nid]))
+            stoch_syn = self._stochastic[p.syn_neuron]
+            axons = np.unique(p.syn_axon[stoch_syn])
+            for a in axons.tolist():
+                targets = {int(q) for q in self.pop_of[p.syn_neuron[(p.syn_axon == a) & stoch_syn]]}
+                for src in np.unique(self.pop_of[p.route_src[p.route_dst == a]]).tolist():
+                    succ[int(src)] |= targets
         index: dict[int, int] = {}
         low: dict[int, int] = {}
         stack: list[int] = []
@@ -251,14 +245,17 @@ class FastEngine:
                                               minlength=pop.size).astype(np.int64)
                             self.synops_terms.append((1 + q, d, vec))
 
-    def _build_axon_sources(self) -> None:
+    @cached_property
+    def axon_src(self) -> dict[int, list[tuple[int, int, int]]]:
+        """Sources of every axon, ``{axon: [(source index, local unit, delay)]}``, for the in-order
+        fallback and stochastic synapses (built on first use: a Python table, slow for big programs)."""
         per_axon: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
         for axon, kind, src, delay in self.w.axon_sources:
             if kind == 0:
                 per_axon[axon].append((0, src, delay))
             else:
                 per_axon[axon].append((1 + int(self.pop_of[src]), int(self.local_of[src]), delay))
-        self.axon_src = per_axon
+        return per_axon
 
     # -------------------------------------------------------------------- state
     def reset(self) -> None:
@@ -386,10 +383,10 @@ class FastEngine:
                 if not nz.size:
                     continue
                 xs = x[nz]
-                prods = [(xs @ m[nz])[None, None, :] for m in e.mats]
+                prods = [_matmul(xs, m[nz])[None, None, :] for m in e.mats]
             else:
                 flat = window.reshape(t_n * b_n, -1)
-                prods = [(flat @ m).reshape(t_n, b_n, -1) for m in e.mats]
+                prods = [_matmul(flat, m).reshape(t_n, b_n, -1) for m in e.mats]
             for name, prod in zip(names, prods, strict=True):
                 acc = out[name]
                 if key in acc:
@@ -415,10 +412,10 @@ class FastEngine:
                 if not nz.size:
                     continue
                 xs = x[nz].astype(e.mats[0].dtype)
-                pp, nn = xs @ e.mats[0][nz], xs @ e.mats[1][nz]
+                pp, nn = _matmul(xs, e.mats[0][nz]), _matmul(xs, e.mats[1][nz])
             else:
                 flat = window.reshape(t_n * b_n, -1).astype(e.mats[0].dtype)
-                pp, nn = flat @ e.mats[0], flat @ e.mats[1]
+                pp, nn = _matmul(flat, e.mats[0]), _matmul(flat, e.mats[1])
             if e.post not in out:
                 shape = (t_n, b_n, self._n_syn[e.post], self.pops[e.post].size)
                 out[e.post] = (np.zeros(shape), np.zeros(shape))
@@ -779,3 +776,51 @@ def _slice(parts: dict[tuple[int, int, int], NDArray[np.floating]], q: int, t: i
             val = arr[t].astype(np.float64)
             out[s] = out[s] + val if s in out else val.copy()
     return out
+
+
+#: an edge matrix is kept sparse (CSR, pre-major) when at most this share of its entries is non-zero
+SPARSE_DENSITY = 0.05
+#: ... and it has at least this many entries (small matrices are fastest dense)
+SPARSE_MIN_ENTRIES = 1 << 18
+
+
+def _edge_matrices(pre: I64, post: I64, inc: F64, shape: tuple[int, int], max_count: float, ordered: bool
+                   ) -> tuple[Any, ...]:
+    """The matrices of one edge: pre-major ``[pre_n, post_n]`` increments (repeated pairs summed),
+    or (order-sensitive families) their positive and negative parts.
+
+    dtype: float32 while the exactness bound ``max_post Σ_pre |w| · max_count < 2^24`` holds, else
+    float64 (exact below 2^53). Dense C-order arrays, or CSR matrices when sparse (conv layers):
+    a product over CSR adds the same integers, exact under the same bound.
+    """
+    n = shape[0] * shape[1]
+    if pre.size < SPARSE_DENSITY * n and n >= SPARSE_MIN_ENTRIES:
+        m = sp.csr_matrix((inc, (pre, post)), shape=shape, dtype=np.float64)
+        m.sum_duplicates()
+        col_abs = np.bincount(m.indices, weights=np.abs(m.data), minlength=shape[1])
+        dtype = np.float32 if float(col_abs.max(initial=0.0)) * max_count < 2**24 else np.float64
+        m = m.astype(dtype)
+        if not ordered:
+            return (m,)
+        pos, neg = m.copy(), m.copy()
+        pos.data = np.maximum(pos.data, 0)
+        neg.data = np.minimum(neg.data, 0)
+        pos.eliminate_zeros()
+        neg.eliminate_zeros()
+        return (pos, neg)
+    # bincount sums repeated (pre, post) pairs like np.add.at, an order of magnitude faster
+    dense = np.bincount(pre * shape[1] + post, weights=inc, minlength=n).reshape(shape)
+    bound = float(np.abs(dense).sum(axis=0).max(initial=0.0)) * max_count
+    dtype = np.float32 if bound < 2**24 else np.float64
+    if ordered:
+        return (np.maximum(dense, 0).astype(dtype), np.minimum(dense, 0).astype(dtype))
+    return (dense.astype(dtype),)
+
+
+def _matmul(x: NDArray[Any], m: Any) -> NDArray[Any]:
+    """``x @ m`` as a dense array (``m`` dense or CSR; ``x`` 1-D or 2-D)."""
+    if sp.issparse(m):
+        if x.ndim == 1:
+            return np.asarray(m.T @ x)
+        return np.asarray((m.T @ x.T).T)
+    return x @ m

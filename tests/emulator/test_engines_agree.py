@@ -5,8 +5,12 @@ and running in two chunks on one Simulator equals one run, for both engines."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -162,6 +166,42 @@ def test_fast_equals_reference(target, data):
     ref = emulator.run(program, spikes, probes=probes, engine="reference", seed=seed)
     fast = emulator.run(program, spikes, probes=probes, engine="fast", seed=seed)
     assert ref.synaptic_ops.shape == (batch, steps)
+    assert_same(ref, fast)
+
+
+@contextlib.contextmanager
+def sparse_edges():
+    """Force every fast-engine edge matrix to CSR (and the numpy Xylo path, not the compiled one)."""
+    from emulator import fast
+
+    saved = fast.SPARSE_DENSITY, fast.SPARSE_MIN_ENTRIES, os.environ.get("SPIKEFORGE_EMULATOR_JIT")
+    fast.SPARSE_DENSITY, fast.SPARSE_MIN_ENTRIES = 2.0, 0
+    os.environ["SPIKEFORGE_EMULATOR_JIT"] = "0"
+    try:
+        yield
+    finally:
+        fast.SPARSE_DENSITY, fast.SPARSE_MIN_ENTRIES = saved[:2]
+        if saved[2] is None:
+            os.environ.pop("SPIKEFORGE_EMULATOR_JIT")
+        else:
+            os.environ["SPIKEFORGE_EMULATOR_JIT"] = saved[2]
+
+
+@pytest.mark.parametrize("target", ["loihi", "tiny", "xylo", "truenorth"])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_sparse_edge_matrices_equal_reference(target, data):
+    """Sparse (CSR) crossbar products, used for convolution-like projections, are exact too."""
+    program = draw_program(data, target)
+    batch = data.draw(st.integers(1, 3), label="batch")
+    steps = data.draw(st.integers(1, 10), label="steps")
+    spikes = draw_inputs(data, program, batch, steps)
+    probes = all_probes(program)
+    ref = emulator.run(program, spikes, probes=probes, engine="reference", seed=7)
+    with sparse_edges():
+        sim = emulator.Simulator(program, batch=batch, engine="fast", seed=7, probes=probes)
+        assert all(sp.issparse(m) for e in sim.engine.edges for m in e.mats)  # type: ignore[attr-defined]
+        fast = sim.run(spikes)
     assert_same(ref, fast)
 
 
