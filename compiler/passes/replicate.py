@@ -18,8 +18,9 @@ share ``u``'s input axons on their core.
 The pass runs over populations in reverse topological order, so that when a population is
 processed the cut of every population it feeds is known:
 
-1. its neurons are replicated (``c_u`` copies of neuron ``u`` at ``offset_u .. offset_u + c_u − 1``),
-   each copy with all of ``u``'s incoming synapses;
+1. its neurons are replicated: ``c_u`` adjacent copies of neuron ``u``, each with all of ``u``'s
+   incoming synapses, neurons ordered by their lowest input (a convolution's channels at one
+   position together, see :func:`_locality_order`; an output population keeps its order);
 2. the replicated population is cut into cores greedily, in order: as many neurons as fit
    ``neurons_per_core``, ``axons_in_per_core`` (distinct ``(projection, pre unit)`` pairs) and
    ``synapse_memory_bits_per_core``;
@@ -41,7 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from hw_specs import HwSpec
-from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator
+from spikeforge.errors import DoesNotFit, UnsupportedOperator
 
 from .. import ir
 
@@ -56,12 +57,14 @@ class Replicated:
     """The replicated quantised ``graph`` and where its neurons go.
 
     ``placement``: core of every neuron, ``{population: int64 [size after replication]}``;
+    ``owner``: the original neuron of every replicated neuron, ``{population: int64 [size after]}``;
     ``copies``: copies of every original neuron, ``{population: int64 [original size]}``;
     ``cores``: distinct cores per population; ``n_cores``: cores used in all (after packing).
     """
 
     graph: ir.Graph
     placement: dict[str, NDArray[np.int64]]
+    owner: dict[str, NDArray[np.int64]]
     copies: dict[str, NDArray[np.int64]]
     cores: dict[str, int]
     n_cores: int
@@ -100,7 +103,8 @@ def replicate(graph: ir.Graph, spec: HwSpec, *, check_cores: bool = True) -> Rep
     routes = {p.name: np.zeros(p.size, dtype=np.int64) for p in pops}
     rows: dict[str, _Rows] = {}
     copies: dict[str, NDArray[np.int64]] = {}
-    offset: dict[str, NDArray[np.int64]] = {}
+    owner: dict[str, NDArray[np.int64]] = {}
+    first: dict[str, NDArray[np.int64]] = {}  # replicated index of every original neuron's first copy
     chunks: dict[str, list[tuple[int, int, int, int]]] = {}  # pop → [(start, end, axons, bits)]
     core_of: dict[str, NDArray[np.int64]] = {}
     for pop in reversed(pops):
@@ -113,22 +117,26 @@ def replicate(graph: ir.Graph, spec: HwSpec, *, check_cores: bool = True) -> Rep
                 f"routes, but a {spec.family} neuron has {spec.chip.fan_out_per_neuron} ({spec.where()}: "
                 "chip.fan_out_per_neuron) and the output port reads the population as it is; add a separate output "
                 "layer, or choose another target")
+        order = np.arange(pop.size, dtype=np.int64) if pop.name in outputs else _locality_order(graph, pop)
         copies[pop.name] = c
-        offset[pop.name] = np.concatenate([[0], np.cumsum(c)]).astype(np.int64)
+        owner[pop.name] = np.repeat(order, c[order])
+        starts = np.zeros(pop.size, dtype=np.int64)
+        starts[order] = np.cumsum(c[order]) - c[order]
+        first[pop.name] = starts
         for s in pop.inputs:
             syn = graph[s]
             assert isinstance(syn, ir.Synapses)
-            rows[s] = _replicate_rows(syn, c)
+            rows[s] = _replicate_rows(syn, owner[pop.name])
         incoming = [rows[s] for s in pop.inputs]
         counters = [routes.get(r.syn.inputs[0]) for r in incoming]  # None: a host input (no route limit)
-        chunks[pop.name], core_of[pop.name] = _cut(pop.name, int(offset[pop.name][-1]), incoming, counters, spec)
+        chunks[pop.name], core_of[pop.name] = _cut(pop.name, owner[pop.name].size, incoming, counters, spec)
         for syn in graph.users(pop.name):  # its targets were processed: their route ranks are known
             if isinstance(syn, ir.Synapses):
                 r = rows[syn.name]
                 assert r.rank is not None
-                r.pre = offset[pop.name][r.pre] + r.rank
+                r.pre = first[pop.name][r.pre] + r.rank
     placement, n_cores = _pack(pops, chunks, core_of, spec, check_cores)
-    return Replicated(_rebuild(graph, rows, copies, offset), placement, copies,
+    return Replicated(_rebuild(graph, rows, owner), placement, owner, copies,
                       {p: len(ch) for p, ch in chunks.items()}, n_cores)
 
 
@@ -149,28 +157,41 @@ def _check_deterministic(pop: ir.Neuron) -> None:
                                       "reach several cores: use deterministic neurons")
 
 
-def _replicate_rows(syn: ir.Synapses, c: NDArray[np.int64]) -> _Rows:
-    """Every synapse into post ``j`` once per copy of ``j``, ordered by (copy index, original order).
+def _locality_order(graph: ir.Graph, pop: ir.Neuron) -> NDArray[np.int64]:
+    """Neurons ordered by their lowest input (stable): a convolution's output channels at one
+    position read the same window, so they come together and a core holds a spatial patch of all
+    channels (Esser et al. 2016 group TrueNorth cores by patches) instead of a strip of one
+    channel; the patch's input axons are shared. A dense layer keeps its order."""
+    syns = [n for n in (graph[s] for s in pop.inputs) if isinstance(n, ir.Synapses)]
+    if not syns:
+        return np.arange(pop.size, dtype=np.int64)
+    main = max(syns, key=lambda x: x.post_idx.size)
+    key = np.full(pop.size, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(key, main.post_idx, main.pre_idx)
+    return np.argsort(key, kind="stable").astype(np.int64)
 
-    Row instance ``i`` (copy of post ``j_i``) holds the synapses ``ptr[j_i] .. ptr[j_i + 1]`` of the
-    post-sorted list: the concatenation of those ranges is one ``repeat`` plus an ``arange``.
+
+def _replicate_rows(syn: ir.Synapses, owner: NDArray[np.int64]) -> _Rows:
+    """Replicated neuron ``i`` (a copy of ``owner[i]``) gets every synapse of ``owner[i]``.
+
+    The rows of the post-sorted synapse list are concatenated in replicated order: one
+    ``repeat`` plus an ``arange`` (no loop per neuron).
     """
     post, pre, values = syn.post_idx, syn.pre_idx, syn.values
     if post.size > 1 and (post[1:] < post[:-1]).any():
         order = np.argsort(post, kind="stable")
         post, pre, values = post[order], pre[order], values[order]
-    length = np.bincount(post, minlength=c.size).astype(np.int64)  # synapses per original post neuron
-    ptr = np.zeros(c.size + 1, dtype=np.int64)
+    length = np.bincount(post, minlength=syn.shape[0]).astype(np.int64)  # synapses per original post neuron
+    ptr = np.zeros(length.size + 1, dtype=np.int64)
     np.cumsum(length, out=ptr[1:])
-    if (c == 1).all():
+    if owner.size == length.size and (owner == np.arange(owner.size)).all():
         return _Rows(syn, post.astype(np.int64), pre.astype(np.int64), values.astype(np.int64), ptr)
-    row = np.repeat(np.arange(c.size, dtype=np.int64), c)  # original post of every copy (row instance)
-    new_len = length[row]
-    new_ptr = np.zeros(row.size + 1, dtype=np.int64)
+    new_len = length[owner]
+    new_ptr = np.zeros(owner.size + 1, dtype=np.int64)
     np.cumsum(new_len, out=new_ptr[1:])
-    src = np.repeat(ptr[row] - new_ptr[:-1], new_len)
+    src = np.repeat(ptr[owner] - new_ptr[:-1], new_len)
     src += np.arange(src.size, dtype=np.int64)
-    new_post = np.repeat(np.arange(row.size, dtype=np.int64), new_len)
+    new_post = np.repeat(np.arange(owner.size, dtype=np.int64), new_len)
     return _Rows(syn, new_post, pre[src].astype(np.int64), values[src].astype(np.int64), new_ptr)
 
 
@@ -274,25 +295,24 @@ def _pack(pops: list[ir.Neuron], chunks: dict[str, list[tuple[int, int, int, int
     return {p.name: slots[bin_of[p.name][chunk_of[p.name]]] for p in pops}, n_bins
 
 
-def _rebuild(graph: ir.Graph, rows: dict[str, _Rows], copies: dict[str, NDArray[np.int64]],
-             offset: dict[str, NDArray[np.int64]]) -> ir.Graph:
-    """The replicated graph: populations with repeated registers, projections with new indices."""
+def _rebuild(graph: ir.Graph, rows: dict[str, _Rows], owner: dict[str, NDArray[np.int64]]) -> ir.Graph:
+    """The replicated graph: populations with their owners' registers, projections with new indices."""
     out = ir.Graph(meta=graph.meta)
     for node in graph:
         if isinstance(node, ir.Neuron):
-            c = copies[node.name]
-            regs = {k: np.repeat(np.asarray(v), c, axis=0) for k, v in node.registers.items()}
+            own = owner[node.name]
+            regs = {k: np.asarray(v)[own] for k, v in node.registers.items()}
             out.add(ir.Neuron(node.name, node.inputs, kind=node.kind, threshold=node.threshold,
                               tau_mem=node.tau_mem, tau_syn=node.tau_syn, datapath=node.datapath,
-                              readout=node.readout, size=int(offset[node.name][-1]),
-                              bias=None if node.bias is None else np.repeat(node.bias, c),
+                              readout=node.readout, size=int(own.size),
+                              bias=None if node.bias is None else node.bias[own],
                               registers=MappingProxyType(regs), scale=node.scale))
         elif isinstance(node, ir.Synapses):
             r = rows[node.name]
             pre_node = graph[node.inputs[0]]
             if isinstance(pre_node, ir.Neuron):
-                n_pre = int(offset[pre_node.name][-1])
-                types = None if node.axon_types is None else np.repeat(node.axon_types, copies[pre_node.name])
+                n_pre = int(owner[pre_node.name].size)
+                types = None if node.axon_types is None else node.axon_types[owner[pre_node.name]]
             else:
                 n_pre, types = node.shape[1], node.axon_types
             out.add(ir.Synapses(node.name, node.inputs, post=node.post, shape=(int(r.ptr.size - 1), n_pre),
@@ -300,6 +320,4 @@ def _rebuild(graph: ir.Graph, rows: dict[str, _Rows], copies: dict[str, NDArray[
                                 delay=node.delay, source=node.source, axon_types=types))
         else:
             out.add(node)
-    if any(not isinstance(n, (ir.Input, ir.Neuron, ir.Synapses, ir.Output)) for n in out):  # pragma: no cover
-        raise CompileError("replicate: unexpected node in a quantised graph")
     return ir.validate(out, "quantized")

@@ -71,7 +71,7 @@ def test_every_neuron_has_one_route_and_copies_count_the_routes(spec, sizes):
         c = layout.copies[pop.name]
         assert pop.size == c.sum() and (c >= 1).all()
         # every copy is used: copies = routes the original neuron needs (one neuron when it needs none)
-        used = np.bincount(np.repeat(np.arange(c.size), c), weights=after[pop.name], minlength=c.size)
+        used = np.bincount(layout.owner[pop.name], weights=after[pop.name], minlength=c.size)
         assert ((used == c) | ((c == 1) & (used == 0))).all()
         cores = layout.placement[pop.name]
         assert np.bincount(cores).max() <= spec.chip.neurons_per_core
@@ -87,7 +87,7 @@ def test_copies_spike_exactly_like_the_original_neuron(spec, sizes):
     orig = simulate(qgraph, x, spec, quantized=True)
     repl = simulate(layout.graph, x, spec, quantized=True)
     for pop in qgraph.of_type(ir.Neuron):
-        owner = np.repeat(np.arange(pop.size), layout.copies[pop.name])
+        owner = layout.owner[pop.name]
         assert orig[pop.name].any()
         np.testing.assert_array_equal(repl[pop.name], orig[pop.name][..., owner])
 
