@@ -23,7 +23,9 @@ __all__ = ["compile", "compile_with_report", "check", "CheckReport", "CompileRep
 
 
 def compile(model: Any, target: Any = "loihi", calibration: Any = None, **kwargs: Any) -> Any:
-    """Compile ``model`` (a torch module, or an ``.onnx``/``.nir`` path: not yet) for ``target``.
+    """Compile ``model`` for ``target``: a torch module, a ``torch.export`` archive (``.pt2``) or
+    TorchScript file by path (or the loaded ``ExportedProgram`` / ``ScriptModule``), or an
+    ``ir.Graph``; ONNX and NIR frontends are not available yet.
 
     Keyword arguments: ``labels`` (for accuracy), ``input_shape`` (per sample; inferred from a
     first Linear), ``dt`` (s per step, default 1e-3: maps time constants to decays), ``steps``
