@@ -11,7 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from compiler_helpers import mlp_graph
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_random_graphs import graphs
 
+import compiler
 import emulator
 import hw_specs
 from compiler import ir
@@ -21,7 +25,7 @@ from compiler.passes.quantize import quantize
 from compiler.passes.replicate import replicate
 from compiler.passes.rules import RuleContext, run_rules
 from compiler.simulate import simulate
-from spikeforge.errors import DoesNotFit, UnsupportedOperator
+from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator
 
 TN = Path(hw_specs.__file__).with_name("truenorth.toml").read_text()
 
@@ -149,3 +153,25 @@ def test_an_output_that_feeds_another_layer_must_not_need_copies(spec):
     qgraph, _ = quantize(lower(g), spec)
     with pytest.raises(UnsupportedOperator, match="'n0' is an output and also feeds other layers"):
         replicate(qgraph, spec)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=graphs(), seed=st.integers(0, 99))
+def test_random_graphs_on_small_truenorth_cores(graph, seed):
+    """Random graphs (convolutions, pooling, residuals) on 16-neuron cores: what check says fits
+    compiles, with one route per neuron and bit-exact against the unreplicated simulation."""
+    spec = small_truenorth(cores=256)
+    shape = graph.of_type(ir.Input)[0].shape
+    x = np.random.default_rng(seed).random((4, *shape))
+    cal = x if graph.of_type(ir.ReLU) else (x[:, None] > 0.5).repeat(5, axis=1).astype(np.int64)
+    try:
+        fits = compiler.check(graph, spec, cal).fits
+    except CompileError:
+        fits = False
+    try:
+        program, report = compiler.compile_with_report(graph, spec, cal, steps=10, verify_samples=4)
+    except CompileError:
+        assert not fits
+        return
+    assert fits and report.verification["exact"], report.verification
+    assert np.bincount(program.route_src, minlength=program.n_neurons).max() <= 1
