@@ -51,7 +51,11 @@ def _currents(graph: ir.Graph, pop: ir.Neuron, out: dict[str, NDArray[np.float64
         tw = pop.registers.get("type_weights") if quantized else None
         w = sp.csr_matrix((syn.effective(tw).astype(np.float64), (syn.post_idx, syn.pre_idx)), shape=syn.shape)
         b, t, n = pre.shape
-        cur = np.asarray(w @ pre.reshape(b * t, n).T).T.reshape(b, t, -1)
+        flat = pre.reshape(b * t, n)
+        if np.count_nonzero(flat) < 0.25 * flat.size:  # sparse activity: sparse × sparse is cheaper
+            cur = (sp.csr_matrix(flat) @ w.T.tocsr()).toarray().reshape(b, t, -1)
+        else:
+            cur = np.asarray(w @ flat.T).T.reshape(b, t, -1)
         d = _delay(syn, graph, spec)
         shifted = np.zeros((b, steps, syn.shape[0]))
         if d < steps:
