@@ -13,8 +13,7 @@ cross-checks the emulator: every value is a chip register in the family's own un
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,89 +274,22 @@ class ProgramBuilder:
 
         # axons: per core, connections with input ports first, then in connect order; per pre unit
         conns = sorted(self._conns, key=lambda c: (c.pre.kind != "input",))
-        core_axons = np.zeros(n_cores, dtype=np.int64)
-        biggest = max((int(c.weight.size) for c in conns), default=0)
-        key_buf = np.empty(biggest, dtype=np.int64)  # reused per projection: no fresh pages per temporary
-        tmp_buf = np.empty(biggest, dtype=np.int64)
-        pairs: list[_AxonPairs] = []
-        for c in conns:
-            pairs.append(_AxonPairs.find(c, core_of[c.post.name], key_buf))
-            ax = pairs[-1]
-            # local axon index = running count on that core (pairs are sorted by core, then pre)
-            counts = np.bincount(ax.core_u, minlength=n_cores)
-            first = np.cumsum(counts) - counts
-            ax.local_u = core_axons[ax.core_u] + np.arange(ax.core_u.size) - first[ax.core_u]
-            core_axons += counts
-        axon_offset = np.concatenate([[0], np.cumsum(core_axons)])
-        n_axons = int(axon_offset[-1])
         n_neurons = int(gid_flat.size)
-        axon_projection = np.full(n_axons, -1, dtype=np.int32)
-        axon_type = np.zeros(n_axons, dtype=np.int8)
-        n_syn = sum(int(c.weight.size) for c in conns)
+        neuron_offset = np.concatenate([[0], np.cumsum(core_neurons)])
+        local_of = {name: g - neuron_offset[core_of[name]] for name, g in gids.items()}
         wr = spec.synapse_range("weight")
-        # one int64 sort key per synapse, (axon, neuron, weight - lo) packed; the axon in the high
-        # 32 bits when neuron and weight fit the low 32 (then unpacking is a strided copy)
-        w_bits = max(1, int(wr.hi - wr.lo).bit_length())
-        n_bits = max(1, n_neurons.bit_length())
-        a_bits = max(1, n_axons.bit_length())
-        low_bits = 32 if n_bits + w_bits <= 32 and a_bits <= 31 else n_bits + w_bits
-        packed = a_bits + low_bits <= 63
-        syn_key = np.empty(n_syn, dtype=np.int64) if packed else None
-        syn_a, syn_n, syn_w = [], [], []
-        r_src, r_dst, r_del = [], [], []
-        i_port, i_ch, i_dst, i_del = [], [], [], []
-        input_names = list(self._inputs)
-        at = 0
-        for ci, (c, ax) in enumerate(zip(conns, pairs, strict=True)):
-            glob = axon_offset[ax.core_u] + ax.local_u
-            axon_projection[glob] = ci
-            if c.axon_types is not None:
-                axon_type[glob] = c.axon_types[ax.pre_u]
-            size = int(c.weight.size)
-            if syn_key is not None:
-                seg = syn_key[at:at + size]
-                ax.gather(c, glob << low_bits, key_buf, out=seg)
-                tmp = tmp_buf[:size]
-                np.take(gids[c.post.name] << w_bits, c.post_idx, out=tmp)
-                seg |= tmp
-                np.subtract(c.weight, wr.lo, out=tmp)
-                seg |= tmp
-                at += size
-            else:
-                syn_a.append(ax.gather(c, glob, key_buf, out=np.empty(size, dtype=np.int64)))
-                syn_n.append(gids[c.post.name][c.post_idx])
-                syn_w.append(c.weight)
-            if c.pre.kind == "input":
-                i_port.append(np.full(ax.pre_u.size, input_names.index(c.pre.name)))
-                i_ch.append(ax.pre_u)
-                i_dst.append(glob)
-                i_del.append(np.full(ax.pre_u.size, c.delay))
-            else:
-                r_src.append(gids[c.pre.name][ax.pre_u])
-                r_dst.append(glob)
-                r_del.append(np.full(ax.pre_u.size, c.delay))
-        del pairs, key_buf, tmp_buf
-
-        def cat(parts: Sequence[NDArray[Any]]) -> NDArray[np.int32]:
-            return np.concatenate(parts).astype(np.int32) if parts else np.zeros(0, dtype=np.int32)
-
-        if syn_key is not None:
-            if syn_key.size > 1 and (syn_key[1:] < syn_key[:-1]).any():
-                syn_key.sort()
-            sa, sn, sw = _unpack(syn_key, low_bits, w_bits, wr.lo)
-            del syn_key
-        else:
-            a64, n64, w64 = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (syn_a, syn_n, syn_w))
-            o = np.lexsort((n64, a64))
-            sa, sn, sw = a64[o].astype(np.int32), n64[o].astype(np.int32), w64[o].astype(np.int32)
-        ra, rd, rl = _sorted_routes(r_src, r_dst, r_del, n_neurons, n_axons)
+        xbar = _crossbar(conns, core_of, local_of, neuron_offset, n_cores, (int(wr.lo), int(wr.hi)))
+        n_inputs = sum(c.pre.kind == "input" for c in conns)
+        i_port, i_ch, i_dst, i_del = _input_routes(conns[:n_inputs], xbar, list(self._inputs))
+        ra, rd, rl = _routes(conns, n_inputs, xbar, gids, n_neurons)
         arrays: dict[str, NDArray[Any]] = {
-            "core_neurons": core_neurons, "core_axons": core_axons,
-            "axon_projection": axon_projection, "axon_type": axon_type,
-            "syn_axon": sa, "syn_neuron": sn, "syn_weight": sw,
+            "core_neurons": core_neurons, "core_axons": xbar.core_axons,
+            "axon_projection": xbar.axon_conn, "axon_type": _axon_types(conns, xbar),
+            "syn_axon": xbar.syn_axon, "syn_neuron": xbar.syn_neuron, "syn_weight": xbar.syn_weight,
             "route_src": ra, "route_dst": rd, "route_delay": rl,
-            "in_port": cat(i_port), "in_channel": cat(i_ch), "in_dst": cat(i_dst), "in_delay": cat(i_del),
+            "in_port": i_port, "in_channel": i_ch, "in_dst": i_dst, "in_delay": i_del,
         }
+        del xbar
         projections = [
             Projection(c.name, c.pre.name, c.post.name, c.params, c.plasticity) for c in conns
         ]
@@ -431,157 +363,299 @@ class ProgramBuilder:
         )
 
 
-@dataclass
-class _AxonPairs:
-    """The axons of one projection: its distinct (core, pre unit) pairs, sorted by core then pre.
+#: synapses (or axons) per block in the chunked passes: each temporary (512 KiB) stays in L2 cache
+_BLOCK = 1 << 16
 
-    Two ways, both linear in synapses. Blocked (synapses sorted by post, cores non-decreasing
-    in post: every placement by ``partition`` or ``_auto_place``): the synapses of each core are
-    one run, whose distinct pre units a reused ``[n_pre]`` marker finds. Otherwise ``key = (core -
-    lo) · n_pre + pre`` is marked in a boolean array over the key span when that span is not much
-    larger than the projection, else ``np.unique`` (keeping the inverse). ``gather`` writes a
-    per-pair value to every synapse of the pair.
+
+@dataclass(frozen=True)
+class _KeyFields:
+    """Bit widths of the packed synapse sort key, low to high: ``weight - lo``, the neuron's index on
+    its core, pre unit, connection (position in axon order) and core.
+
+    Sorted keys order synapses by (core, connection, pre unit) — which is the axon numbering, so
+    every run of equal high bits is one axon — then by neuron (global ids run core by core).
     """
 
-    pre_u: NDArray[np.int64]
-    core_u: NDArray[np.int64]
-    local_u: NDArray[np.int64]
-    lo: int
-    span: int
-    uniq: NDArray[np.int64]
-    inv: NDArray[np.int64] | None
-    post_core: NDArray[np.int64]  # core of every post neuron [n_post]
-    runs: list[tuple[int, int, int, int]] | None = None  # blocked: (syn lo, syn hi, pair lo, pair hi)
+    weight: int
+    local: int
+    pre: int
+    conn: int
+    core: int
 
-    @classmethod
-    def find(cls, c: _Conn, post_core: NDArray[np.int64], key_buf: NDArray[np.int64]) -> _AxonPairs:
-        n_pre = c.pre.size
-        z = np.zeros(0, dtype=np.int64)
-        if c.post_idx.size == 0:
-            return cls(z, z, z, 0, 0, z, None, post_core)
-        if _non_decreasing(c.post_idx):
-            blocked = cls._find_blocked(c, post_core)
-            if blocked is not None:
-                return blocked
-        lo = int(post_core.min())
-        span = (int(post_core.max()) - lo + 1) * n_pre
-        key = cls._keys(c, post_core, lo, key_buf)
-        inv = None
-        if span <= 4 * key.size + (1 << 20):
-            mark = np.zeros(span, dtype=bool)
-            mark[key] = True
-            uniq = np.flatnonzero(mark)
-        else:
-            uniq, inv = np.unique(key, return_inverse=True)
-        return cls(uniq % n_pre, uniq // n_pre + lo, z, lo, span, uniq, inv, post_core)
+    @property
+    def total(self) -> int:
+        return self.weight + self.local + self.pre + self.conn + self.core
 
-    @classmethod
-    def _find_blocked(cls, c: _Conn, post_core: NDArray[np.int64]) -> _AxonPairs | None:
-        """Per-core runs when every core holds one run of post neurons (None otherwise)."""
-        n_pre = c.pre.size
-        change = np.flatnonzero(np.diff(post_core)) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [post_core.size]])
-        run_core = post_core[starts]
-        if np.unique(run_core).size != run_core.size:
+    @property
+    def at_local(self) -> int:
+        return self.weight
+
+    @property
+    def at_pre(self) -> int:
+        return self.weight + self.local
+
+    @property
+    def at_conn(self) -> int:
+        return self.at_pre + self.pre
+
+    @property
+    def at_core(self) -> int:
+        return self.at_conn + self.conn
+
+
+@dataclass
+class _Crossbar:
+    """Synapses sorted by (axon, neuron), int32 ``[S]`` each, and every axon's connection (int32
+    ``[A]``, position in ``conns``) and pre unit (int32 or int64 ``[A]``); ``core_axons`` int64
+    ``[n_cores]``. ``scratch``: a spent int64 buffer (``[S]``, pages resident) for later sorts.
+    """
+
+    syn_axon: NDArray[np.int32]
+    syn_neuron: NDArray[np.int32]
+    syn_weight: NDArray[np.int32]
+    axon_conn: NDArray[np.int32]
+    axon_pre: NDArray[np.integer[Any]]
+    core_axons: NDArray[np.int64]
+    scratch: NDArray[np.int64] | None = None
+
+
+def _crossbar(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]], local_of: dict[str, NDArray[np.int64]],
+              neuron_offset: NDArray[np.int64], n_cores: int, w_range: tuple[int, int]) -> _Crossbar:
+    """Number the axons (per core: connection in ``conns`` order, then pre unit) and sort the synapses.
+
+    One int64 key per synapse (:class:`_KeyFields`) and one sort, when the fields fit 63 bits;
+    else a ``lexsort`` of the same fields. ``local_of[pop]``: each neuron's index on its core;
+    ``w_range``: the target's (lo, hi) weights (``connect`` checked them).
+    """
+    n_syn = sum(int(c.weight.size) for c in conns)
+    w_lo = w_range[0]
+    fields = _KeyFields(
+        weight=max(0, w_range[1] - w_lo).bit_length(),
+        local=max(0, int(np.diff(neuron_offset).max(initial=0)) - 1).bit_length(),
+        pre=max((c.pre.size - 1 for c in conns), default=0).bit_length(),
+        conn=max(0, len(conns) - 1).bit_length(),
+        core=max(0, n_cores - 1).bit_length(),
+    )
+    if n_syn == 0 or fields.total > 63:
+        return _crossbar_lexsort(conns, core_of, local_of, neuron_offset, n_cores)
+    tables = [(core_of[c.post.name] << fields.at_core) | (j << fields.at_conn)
+              | (local_of[c.post.name] << fields.at_local) for j, c in enumerate(conns)]
+    segments = _segments(conns, core_of)
+    if segments is None:
+        key = _packed_keys(conns, tables, fields.at_pre, w_lo)
+        key.sort()
+    else:
+        key = _segment_keys(conns, tables, segments, fields.at_pre, w_lo)
+    return _unpack_keys(key, fields, neuron_offset, n_cores, w_lo)
+
+
+def _fill_keys(out: NDArray[np.int64], c: _Conn, table: NDArray[np.int64], lo: int, at_pre: int, w_lo: int,
+               tmp: NDArray[np.int64]) -> None:
+    """``out[i] = table[post] | pre << at_pre | (w - w_lo)`` for synapse ``lo + i`` of ``c``, in blocks."""
+    for b in range(0, out.size, _BLOCK):
+        seg = out[b:b + _BLOCK]
+        t = tmp[:seg.size]
+        np.take(table, c.post_idx[lo + b:lo + b + seg.size], out=seg)
+        np.left_shift(c.pre_idx[lo + b:lo + b + seg.size], at_pre, out=t)
+        seg |= t
+        np.subtract(c.weight[lo + b:lo + b + seg.size], w_lo, out=t)
+        seg |= t
+
+
+def _packed_keys(conns: list[_Conn], tables: list[NDArray[np.int64]], at_pre: int, w_lo: int) -> NDArray[np.int64]:
+    """Unsorted keys of every synapse, connections concatenated: int64 ``[S]``.
+
+    ``tables[j]``: the key bits of each post neuron of ``conns[j]`` (core, connection, local index).
+    """
+    key = np.empty(sum(int(c.weight.size) for c in conns), dtype=np.int64)
+    tmp = np.empty(_BLOCK, dtype=np.int64)
+    at = 0
+    for c, table in zip(conns, tables, strict=True):
+        _fill_keys(key[at:at + c.weight.size], c, table, 0, at_pre, w_lo, tmp)
+        at += c.weight.size
+    return key
+
+
+def _segments(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]]) -> NDArray[np.int64] | None:
+    """Runs of synapses on one core, when every connection's synapses are sorted by post and each
+    core holds one run of its post neurons (every placement by ``partition`` and ``_auto_place``).
+
+    Rows ``(connection, first synapse, end, destination)``, int64 ``[runs, 4]``, in (core,
+    connection) order: the sorted synapse keys are these runs, each sorted, laid end to end.
+    None when some (core, connection) is split over runs (then one global sort is needed).
+    """
+    parts = [np.zeros((0, 4), dtype=np.int64)]
+    for j, c in enumerate(conns):
+        if c.weight.size == 0:
+            continue
+        if not _non_decreasing(c.post_idx):
             return None
-        ptr = np.zeros(post_core.size + 1, dtype=np.int64)
-        np.cumsum(np.bincount(c.post_idx, minlength=post_core.size), out=ptr[1:])
-        by_core = np.argsort(run_core, kind="stable")  # pairs are numbered core by core
-        mark = np.zeros(n_pre, dtype=bool)
-        pres, cores, runs = [], [], []
-        at = 0
-        for core, p0, p1 in zip(run_core[by_core].tolist(), ptr[starts[by_core]].tolist(),
-                                ptr[ends[by_core]].tolist(), strict=True):
-            if p0 == p1:
-                continue
-            block = c.pre_idx[p0:p1]
-            if n_pre > 8 * block.size:
-                u = np.sort(block)  # distinct values of a short block (np.unique hashes: slower here)
-                u = u[np.concatenate([[True], u[1:] != u[:-1]])]
-            else:
-                mark[block] = True
-                u = np.flatnonzero(mark)
-                mark[u] = False
-            pres.append(u)
-            cores.append(np.full(u.size, core, dtype=np.int64))
-            runs.append((p0, p1, at, at + u.size))
-            at += u.size
-        z = np.zeros(0, dtype=np.int64)
-        return cls(np.concatenate(pres), np.concatenate(cores), z, 0, 0, z, None, post_core, runs)
-
-    @staticmethod
-    def _keys(c: _Conn, post_core: NDArray[np.int64], lo: int, key_buf: NDArray[np.int64]) -> NDArray[np.int64]:
-        key = key_buf[:c.post_idx.size]
-        np.take((post_core - lo) * c.pre.size, c.post_idx, out=key)
-        key += c.pre_idx
-        return key
-
-    def gather(self, c: _Conn, values: NDArray[np.int64], key_buf: NDArray[np.int64], *,
-               out: NDArray[np.int64]) -> NDArray[np.int64]:
-        """``out[s] = values[pair of synapse s]`` (int64 ``[synapses]``)."""
-        if self.runs is not None:
-            table = np.zeros(c.pre.size, dtype=np.int64)  # one core's pairs at a time: stays in cache
-            for p0, p1, u0, u1 in self.runs:
-                table[self.pre_u[u0:u1]] = values[u0:u1]
-                np.take(table, c.pre_idx[p0:p1], out=out[p0:p1])
-            return out
-        if self.inv is not None:
-            return np.take(values, self.inv.ravel(), out=out)
-        table = np.zeros(self.span, dtype=np.int64)
-        table[self.uniq] = values
-        return np.take(table, self._keys(c, self.post_core, self.lo, key_buf), out=out)
+        post_core = core_of[c.post.name]
+        first = np.flatnonzero(np.concatenate([[True], post_core[1:] != post_core[:-1]]))  # post runs
+        bounds = np.searchsorted(c.post_idx, np.concatenate([first, [post_core.size]]))  # their synapses
+        full = bounds[1:] > bounds[:-1]
+        parts.append(np.stack([post_core[first[full]], np.full(int(full.sum()), j), bounds[:-1][full],
+                               bounds[1:][full]], axis=1))
+    rows = np.concatenate(parts)
+    rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]
+    if ((rows[1:, 0] == rows[:-1, 0]) & (rows[1:, 1] == rows[:-1, 1])).any():
+        return None
+    length = rows[:, 3] - rows[:, 2]
+    return np.stack([rows[:, 1], rows[:, 2], rows[:, 3], np.cumsum(length) - length], axis=1)
 
 
-def _sorted_routes(src: list[NDArray[np.int64]], dst: list[NDArray[np.int64]], delay: list[NDArray[np.int64]],
-                   n_neurons: int, n_axons: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
-    """Routes sorted by (source neuron, target axon), as int32; one packed int64 sort when it fits."""
-    s, d, dl = (np.concatenate(x) if x else np.zeros(0, dtype=np.int64) for x in (src, dst, delay))
-    if s.size == 0:
-        z = np.zeros(0, dtype=np.int32)
-        return z, z, z
-    d_bits = max(1, n_axons.bit_length())
-    l_bits = max(1, int(dl.max()).bit_length())
-    if max(1, n_neurons.bit_length()) + d_bits + l_bits > 63 or dl.min() < 0:
-        o = np.lexsort((d, s))
-        return s[o].astype(np.int32), d[o].astype(np.int32), dl[o].astype(np.int32)
-    key = s << (d_bits + l_bits)
-    key |= d << l_bits
-    key |= dl
-    key.sort()
-    return ((key >> (d_bits + l_bits)).astype(np.int32), ((key >> l_bits) & ((1 << d_bits) - 1)).astype(np.int32),
-            (key & ((1 << l_bits) - 1)).astype(np.int32))
+def _segment_keys(conns: list[_Conn], tables: list[NDArray[np.int64]], segments: NDArray[np.int64], at_pre: int,
+                  w_lo: int) -> NDArray[np.int64]:
+    """Sorted keys of every synapse, int64 ``[S]``: each run of :func:`_segments` written to its place
+    and sorted there (small sorts, in cache, instead of one sort of everything)."""
+    key = np.empty(sum(int(c.weight.size) for c in conns), dtype=np.int64)
+    tmp = np.empty(_BLOCK, dtype=np.int64)
+    for j, lo, hi, dest in segments.tolist():
+        out = key[dest:dest + hi - lo]
+        _fill_keys(out, conns[j], tables[j], lo, at_pre, w_lo, tmp)
+        out.sort()
+    return key
 
 
 def _non_decreasing(a: NDArray[np.int64]) -> bool:
     """``a[i] <= a[i + 1]`` for all i, checked in blocks (no array-sized temporary)."""
-    step = 1 << 22
-    for lo in range(0, max(0, a.size - 1), step):
-        part = a[lo:lo + step + 1]
+    for lo in range(0, max(0, a.size - 1), _BLOCK):
+        part = a[lo:lo + _BLOCK + 1]
         if (part[1:] < part[:-1]).any():
             return False
     return True
 
 
-def _unpack(key: NDArray[np.int64], low_bits: int, w_bits: int, w_lo: int
-            ) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
-    """Split sort keys ``axon << low_bits | neuron << w_bits | (weight - w_lo)`` into int32 arrays."""
+def _unpack_keys(key: NDArray[np.int64], fields: _KeyFields, neuron_offset: NDArray[np.int64], n_cores: int,
+                 w_lo: int) -> _Crossbar:
+    """Split sorted keys into the crossbar: axon = running count of (core, conn, pre) runs, neuron =
+    ``neuron_offset[core] + local``, weight = low bits ``+ w_lo``; one record per run for the axons."""
     n = key.size
-    sa = np.empty(n, dtype=np.int32)
-    sn = np.empty(n, dtype=np.int32)
-    sw = np.empty(n, dtype=np.int32)
-    if low_bits == 32:  # the high word is the axon: a strided copy, no shifts
-        words = key.view(np.uint32).reshape(n, 2)
-        hi, lo = (1, 0) if sys.byteorder == "little" else (0, 1)
-        np.copyto(sa, words[:, hi], casting="unsafe")
-        np.right_shift(words[:, lo], w_bits, out=sn, casting="unsafe")
-        np.bitwise_and(words[:, lo], (1 << w_bits) - 1, out=sw, casting="unsafe")
-    else:
-        np.copyto(sa, key >> low_bits, casting="unsafe")
-        np.copyto(sn, (key >> w_bits) & ((1 << (low_bits - w_bits)) - 1), casting="unsafe")
-        np.copyto(sw, key & ((1 << w_bits) - 1), casting="unsafe")
-    sw += w_lo
-    return sa, sn, sw
+    sa, sn, sw = (np.empty(n, dtype=np.int32) for _ in range(3))
+    # at most one axon per synapse: sized for that, only the pages written are ever resident
+    axon_conn = np.empty(n, dtype=np.int32)
+    axon_pre: NDArray[np.integer[Any]] = np.empty(n, dtype=np.int32 if fields.pre <= 31 else np.int64)
+    core_axons = np.zeros(n_cores, dtype=np.int64)
+    n_axons, last = 0, -1  # axons so far; (core, conn, pre) of the previous block's last synapse
+    for lo in range(0, n, _BLOCK):
+        hi = min(n, lo + _BLOCK)
+        k = key[lo:hi]
+        np.add(k & ((1 << fields.weight) - 1), w_lo, out=sw[lo:hi], casting="unsafe")
+        local = (k >> fields.at_local) & ((1 << fields.local) - 1)
+        np.add(neuron_offset[k >> fields.at_core], local, out=sn[lo:hi], casting="unsafe")
+        axon = k >> fields.at_pre
+        new = np.empty(hi - lo, dtype=bool)
+        new[0] = axon[0] != last
+        np.not_equal(axon[1:], axon[:-1], out=new[1:])
+        np.cumsum(new, out=sa[lo:hi])
+        sa[lo:hi] += n_axons - 1
+        head = axon[new]
+        at = slice(n_axons, n_axons + head.size)
+        np.bitwise_and(head, (1 << fields.pre) - 1, out=axon_pre[at], casting="unsafe")
+        np.bitwise_and(head >> fields.pre, (1 << fields.conn) - 1, out=axon_conn[at], casting="unsafe")
+        core = head >> (fields.pre + fields.conn)  # sorted: count over its own range
+        if core.size:
+            first = int(core[0])
+            core_axons[first:int(core[-1]) + 1] += np.bincount(core - first)
+        n_axons += head.size
+        last = int(axon[-1])
+    return _Crossbar(sa, sn, sw, axon_conn[:n_axons], axon_pre[:n_axons], core_axons, scratch=key)
+
+
+def _crossbar_lexsort(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]],
+                      local_of: dict[str, NDArray[np.int64]], neuron_offset: NDArray[np.int64],
+                      n_cores: int) -> _Crossbar:
+    """:func:`_crossbar` for keys wider than 63 bits (or no synapse): the same fields, ``lexsort``-ed."""
+    core = _cat([core_of[c.post.name][c.post_idx] for c in conns], np.int64)
+    local = _cat([local_of[c.post.name][c.post_idx] for c in conns], np.int64)
+    conn = _cat([np.full(c.weight.size, j, dtype=np.int64) for j, c in enumerate(conns)], np.int64)
+    pre = _cat([c.pre_idx for c in conns], np.int64)
+    weight = _cat([c.weight for c in conns], np.int64)
+    o = np.lexsort((local, pre, conn, core))
+    core, local, conn, pre, weight = core[o], local[o], conn[o], pre[o], weight[o]
+    new = np.ones(o.size, dtype=bool)
+    new[1:] = (core[1:] != core[:-1]) | (conn[1:] != conn[:-1]) | (pre[1:] != pre[:-1])
+    return _Crossbar((np.cumsum(new) - 1).astype(np.int32), (neuron_offset[core] + local).astype(np.int32),
+                     weight.astype(np.int32), conn[new].astype(np.int32), pre[new],
+                     np.bincount(core[new], minlength=n_cores))
+
+
+def _axon_types(conns: list[_Conn], xbar: _Crossbar) -> NDArray[np.int8]:
+    """TrueNorth axon type of every axon, int8 ``[A]`` (0 for connections without types)."""
+    out = np.zeros(xbar.axon_conn.size, dtype=np.int8)
+    for j, c in enumerate(conns):
+        if c.axon_types is not None:
+            sel = xbar.axon_conn == j
+            out[sel] = c.axon_types[xbar.axon_pre[sel]]
+    return out
+
+
+def _input_routes(inputs: list[_Conn], xbar: _Crossbar, ports: list[str]
+                  ) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
+    """Input routes ``(port, channel, axon, delay)``, int32 each: connection by connection (``inputs`` are
+    the first connections of the axon order), axons ascending."""
+    conn = xbar.axon_conn
+    axons = np.empty(int(np.count_nonzero(conn < len(inputs))), dtype=np.int32)
+    at = 0
+    for lo in range(0, conn.size, _BLOCK):
+        hit = np.flatnonzero(conn[lo:lo + _BLOCK] < len(inputs))
+        np.add(hit, lo, out=axons[at:at + hit.size], casting="unsafe")
+        at += hit.size
+    if len(inputs) > 1:  # group by connection (a stable sort keeps the axons ascending)
+        axons = axons[np.argsort(conn[axons].astype(np.uint16 if len(inputs) < 1 << 16 else np.int32),
+                                 kind="stable")]
+    j = conn[axons]
+    port = np.array([ports.index(c.pre.name) for c in inputs] + [0], dtype=np.int32)[j]
+    delay = np.array([c.delay for c in inputs] + [0], dtype=np.int32)[j]
+    return port, xbar.axon_pre[axons].astype(np.int32, copy=False), axons, delay
+
+
+def _routes(conns: list[_Conn], n_inputs: int, xbar: _Crossbar, gids: dict[str, NDArray[np.int64]],
+            n_neurons: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
+    """Neuron routes ``(source neuron, target axon, delay)`` sorted by (source, axon), int32 each: one
+    per axon of a connection from a population (``conns[n_inputs:]``).
+
+    One packed int64 sort ``src << axon_bits | axon`` (built in blocks) when it fits 63 bits.
+    """
+    table_at = np.zeros(len(conns) + 1, dtype=np.int64)  # (conn, pre unit) → source neuron: table_at[j] + pre
+    tables = [np.zeros(0, dtype=np.int64)]
+    for j, c in enumerate(conns):
+        size = c.pre.size if j >= n_inputs else 0
+        table_at[j + 1] = table_at[j] + size
+        tables.append(gids[c.pre.name] if size else np.zeros(0, dtype=np.int64))
+    src_of = np.concatenate(tables)
+    delay_of = np.array([c.delay for c in conns] + [0], dtype=np.int32)
+    n_axons = xbar.axon_conn.size
+    a_bits = max(1, n_axons.bit_length())
+    if max(1, n_neurons.bit_length()) + a_bits > 63:
+        axons = np.flatnonzero(xbar.axon_conn >= n_inputs)
+        src = src_of[table_at[xbar.axon_conn[axons]] + xbar.axon_pre[axons]]
+        o = np.lexsort((axons, src))
+        dst = axons[o].astype(np.int32)
+        return src[o].astype(np.int32), dst, delay_of[xbar.axon_conn[dst]]
+    n_routes = n_axons - int(np.count_nonzero(xbar.axon_conn < n_inputs))
+    spent = xbar.scratch
+    key = spent[:n_routes] if spent is not None and spent.size >= n_routes else np.empty(n_routes, dtype=np.int64)
+    at = 0
+    for lo in range(0, n_axons, _BLOCK):
+        conn = xbar.axon_conn[lo:lo + _BLOCK]
+        sel = np.flatnonzero(conn >= n_inputs)
+        src = src_of[table_at[conn[sel]] + xbar.axon_pre[lo:lo + _BLOCK][sel]]
+        np.bitwise_or(src << a_bits, sel + lo, out=key[at:at + sel.size])
+        at += sel.size
+    key.sort()
+    src32, dst32, delay = (np.empty(key.size, dtype=np.int32) for _ in range(3))
+    for lo in range(0, key.size, _BLOCK):
+        k = key[lo:lo + _BLOCK]
+        np.right_shift(k, a_bits, out=src32[lo:lo + _BLOCK], casting="unsafe")
+        np.bitwise_and(k, (1 << a_bits) - 1, out=dst32[lo:lo + _BLOCK], casting="unsafe")
+        np.take(delay_of, xbar.axon_conn[dst32[lo:lo + _BLOCK]], out=delay[lo:lo + _BLOCK])
+    return src32, dst32, delay
+
+
+def _cat(parts: list[NDArray[Any]], dtype: type) -> NDArray[Any]:
+    """Concatenation of ``parts`` as ``dtype`` (empty when there are none)."""
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
 
 
 def _positive_int(value: Any, what: str) -> int:

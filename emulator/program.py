@@ -27,7 +27,7 @@ import hashlib
 import json
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -46,6 +46,8 @@ __all__ = ["Program", "Population", "Projection", "FORMAT_VERSION", "MAGIC"]
 MAGIC = b"\x89SFP\r\n\x1a\n"  # PNG-style: catches text-mode and 7-bit transfers
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("<8sII")  # magic, format version, manifest length
+#: elements per block in the chunked validation passes (each temporary stays in L2 cache)
+_BLOCK = 1 << 16
 
 _INT_ARRAYS = (
     "core_neurons", "core_axons", "axon_projection", "axon_type",
@@ -124,6 +126,7 @@ class Program:
         self.metadata: Mapping[str, Any] = MappingProxyType(dict(metadata or {}))
         self._bytes: bytes | None = None
         self._per_axon: NDArray[np.int64] | None = None
+        self._per_neuron: NDArray[np.int64] | None = None
         self._sorted_synapses = False
         self._validate()
 
@@ -262,7 +265,8 @@ class Program:
             raise ProgramError("axon_projection refers to a projection that does not exist")
         unsorted, dup = _order_defects(self.syn_axon, self.syn_neuron)
         self._sorted_synapses = not unsorted
-        if self.syn_axon.size and ((self._synapses_per_axon() > 0) & (self.axon_projection < 0)).any():
+        if self.syn_axon.size and (self.axon_projection < 0).any() and (
+                (self._synapses_per_axon() > 0) & (self.axon_projection < 0)).any():
             raise ProgramError("a synapse sits on an axon that belongs to no projection")
         # synapses must stay within their core, sorted by (axon, neuron), without duplicates
         if self.syn_axon.size and not self._synapses_within_cores(unsorted):
@@ -313,19 +317,9 @@ class Program:
         return bool(((lo >= offset[full]) & (hi < offset[full + 1])).all())
 
     def _synapses_per_axon(self) -> NDArray[np.int64]:
-        """Synapses on every axon, int64 ``[n_axons]`` (computed once: the arrays are read-only).
-
-        Sorted synapses: run lengths of ``syn_axon`` (no int64 copy of it, as ``bincount`` makes).
-        """
+        """Synapses on every axon, int64 ``[n_axons]`` (computed once: the arrays are read-only)."""
         if self._per_axon is None:
-            if self._sorted_synapses:
-                starts = np.flatnonzero(self.syn_axon[1:] != self.syn_axon[:-1]) + 1
-                starts = np.concatenate([[0], starts]) if self.syn_axon.size else starts
-                counts = np.zeros(self.n_axons, dtype=np.int64)
-                counts[self.syn_axon[starts]] = np.diff(np.concatenate([starts, [self.syn_axon.size]]))
-                self._per_axon = counts
-            else:
-                self._per_axon = np.bincount(self.syn_axon, minlength=self.n_axons).astype(np.int64)
+            self._per_axon = _bincount(self.syn_axon, self.n_axons)
         return self._per_axon
 
     def _validate_registers(self) -> None:
@@ -368,14 +362,7 @@ class Program:
             low = np.array([(1 << min(30, _truncation_bits(p.params))) - 1 for p in self.projections] + [0],
                            dtype=np.int32)
             if low.any():
-                # OR of the weights of every axon's run of synapses (sorted by axon): no per-synapse temporary
-                per_axon = self._synapses_per_axon()
-                full = np.flatnonzero(per_axon)
-                starts = np.concatenate([[0], np.cumsum(per_axon)[:-1]])[full]
-                bits = np.bitwise_or.reduceat(self.syn_weight, starts)
-                bad = full[(bits & low[self.axon_projection[full]]) != 0]
-                if bad.size:
-                    bad_j = int(self.axon_projection[bad].min())
+                bad_j = self._first_untruncated(low)
         for j, proj in enumerate(self.projections):
             for key, value in proj.params.items():
                 if key == "sign_mode":
@@ -395,6 +382,25 @@ class Program:
                     f"projection {proj.name!r}: stored weights are not truncated to num_weight_bits="
                     f"{proj.params.get('num_weight_bits', 8)} (multiples of 2^{_truncation_bits(proj.params)})"
                 )
+
+    def _first_untruncated(self, low: NDArray[np.int32]) -> int:
+        """Smallest projection with a stored weight ``w`` where ``w & low[projection] != 0`` (-1: none).
+
+        ``low``: int32 ``[n_projections + 1]`` (the last entry, for axons of no projection, is 0).
+        Checked per synapse in blocks; with one mask for every projection no lookup is needed.
+        """
+        masks = np.unique(low[:-1])
+        bad_j = len(self.projections)
+        for lo in range(0, self.syn_weight.size, _BLOCK):
+            w = self.syn_weight[lo:lo + _BLOCK]
+            if masks.size == 1:
+                if not (w & masks[0]).any():
+                    continue
+            proj = self.axon_projection[self.syn_axon[lo:lo + _BLOCK]]
+            bad = (w & low[proj]) != 0
+            if bad.any():
+                bad_j = min(bad_j, int(proj[bad].min()))
+        return -1 if bad_j == len(self.projections) else bad_j
 
     def _validate_resources(self) -> None:
         spec, chip = self.spec, self.spec.chip
@@ -445,7 +451,7 @@ class Program:
                 np.add.at(per_neuron, self.route_src, fan[self.route_dst])
                 label = "target synapses"
             else:
-                per_neuron = np.bincount(self.route_src, minlength=self.n_neurons)
+                per_neuron = self._routes_per_neuron()
                 label = "routes"
             worst = int(per_neuron.max())
             if worst > chip.fan_out_per_neuron:
@@ -493,14 +499,24 @@ class Program:
                 wb[j] = 8
             else:
                 wb[j] = 1
-        entry = wb[self.axon_projection] + int(spec.synapse["synapse_index_bits"])
-        row = (per_axon > 0) * int(spec.synapse["synapse_row_header_bits"]) + per_axon * entry
+        entry = wb + int(spec.synapse["synapse_index_bits"])
+        header = int(spec.synapse["synapse_row_header_bits"])
         offset = self.axon_offset  # axons are numbered core by core: per-core sums are runs of a cumsum
-        bits = _run_sums(row, offset)
-        syn = _run_sums(per_axon, offset)
-        out = np.bincount(self.neuron_core[self.route_src], minlength=self.n_cores).astype(np.int64) if (
-            self.route_src.size) else np.zeros(self.n_cores, dtype=np.int64)
+
+        def row_bits(lo: int, hi: int) -> NDArray[np.int64]:
+            n = per_axon[lo:hi]
+            return (n > 0) * header + n * entry[self.axon_projection[lo:hi]]
+
+        bits = _run_sums(row_bits, offset)
+        syn = _run_sums(lambda lo, hi: per_axon[lo:hi], offset)
+        out = _run_sums(lambda lo, hi: self._routes_per_neuron()[lo:hi], self.neuron_offset)
         return syn, bits, out
+
+    def _routes_per_neuron(self) -> NDArray[np.int64]:
+        """Routes leaving every neuron, int64 ``[n_neurons]`` (computed once)."""
+        if self._per_neuron is None:
+            self._per_neuron = _bincount(self.route_src, self.n_neurons)
+        return self._per_neuron
 
     def core_usage(self) -> list[dict[str, int]]:
         """Per core: neurons, axons in, synapses, synapse memory bits, output routes."""
@@ -665,10 +681,39 @@ def _frozen(a: NDArray[Any]) -> NDArray[Any]:
     return a
 
 
-def _run_sums(values: NDArray[np.int64], offset: NDArray[np.int64]) -> NDArray[np.int64]:
-    """``out[c] = Σ values[offset[c]:offset[c + 1]]`` (int64, exact)."""
-    cs = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
-    return cs[offset[1:]] - cs[offset[:-1]]
+def _run_sums(values: Callable[[int, int], NDArray[np.int64]], offset: NDArray[np.int64]) -> NDArray[np.int64]:
+    """``out[c] = Σ v[offset[c]:offset[c + 1]]`` (int64, exact) where ``values(lo, hi)`` is ``v[lo:hi]``.
+
+    ``offset``: non-decreasing int64 ``[n + 1]`` from 0; ``v`` is produced and summed in blocks (a
+    running cumsum read at the offsets), so no temporary is as long as ``v``.
+    """
+    prefix = np.zeros(offset.size, dtype=np.int64)  # Σ v[:offset[c]]
+    total = int(offset[-1])
+    carry = 0
+    for lo in range(0, total, _BLOCK):
+        hi = min(total, lo + _BLOCK)
+        cs = np.cumsum(values(lo, hi), dtype=np.int64)
+        i0, i1 = np.searchsorted(offset, [lo, hi], side="right")
+        prefix[i0:i1] = carry + cs[offset[i0:i1] - lo - 1]
+        carry += int(cs[-1])
+    return np.diff(prefix)
+
+
+def _bincount(ids: NDArray[Any], n: int) -> NDArray[np.int64]:
+    """``np.bincount(ids, minlength=n)`` in blocks, int64 ``[n]``: no int64 copy of ``ids``.
+
+    A block counts over its own ``[min, max]`` (narrow when ``ids`` are sorted, as synapse axons
+    are); a block spread over a wider range than its length adds with ``np.add.at``.
+    """
+    out = np.zeros(n, dtype=np.int64)
+    for lo in range(0, ids.size, _BLOCK):
+        block = ids[lo:lo + _BLOCK]
+        first, last = int(block.min()), int(block.max())
+        if last - first <= 4 * block.size:
+            out[first:last + 1] += np.bincount(block - first, minlength=last - first + 1)
+        else:
+            np.add.at(out, block, 1)
+    return out
 
 
 def _order_defects(axon: NDArray[np.int32], neuron: NDArray[np.int32]) -> tuple[bool, bool]:
