@@ -93,12 +93,22 @@ class _Chunk:
 
 
 @dataclass
+class _Pairs:
+    """Distinct (pre unit, chunk) pairs of one edge, found while its post population was cut: the
+    edge's axons and, from a population, its routes. ``pre`` int32 ``[pairs]``; ``chunk`` int32
+    ``[pairs]``, the chunk's position in its population (chunk id minus the population's first)."""
+
+    pre: NDArray[np.int32]
+    chunk: NDArray[np.int32]
+
+
+@dataclass
 class _Flow:
     """Routes of one projection: pre unit ``pre`` of population ``pop`` → chunk ``target``."""
 
     pop: str
-    pre: NDArray[np.int64]
-    target: NDArray[np.int64]
+    pre: NDArray[np.integer[Any]]
+    target: NDArray[np.integer[Any]]
 
 
 class _Model:
@@ -156,16 +166,24 @@ def partition(builder: ProgramBuilder, *, strategy: str = "greedy",
     # topological order, so that (without cycles) every neuron's route count is exact when its own
     # population is cut; projections that close a cycle use the previous pass's cut.
     chunk_id: dict[str, NDArray[np.int64]] = {}
+    first_id: dict[str, int] = {}  # id of each population's first chunk (at its latest cut)
+    pairs: dict[str, _Pairs] = {}  # by edge name, at the latest cut of its post population
     per_pop: dict[str, list[_Chunk]] = {}
     for _ in range(8):
         done = 0
         next_id = 0
         exact = True
-        flows: list[_Flow] = []
+        flows: list[_Flow] | None = []
+        n_routes = 0
         for name in reversed(model.order):
-            routes, known = _routes_of(model, name, chunk_id, flows)
+            routes, known, fresh = _routes_of(model, name, pairs, first_id, flows)
             exact &= known
-            per_pop[name] = _chunk_population(model, name, routes)
+            n_routes += fresh
+            if n_routes > _SPREAD * total:
+                flows = None  # too spread out for flow ordering (see _best_order): keep no routes
+            per_pop[name], found = _chunk_population(model, name, routes)
+            pairs.update(found)
+            first_id[name] = next_id
             ids = np.empty(model.sizes[name], dtype=np.int64)
             for c in per_pop[name]:
                 ids[c.start:c.end] = next_id
@@ -177,7 +195,7 @@ def partition(builder: ProgramBuilder, *, strategy: str = "greedy",
                 progress(done, total)
         chunks = [c for name in model.order for c in per_pop[name]]
         if strategy == "greedy":
-            bins = _best_order(model, chunks, chunk_id, flows, spec)
+            bins = _best_order(model, chunks, chunk_id, flows or [], spec)
         else:
             bins = [[c] for c in chunks]
         local = _local_placement(model, bins)
@@ -206,12 +224,14 @@ def partition(builder: ProgramBuilder, *, strategy: str = "greedy",
 
 
 # ------------------------------------------------------------------------------ chunking
-def _chunk_population(model: _Model, name: str, routes: NDArray[np.int64] | None) -> list[_Chunk]:
+def _chunk_population(model: _Model, name: str, routes: NDArray[np.int64] | None
+                      ) -> tuple[list[_Chunk], dict[str, _Pairs]]:
     """Cut population ``name`` into maximal contiguous chunks that fit one core each.
 
     For a chunk ``[s, s + k)``: ``axons(k) = Σ_edges |{pre : ∃ synapse (post, pre), s ≤ post < s + k}|``,
     ``bits(k) = Σ_edges header · axons_e(k) + entry_e · synapses_e(k)``, ``routes(k) = Σ routes[post]``;
     all three are non-decreasing in ``k``, so the largest fitting ``k`` is a ``searchsorted``.
+    Also returns the (pre unit, chunk) pairs of every incoming edge from a population, by edge name.
     """
     chip = model.spec.chip
     size = model.sizes[name]
@@ -227,55 +247,74 @@ def _chunk_population(model: _Model, name: str, routes: NDArray[np.int64] | None
     if routes is not None:
         route_prefix = np.concatenate([[0], np.cumsum(routes)])
     first = [np.full(e.n_pre, _BIG, dtype=np.int64) for e in edges]
+    keep = [not e.pre_is_input for e in edges]
+    found: list[list[NDArray[np.int64]]] = [[] for _ in edges]  # pre units new in each chunk, per edge
+    per_chunk: list[list[int]] = [[] for _ in edges]
     chunks: list[_Chunk] = []
     s = 0
     guess = cap
+    out_room = size
     while s < size:
         room = min(cap, size - s)
-        syn_room = int(np.searchsorted(entry_prefix, entry_prefix[s] + bit_lim, side="right")) - 1 - s
+        syn_room = int(entry_prefix.searchsorted(entry_prefix[s] + bit_lim, side="right")) - 1 - s
         room = max(1, min(room, syn_room))
         if route_prefix is not None:
-            out_room = int(np.searchsorted(route_prefix, route_prefix[s] + out_lim, side="right")) - 1 - s
+            out_room = int(route_prefix.searchsorted(route_prefix[s] + out_lim, side="right")) - 1 - s
             room = max(1, min(room, out_room))
         w = max(1, min(room, guess))
         while True:
-            cum_ax, cum_bits = _window(edges, first, s, w)
-            k = min(int(np.searchsorted(cum_ax, ax_lim, side="right")),
-                    int(np.searchsorted(cum_bits, bit_lim, side="right")), w)
+            cum_ax, cum_bits, firsts = _window(edges, first, s, w, entry_prefix, keep)
+            k = min(int(cum_ax.searchsorted(ax_lim, side="right")), int(cum_bits.searchsorted(bit_lim, side="right")),
+                    w)
             if k < w or w >= room:
                 break
             w = min(room, 2 * w)
-        if route_prefix is not None:
-            k = min(k, int(np.searchsorted(route_prefix[s + 1:s + k + 1] - route_prefix[s], out_lim, side="right")))
+        k = min(k, out_room)  # the chunk's routes fit axons_out_per_core (out_room before the floor of 1)
         if k == 0:
             _raise_single_neuron(model, name, s, edges, int(cum_ax[0]), int(cum_bits[0]),
                                  0 if routes is None else int(routes[s]))
+        for i, (pre, post) in enumerate(firsts):
+            cut = int(np.searchsorted(post, s + k))  # the window's first uses that fall in the chunk
+            found[i].append(pre[:cut])
+            per_chunk[i].append(cut)
         n_routes = 0 if route_prefix is None else int(route_prefix[s + k] - route_prefix[s])
         chunks.append(_Chunk(name, s, s + k, readout, int(cum_ax[k - 1]), int(cum_bits[k - 1]), n_routes))
         s += k
         guess = max(8, 2 * k)
-    return chunks
+    ranks = np.arange(len(chunks), dtype=np.int32)
+    pairs = {e.name: _Pairs(np.concatenate(found[i], dtype=np.int32, casting="same_kind"),
+                            np.repeat(ranks, per_chunk[i]))
+             for i, e in enumerate(edges) if keep[i]}
+    return chunks, pairs
 
 
-def _window(edges: list[_Edge], first: list[NDArray[np.int64]], s: int, w: int
-            ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Cumulative input axons and synapse bits of chunks ``[s, s + k)`` for ``k = 1..w`` (int64 ``[w]``)."""
-    new_ax_bits = np.zeros(w, dtype=np.int64)
-    new_ax = np.zeros(w, dtype=np.int64)
-    entry = np.zeros(w, dtype=np.int64)
-    for e, f in zip(edges, first, strict=True):
+def _window(edges: list[_Edge], first: list[NDArray[np.int64]], s: int, w: int, entry_prefix: NDArray[np.int64],
+            keep: list[bool]
+            ) -> tuple[NDArray[np.int64], NDArray[np.int64], list[tuple[NDArray[np.int64], NDArray[np.int64]]]]:
+    """Cumulative input axons and synapse bits of chunks ``[s, s + k)`` for ``k = 1..w`` (int64 ``[w]``).
+
+    Also, per edge, the pre units used in the window and the first post neuron that uses each
+    (int64, by post; empty unless ``keep``): a chunk's distinct pre units are those first used in it.
+    """
+    cum_ax = np.zeros(w, dtype=np.int64)
+    cum_bits = entry_prefix[s + 1:s + w + 1] - entry_prefix[s]  # synapse entries of [s, s + k)
+    firsts: list[tuple[NDArray[np.int64], NDArray[np.int64]]] = []
+    empty = np.zeros(0, dtype=np.int64)
+    for e, f, k in zip(edges, first, keep, strict=True):
         a, b = int(e.ptr[s]), int(e.ptr[s + w])
-        entry += np.diff(e.ptr[s:s + w + 1]) * e.entry_bits
         if a == b:
+            firsts.append((empty, empty))
             continue
         pre, post = e.pre_idx[a:b], e.post_idx[a:b]
         np.minimum.at(f, pre, post)  # first post (in this window) that needs each pre unit's axon
         is_first = f[pre] == post
         f[pre] = _BIG
-        counts = np.bincount(post[is_first] - s, minlength=w)
-        new_ax += counts
-        new_ax_bits += counts * e.header_bits
-    return np.cumsum(new_ax), np.cumsum(entry + new_ax_bits)
+        post_first = post[is_first]
+        firsts.append((pre[is_first], post_first) if k else (empty, empty))
+        axons = np.bincount(post_first - s, minlength=w).cumsum()
+        cum_ax += axons
+        cum_bits += axons * e.header_bits
+    return cum_ax, cum_bits, firsts
 
 
 def _raise_single_neuron(model: _Model, name: str, j: int, edges: list[_Edge], axons: int, bits: int,
@@ -306,15 +345,16 @@ def _pack(chunks: list[_Chunk], spec: HwSpec) -> list[list[_Chunk]]:
     """Next-fit packing of chunks (in order) into cores: all resources add up on a shared core."""
     chip = spec.chip
     bins: list[list[_Chunk]] = []
-    used = np.zeros(5, dtype=np.int64)
-    lim = np.array([chip.neurons_per_core, chip.readout_neurons, chip.axons_in_per_core,
-                    chip.synapse_memory_bits_per_core, chip.axons_out_per_core], dtype=np.int64)
+    used: tuple[int, ...] = (0, 0, 0, 0, 0)
+    lim = (chip.neurons_per_core, chip.readout_neurons, chip.axons_in_per_core, chip.synapse_memory_bits_per_core,
+           chip.axons_out_per_core)
     for c in chunks:
         n = c.end - c.start
-        need = np.array([0 if c.readout else n, n if c.readout else 0, c.axons, c.bits, c.routes], dtype=np.int64)
-        if bins and ((used + need) <= lim).all():
+        need = (0 if c.readout else n, n if c.readout else 0, c.axons, c.bits, c.routes)
+        both = tuple(u + x for u, x in zip(used, need, strict=True))
+        if bins and all(x <= m for x, m in zip(both, lim, strict=True)):
             bins[-1].append(c)
-            used += need
+            used = both
         else:
             bins.append([c])
             used = need
@@ -456,30 +496,35 @@ def _route_counts(model: _Model, core_of: dict[str, NDArray[np.int64]]) -> dict[
     return out
 
 
-def _routes_of(model: _Model, name: str, chunk_id: dict[str, NDArray[np.int64]], flows: list[_Flow]
-               ) -> tuple[NDArray[np.int64], bool]:
-    """Routes of each neuron of ``name`` given the cut of its targets (``chunk_id``: neuron → chunk).
+def _routes_of(model: _Model, name: str, pairs: dict[str, _Pairs], first_id: dict[str, int],
+               flows: list[_Flow] | None) -> tuple[NDArray[np.int64], bool, int]:
+    """Routes of each neuron of ``name`` given the cut of its targets (``pairs``, by edge name).
 
-    Returns the counts (int64 ``[size]``) and whether every target population was cut already in
-    this pass (else the previous pass's cut, or none, was used). Checks ``fan_out_per_neuron``.
-    Routes into populations cut in this pass are appended to ``flows`` (pre unit → target chunk).
+    Returns the counts (int64 ``[size]``), whether every target population was cut already in
+    this pass (else the previous pass's cut, or none, was used) and the number of routes into
+    populations cut in this pass, which are appended to ``flows`` (pre unit → target chunk) unless
+    it is None. Checks ``fan_out_per_neuron``.
     """
     routes = np.zeros(model.sizes[name], dtype=np.int64)
     known = True
+    fresh_routes = 0
     for e in model.edges:
         if e.pre != name or e.pre_is_input:
             continue
-        if e.post not in chunk_id:
+        if e.post not in first_id:
             known = False
             continue
         fresh = model.order.index(e.post) > model.order.index(name)
         known &= fresh
-        pre, target = _axon_pairs(e, chunk_id[e.post][e.post_idx])
-        routes += np.bincount(pre, minlength=e.n_pre)
+        p = pairs[e.name]
+        routes += np.bincount(p.pre, minlength=e.n_pre)
         if fresh:
-            flows.append(_Flow(e.pre, pre, target))
+            fresh_routes += p.pre.size
+            if flows is not None:
+                flows.append(_Flow(e.pre, p.pre, p.chunk + first_id[e.post]))
+            del pairs[e.name]  # the next pass cuts the target again first
     _check_fan_out(model, {name: routes})
-    return routes, known
+    return routes, known, fresh_routes
 
 
 def _check_fan_out(model: _Model, routes: dict[str, NDArray[np.int64]]) -> None:
