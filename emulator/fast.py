@@ -5,7 +5,9 @@ It computes exactly what :mod:`emulator.reference` defines, bit for bit, by thre
 * Spikes are small counts and weights small integers, so a crossbar product is an exact
   integer in float32 while ``Σ|w|·count < 2^24`` and in float64 while ``< 2^53``; the bound is
   proved per projection when the program is loaded and decides the dtype (DESIGN.md,
-  "Performance notes"). numpy's integer matmul has no BLAS and would be ~400× slower.
+  "Performance notes"). numpy's integer matmul has no BLAS and would be ~400× slower. A
+  projection with few non-zero entries (a convolution expanded into a crossbar) is kept as a CSR
+  matrix instead of a dense one: the same integers are added, exact under the same bound.
 * A projection whose source population is computed earlier (no cycle back) has its input for
   every step of a chunk known at once: one matrix product over ``[batch·time, pre]``. Only
   projections inside a strongly connected group of populations (recurrence) are multiplied
