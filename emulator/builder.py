@@ -30,6 +30,8 @@ __all__ = ["ProgramBuilder", "Node"]
 
 #: COO weights: (post indices, pre indices, values)
 Coo = tuple[ArrayLike, ArrayLike, ArrayLike]
+#: sorted synapses: (axon, neuron, weight), int32 [S] each
+_Syn = tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]
 
 
 @dataclass(frozen=True)
@@ -274,20 +276,16 @@ class ProgramBuilder:
 
         # axons: per core, connections with input ports first, then in connect order; per pre unit
         conns = sorted(self._conns, key=lambda c: (c.pre.kind != "input",))
-        n_neurons = int(gid_flat.size)
-        neuron_offset = np.concatenate([[0], np.cumsum(core_neurons)])
-        local_of = {name: g - neuron_offset[core_of[name]] for name, g in gids.items()}
         wr = spec.synapse_range("weight")
-        xbar = _crossbar(conns, core_of, local_of, neuron_offset, n_cores, (int(wr.lo), int(wr.hi)))
-        n_inputs = sum(c.pre.kind == "input" for c in conns)
-        i_port, i_ch, i_dst, i_del = _input_routes(conns[:n_inputs], xbar, list(self._inputs))
-        ra, rd, rl = _routes(conns, n_inputs, xbar, gids, n_neurons)
+        xbar = _crossbar(conns, core_of, gids, np.concatenate([[0], np.cumsum(core_neurons)]),
+                         (int(wr.lo), int(wr.hi)), list(self._inputs))
         arrays: dict[str, NDArray[Any]] = {
             "core_neurons": core_neurons, "core_axons": xbar.core_axons,
-            "axon_projection": xbar.axon_conn, "axon_type": _axon_types(conns, xbar),
+            "axon_projection": xbar.axon_conn, "axon_type": xbar.axon_type,
             "syn_axon": xbar.syn_axon, "syn_neuron": xbar.syn_neuron, "syn_weight": xbar.syn_weight,
-            "route_src": ra, "route_dst": rd, "route_delay": rl,
-            "in_port": i_port, "in_channel": i_ch, "in_dst": i_dst, "in_delay": i_del,
+            "route_src": xbar.routes[0], "route_dst": xbar.routes[1], "route_delay": xbar.routes[2],
+            "in_port": xbar.inputs[0], "in_channel": xbar.inputs[1], "in_dst": xbar.inputs[2],
+            "in_delay": xbar.inputs[3],
         }
         del xbar
         projections = [
@@ -405,28 +403,103 @@ class _KeyFields:
 
 @dataclass
 class _Crossbar:
-    """Synapses sorted by (axon, neuron), int32 ``[S]`` each, and every axon's connection (int32
-    ``[A]``, position in ``conns``) and pre unit (int32 or int64 ``[A]``); ``core_axons`` int64
-    ``[n_cores]``. ``scratch``: a spent int64 buffer (``[S]``, pages resident) for later sorts.
+    """The built arrays: synapses sorted by (axon, neuron), int32 ``[S]`` each; per axon its
+    connection (int32 ``[A]``, position in ``conns``) and TrueNorth type (int8 ``[A]``);
+    ``core_axons`` int64 ``[n_cores]``; routes (int32 ``[R]`` each, sorted by source then axon)
+    and input routes (int32 ``[I]`` each, connection by connection, axons ascending).
     """
 
     syn_axon: NDArray[np.int32]
     syn_neuron: NDArray[np.int32]
     syn_weight: NDArray[np.int32]
     axon_conn: NDArray[np.int32]
-    axon_pre: NDArray[np.integer[Any]]
+    axon_type: NDArray[np.int8]
     core_axons: NDArray[np.int64]
-    scratch: NDArray[np.int64] | None = None
+    routes: tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]
+    inputs: tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]
 
 
-def _crossbar(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]], local_of: dict[str, NDArray[np.int64]],
-              neuron_offset: NDArray[np.int64], n_cores: int, w_range: tuple[int, int]) -> _Crossbar:
-    """Number the axons (per core: connection in ``conns`` order, then pre unit) and sort the synapses.
+class _Axons:
+    """Per-axon records, appended in axon order block by block (:meth:`add`).
 
-    One int64 key per synapse (:class:`_KeyFields`) and one sort, when the fields fit 63 bits;
-    else a ``lexsort`` of the same fields. ``local_of[pop]``: each neuron's index on its core;
-    ``w_range``: the target's (lo, hi) weights (``connect`` checked them).
+    Every axon gets its connection and type; an axon of a population's connection adds a route
+    sort key ``source neuron << a_bits | axon`` to ``route_key`` (a caller's int64 buffer, whose
+    first ``n_routes`` entries are written); an input axon adds (connection, pre unit, axon).
     """
+
+    def __init__(self, conns: list[_Conn], gids: dict[str, NDArray[np.int64]], most: int,
+                 route_key: NDArray[np.int64]) -> None:
+        self.n_inputs = sum(c.pre.kind == "input" for c in conns)  # the first connections of the axon order
+        sizes = [c.pre.size for c in conns]
+        self.at = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # (conn j, pre p) → at[j] + p
+        self.src = np.concatenate([np.zeros(0, dtype=np.int64)] + [
+            gids[c.pre.name] if c.pre.kind != "input" else np.full(c.pre.size, -1) for c in conns])
+        has_types = any(c.axon_types is not None for c in conns)
+        self.types = np.concatenate([np.zeros(0, dtype=np.int8)] + [
+            (c.axon_types if c.axon_types is not None else np.zeros(c.pre.size)).astype(np.int8)
+            for c in conns]) if has_types else None
+        self.a_bits = max(1, min(most, (1 << 31) - 1).bit_length())  # axon ids < most, int32
+        self.conn = np.empty(most, dtype=np.int32)  # only the pages written become resident
+        self.type = np.zeros(most if has_types else 0, dtype=np.int8)
+        self.route_key = route_key
+        self.n_axons = self.n_routes = 0
+        self.input_parts: list[tuple[NDArray[np.int64], ...]] = []
+
+    def add(self, conn: NDArray[np.int64], pre: NDArray[np.int64]) -> None:
+        """Records of the next ``conn.size`` axons (ids ``n_axons, …``): connection and pre unit of each."""
+        a0, h = self.n_axons, conn.size
+        self.conn[a0:a0 + h] = conn
+        idx = self.at[conn] + pre
+        if self.types is not None:
+            self.type[a0:a0 + h] = self.types[idx]
+        if self.n_inputs:
+            is_input = conn < self.n_inputs
+            hit = np.flatnonzero(is_input)
+            if hit.size:
+                self.input_parts.append((conn[hit], pre[hit], hit + a0))
+            hit = np.flatnonzero(~is_input)
+            idx, axon = idx[hit], hit + a0
+        else:
+            axon = np.arange(a0, a0 + h)
+        r = self.n_routes
+        np.bitwise_or(self.src[idx] << self.a_bits, axon, out=self.route_key[r:r + idx.size])
+        self.n_axons += h
+        self.n_routes += idx.size
+
+    def routes(self, delay_of: NDArray[np.int32]) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
+        """``(source, axon, delay)`` sorted by source then axon (the keys sorted in place), int32 each."""
+        key = self.route_key[:self.n_routes]
+        key.sort()
+        src, dst, delay = (np.empty(key.size, dtype=np.int32) for _ in range(3))
+        for lo in range(0, key.size, _BLOCK):
+            k, d = key[lo:lo + _BLOCK], dst[lo:lo + _BLOCK]
+            np.right_shift(k, self.a_bits, out=src[lo:lo + _BLOCK], casting="unsafe")
+            np.bitwise_and(k, (1 << self.a_bits) - 1, out=d, casting="unsafe")
+            np.take(delay_of, self.conn[d], out=delay[lo:lo + _BLOCK])
+        return src, dst, delay
+
+    def inputs(self, port_of: NDArray[np.int32], delay_of: NDArray[np.int32]
+               ) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
+        """Input routes ``(port, channel, axon, delay)``, int32 each, connection by connection."""
+        conn, pre, axon = (np.concatenate([p[i] for p in self.input_parts]) if self.input_parts
+                           else np.zeros(0, dtype=np.int64) for i in range(3))
+        if self.n_inputs > 1:  # group by connection; a stable sort keeps the axons ascending
+            order = np.argsort(conn, kind="stable")
+            conn, pre, axon = conn[order], pre[order], axon[order]
+        return port_of[conn], pre.astype(np.int32), axon.astype(np.int32), delay_of[conn]
+
+
+def _crossbar(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]], gids: dict[str, NDArray[np.int64]],
+              neuron_offset: NDArray[np.int64], w_range: tuple[int, int], ports: list[str]) -> _Crossbar:
+    """Number the axons (per core: connection in ``conns`` order, then pre unit), sort the synapses
+    and make the routes.
+
+    One int64 key per synapse (:class:`_KeyFields`), sorted per (core, connection) segment or at
+    once, when the fields fit 63 bits; else a ``lexsort`` of the same fields. ``w_range``: the
+    target's (lo, hi) weights (``connect`` checked them); ``ports``: input port names.
+    """
+    n_cores = neuron_offset.size - 1
+    local_of = {name: g - neuron_offset[core_of[name]] for name, g in gids.items()}
     n_syn = sum(int(c.weight.size) for c in conns)
     w_lo = w_range[0]
     fields = _KeyFields(
@@ -437,16 +510,25 @@ def _crossbar(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]], local_o
         core=max(0, n_cores - 1).bit_length(),
     )
     if n_syn == 0 or fields.total > 63:
-        return _crossbar_lexsort(conns, core_of, local_of, neuron_offset, n_cores)
-    tables = [(core_of[c.post.name] << fields.at_core) | (j << fields.at_conn)
-              | (local_of[c.post.name] << fields.at_local) for j, c in enumerate(conns)]
-    segments = _segments(conns, core_of)
-    if segments is None:
-        key = _packed_keys(conns, tables, fields.at_pre, w_lo)
-        key.sort()
+        syn, axons, core_axons = _crossbar_lexsort(conns, core_of, local_of, gids, neuron_offset)
     else:
-        key = _segment_keys(conns, tables, segments, fields.at_pre, w_lo)
-    return _unpack_keys(key, fields, neuron_offset, n_cores, w_lo)
+        tables = [(core_of[c.post.name] << fields.at_core) | (j << fields.at_conn)
+                  | (local_of[c.post.name] << fields.at_local) for j, c in enumerate(conns)]
+        segments = _segments(conns, core_of)
+        if segments is None:
+            key = _packed_keys(conns, tables, fields.at_pre, w_lo)
+            key.sort()
+        else:
+            key = _segment_keys(conns, tables, segments, fields.at_pre, w_lo)
+        axons = _Axons(conns, gids, n_syn, key)  # route keys go where the spent synapse keys were
+        syn, core_axons = _unpack_keys(key, fields, neuron_offset, w_lo, axons)
+    delay_of = np.array([c.delay for c in conns] + [0], dtype=np.int32)
+    port_of = np.array([ports.index(c.pre.name) if c.pre.kind == "input" else -1 for c in conns] + [0],
+                       dtype=np.int32)
+    n = axons.n_axons
+    types = axons.type[:n] if axons.types is not None else np.zeros(n, dtype=np.int8)
+    return _Crossbar(syn[0], syn[1], syn[2], axons.conn[:n], types, core_axons, axons.routes(delay_of),
+                     axons.inputs(port_of, delay_of))
 
 
 def _fill_keys(out: NDArray[np.int64], c: _Conn, table: NDArray[np.int64], lo: int, at_pre: int, w_lo: int,
@@ -526,17 +608,15 @@ def _non_decreasing(a: NDArray[np.int64]) -> bool:
     return True
 
 
-def _unpack_keys(key: NDArray[np.int64], fields: _KeyFields, neuron_offset: NDArray[np.int64], n_cores: int,
-                 w_lo: int) -> _Crossbar:
-    """Split sorted keys into the crossbar: axon = running count of (core, conn, pre) runs, neuron =
-    ``neuron_offset[core] + local``, weight = low bits ``+ w_lo``; one record per run for the axons."""
+def _unpack_keys(key: NDArray[np.int64], fields: _KeyFields, neuron_offset: NDArray[np.int64], w_lo: int,
+                 axons: _Axons) -> tuple[_Syn, NDArray[np.int64]]:
+    """Split sorted keys into ``(syn_axon, syn_neuron, syn_weight)`` (int32 ``[S]``) and ``core_axons``:
+    axon = running count of (core, conn, pre) runs, neuron = ``neuron_offset[core] + local``, weight =
+    low bits ``+ w_lo``; the (conn, pre) of each run go to ``axons``, block by block."""
     n = key.size
     sa, sn, sw = (np.empty(n, dtype=np.int32) for _ in range(3))
-    # at most one axon per synapse: sized for that, only the pages written are ever resident
-    axon_conn = np.empty(n, dtype=np.int32)
-    axon_pre: NDArray[np.integer[Any]] = np.empty(n, dtype=np.int32 if fields.pre <= 31 else np.int64)
-    core_axons = np.zeros(n_cores, dtype=np.int64)
-    n_axons, last = 0, -1  # axons so far; (core, conn, pre) of the previous block's last synapse
+    core_axons = np.zeros(neuron_offset.size - 1, dtype=np.int64)
+    last = -1  # (core, conn, pre) of the previous block's last synapse
     for lo in range(0, n, _BLOCK):
         hi = min(n, lo + _BLOCK)
         k = key[lo:hi]
@@ -548,23 +628,21 @@ def _unpack_keys(key: NDArray[np.int64], fields: _KeyFields, neuron_offset: NDAr
         new[0] = axon[0] != last
         np.not_equal(axon[1:], axon[:-1], out=new[1:])
         np.cumsum(new, out=sa[lo:hi])
-        sa[lo:hi] += n_axons - 1
+        sa[lo:hi] += axons.n_axons - 1
+        last = int(axon[-1])
         head = axon[new]
-        at = slice(n_axons, n_axons + head.size)
-        np.bitwise_and(head, (1 << fields.pre) - 1, out=axon_pre[at], casting="unsafe")
-        np.bitwise_and(head >> fields.pre, (1 << fields.conn) - 1, out=axon_conn[at], casting="unsafe")
         core = head >> (fields.pre + fields.conn)  # sorted: count over its own range
         if core.size:
             first = int(core[0])
             core_axons[first:int(core[-1]) + 1] += np.bincount(core - first)
-        n_axons += head.size
-        last = int(axon[-1])
-    return _Crossbar(sa, sn, sw, axon_conn[:n_axons], axon_pre[:n_axons], core_axons, scratch=key)
+        # last: writes route keys over key[:hi], which this block has read already
+        axons.add((head >> fields.pre) & ((1 << fields.conn) - 1), head & ((1 << fields.pre) - 1))
+    return (sa, sn, sw), core_axons
 
 
 def _crossbar_lexsort(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]],
-                      local_of: dict[str, NDArray[np.int64]], neuron_offset: NDArray[np.int64],
-                      n_cores: int) -> _Crossbar:
+                      local_of: dict[str, NDArray[np.int64]], gids: dict[str, NDArray[np.int64]],
+                      neuron_offset: NDArray[np.int64]) -> tuple[_Syn, _Axons, NDArray[np.int64]]:
     """:func:`_crossbar` for keys wider than 63 bits (or no synapse): the same fields, ``lexsort``-ed."""
     core = _cat([core_of[c.post.name][c.post_idx] for c in conns], np.int64)
     local = _cat([local_of[c.post.name][c.post_idx] for c in conns], np.int64)
@@ -575,82 +653,12 @@ def _crossbar_lexsort(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]],
     core, local, conn, pre, weight = core[o], local[o], conn[o], pre[o], weight[o]
     new = np.ones(o.size, dtype=bool)
     new[1:] = (core[1:] != core[:-1]) | (conn[1:] != conn[:-1]) | (pre[1:] != pre[:-1])
-    return _Crossbar((np.cumsum(new) - 1).astype(np.int32), (neuron_offset[core] + local).astype(np.int32),
-                     weight.astype(np.int32), conn[new].astype(np.int32), pre[new],
-                     np.bincount(core[new], minlength=n_cores))
-
-
-def _axon_types(conns: list[_Conn], xbar: _Crossbar) -> NDArray[np.int8]:
-    """TrueNorth axon type of every axon, int8 ``[A]`` (0 for connections without types)."""
-    out = np.zeros(xbar.axon_conn.size, dtype=np.int8)
-    for j, c in enumerate(conns):
-        if c.axon_types is not None:
-            sel = xbar.axon_conn == j
-            out[sel] = c.axon_types[xbar.axon_pre[sel]]
-    return out
-
-
-def _input_routes(inputs: list[_Conn], xbar: _Crossbar, ports: list[str]
-                  ) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
-    """Input routes ``(port, channel, axon, delay)``, int32 each: connection by connection (``inputs`` are
-    the first connections of the axon order), axons ascending."""
-    conn = xbar.axon_conn
-    axons = np.empty(int(np.count_nonzero(conn < len(inputs))), dtype=np.int32)
-    at = 0
-    for lo in range(0, conn.size, _BLOCK):
-        hit = np.flatnonzero(conn[lo:lo + _BLOCK] < len(inputs))
-        np.add(hit, lo, out=axons[at:at + hit.size], casting="unsafe")
-        at += hit.size
-    if len(inputs) > 1:  # group by connection (a stable sort keeps the axons ascending)
-        axons = axons[np.argsort(conn[axons].astype(np.uint16 if len(inputs) < 1 << 16 else np.int32),
-                                 kind="stable")]
-    j = conn[axons]
-    port = np.array([ports.index(c.pre.name) for c in inputs] + [0], dtype=np.int32)[j]
-    delay = np.array([c.delay for c in inputs] + [0], dtype=np.int32)[j]
-    return port, xbar.axon_pre[axons].astype(np.int32, copy=False), axons, delay
-
-
-def _routes(conns: list[_Conn], n_inputs: int, xbar: _Crossbar, gids: dict[str, NDArray[np.int64]],
-            n_neurons: int) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
-    """Neuron routes ``(source neuron, target axon, delay)`` sorted by (source, axon), int32 each: one
-    per axon of a connection from a population (``conns[n_inputs:]``).
-
-    One packed int64 sort ``src << axon_bits | axon`` (built in blocks) when it fits 63 bits.
-    """
-    table_at = np.zeros(len(conns) + 1, dtype=np.int64)  # (conn, pre unit) → source neuron: table_at[j] + pre
-    tables = [np.zeros(0, dtype=np.int64)]
-    for j, c in enumerate(conns):
-        size = c.pre.size if j >= n_inputs else 0
-        table_at[j + 1] = table_at[j] + size
-        tables.append(gids[c.pre.name] if size else np.zeros(0, dtype=np.int64))
-    src_of = np.concatenate(tables)
-    delay_of = np.array([c.delay for c in conns] + [0], dtype=np.int32)
-    n_axons = xbar.axon_conn.size
-    a_bits = max(1, n_axons.bit_length())
-    if max(1, n_neurons.bit_length()) + a_bits > 63:
-        axons = np.flatnonzero(xbar.axon_conn >= n_inputs)
-        src = src_of[table_at[xbar.axon_conn[axons]] + xbar.axon_pre[axons]]
-        o = np.lexsort((axons, src))
-        dst = axons[o].astype(np.int32)
-        return src[o].astype(np.int32), dst, delay_of[xbar.axon_conn[dst]]
-    n_routes = n_axons - int(np.count_nonzero(xbar.axon_conn < n_inputs))
-    spent = xbar.scratch
-    key = spent[:n_routes] if spent is not None and spent.size >= n_routes else np.empty(n_routes, dtype=np.int64)
-    at = 0
-    for lo in range(0, n_axons, _BLOCK):
-        conn = xbar.axon_conn[lo:lo + _BLOCK]
-        sel = np.flatnonzero(conn >= n_inputs)
-        src = src_of[table_at[conn[sel]] + xbar.axon_pre[lo:lo + _BLOCK][sel]]
-        np.bitwise_or(src << a_bits, sel + lo, out=key[at:at + sel.size])
-        at += sel.size
-    key.sort()
-    src32, dst32, delay = (np.empty(key.size, dtype=np.int32) for _ in range(3))
-    for lo in range(0, key.size, _BLOCK):
-        k = key[lo:lo + _BLOCK]
-        np.right_shift(k, a_bits, out=src32[lo:lo + _BLOCK], casting="unsafe")
-        np.bitwise_and(k, (1 << a_bits) - 1, out=dst32[lo:lo + _BLOCK], casting="unsafe")
-        np.take(delay_of, xbar.axon_conn[dst32[lo:lo + _BLOCK]], out=delay[lo:lo + _BLOCK])
-    return src32, dst32, delay
+    n_axons = int(new.sum())
+    axons = _Axons(conns, gids, n_axons, np.empty(n_axons, dtype=np.int64))
+    axons.add(conn[new], pre[new])
+    syn = ((np.cumsum(new) - 1).astype(np.int32), (neuron_offset[core] + local).astype(np.int32),
+           weight.astype(np.int32))
+    return syn, axons, np.bincount(core[new], minlength=neuron_offset.size - 1)
 
 
 def _cat(parts: list[NDArray[Any]], dtype: type) -> NDArray[Any]:

@@ -347,3 +347,51 @@ def test_projection_without_synapses_builds():
     b.connect(a, c, weights=np.zeros((2, 4), dtype=np.int64))
     program = b.build(placement=partition(b))
     assert program.route_src.size == 0 and program.route_src.dtype == np.int32
+
+
+@pytest.mark.parametrize("local,recurrent", [(False, False), (True, False), (False, True)])
+def test_pairs_found_while_cutting_are_the_distinct_pre_chunk_pairs(local, recurrent):
+    # the (pre unit, chunk) pairs recorded from the cutting windows equal the distinct pairs of the cut
+    from compiler.passes import partition as part
+
+    b = layered("tiny", [60, 200, 150, 40], 12, local=local, recurrent=recurrent)
+    model = part._Model(b)
+    for name in model.order:
+        routes = np.ones(model.sizes[name], dtype=np.int64)
+        chunks, pairs = part._chunk_population(model, name, routes)
+        chunk_of = np.repeat(np.arange(len(chunks)), [c.end - c.start for c in chunks])
+        incoming = model.incoming(name)
+        assert set(pairs) == {e.name for e in incoming if not e.pre_is_input}
+        for e in incoming:
+            pre, chunk = part._axon_pairs(e, chunk_of[e.post_idx])
+            axons = np.bincount(chunk, minlength=len(chunks))
+            if e.name in pairs:
+                got = sorted(zip(pairs[e.name].chunk.tolist(), pairs[e.name].pre.tolist(), strict=True))
+                assert got == sorted(zip(chunk.tolist(), pre.tolist(), strict=True))
+            if len(incoming) == 1:
+                np.testing.assert_array_equal([c.axons for c in chunks], axons)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_sorted_unique_equals_np_unique(dtype):
+    from compiler.passes.partition import _sorted_unique
+
+    rng = np.random.default_rng(3)
+    key = rng.integers(0, 1000, 5000).astype(dtype)
+    np.testing.assert_array_equal(_sorted_unique(key), np.unique(key))
+    assert _sorted_unique(key[:0]).size == 0
+
+
+@pytest.mark.parametrize("n_pre", [50, 1 << 25, 1 << 29])  # marker, int32 sort, int64 sort
+def test_axon_pairs_equal_np_unique(n_pre):
+    from compiler.passes.partition import _axon_pairs, _Edge
+
+    rng = np.random.default_rng(4)
+    pre = rng.integers(0, n_pre, 3000)
+    post = np.sort(rng.integers(0, 40, 3000))
+    core = rng.integers(3, 12, 40)[post]
+    edge = _Edge("e", "a", False, n_pre, "b", post, pre, np.zeros(41, dtype=np.int64), 18, 32)
+    got_pre, got_core = _axon_pairs(edge, core)
+    want = np.unique(core * n_pre + pre)
+    np.testing.assert_array_equal(got_core, want // n_pre)
+    np.testing.assert_array_equal(got_pre, want % n_pre)
