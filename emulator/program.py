@@ -28,6 +28,7 @@ import json
 import struct
 import zlib
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -576,10 +577,7 @@ class Program:
             pad = (-data.nbytes) % 8
             if pad:
                 pieces.append(b"\0" * pad)
-        crc = 0
-        for piece in pieces:
-            crc = zlib.crc32(piece, crc)
-        pieces.append(struct.pack("<I", crc))
+        pieces.append(struct.pack("<I", _crc32(pieces)))
         self._bytes = b"".join(pieces)
         return self._bytes
 
@@ -673,6 +671,76 @@ class Program:
             f"Program(target={self.target!r}, cores={self.n_cores}, neurons={self.n_neurons}, "
             f"synapses={self.syn_axon.size}, inputs={self.inputs}, outputs={self.outputs})"
         )
+
+
+#: above this many bytes the checksum runs in two threads (zlib.crc32 releases the GIL)
+_CRC_SPLIT = 1 << 26
+
+
+def _crc32(pieces: list[Any]) -> int:
+    """``zlib.crc32`` of the concatenated ``pieces`` (bytes-like), without concatenating them; a large
+    input is checksummed as two halves in parallel and the two CRCs combined."""
+    views = [memoryview(p).cast("B") for p in pieces]
+    total = sum(v.nbytes for v in views)
+    if total < _CRC_SPLIT:
+        return _crc32_of(views)
+    first: list[memoryview] = []
+    at = 0
+    while at + views[0].nbytes <= total // 2:
+        at += views[0].nbytes
+        first.append(views.pop(0))
+    cut = total // 2 - at  # split the piece that straddles the middle
+    first.append(views[0][:cut])
+    views[0] = views[0][cut:]
+    with ThreadPoolExecutor(1) as pool:
+        second = pool.submit(_crc32_of, views)
+        crc = _crc32_of(first)
+        return _crc32_combine(crc, second.result(), total - total // 2)
+
+
+def _crc32_of(views: list[memoryview]) -> int:
+    crc = 0
+    for v in views:
+        crc = zlib.crc32(v, crc)
+    return crc
+
+
+def _crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32 of ``A + B`` from ``crc1 = crc32(A)``, ``crc2 = crc32(B)`` and ``len2 = len(B)`` (zlib's
+    ``crc32_combine``: ``crc1`` advanced over ``len2`` zero bytes by squaring a GF(2) 32×32 operator)."""
+    if len2 <= 0:
+        return crc1
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
+    even = _gf2_square(odd)  # two zero bits
+    odd = _gf2_square(even)  # four zero bits
+    while True:
+        even = _gf2_square(odd)  # first pass: one zero byte
+        if len2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+        odd = _gf2_square(even)
+        if len2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+    return crc1 ^ crc2
+
+
+def _gf2_times(mat: list[int], vec: int) -> int:
+    out, i = 0, 0
+    while vec:
+        if vec & 1:
+            out ^= mat[i]
+        vec >>= 1
+        i += 1
+    return out
+
+
+def _gf2_square(mat: list[int]) -> list[int]:
+    return [_gf2_times(mat, row) for row in mat]
 
 
 def _frozen(a: NDArray[Any]) -> NDArray[Any]:

@@ -3,6 +3,8 @@ its three sorting paths against each other, and the Program's blockwise validati
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -222,3 +224,19 @@ def test_usage_per_core_matches_direct_sums(monkeypatch):
                                                                                minlength=program.n_cores))
     np.testing.assert_array_equal([u["axons_out"] for u in usage],
                                   np.bincount(program.neuron_core[program.route_src], minlength=program.n_cores))
+
+
+@pytest.mark.parametrize("sizes", [(0, 5), (5, 0), (1, 1), (123, 4567), (70000, 3)])
+def test_crc32_combine_equals_crc_of_the_concatenation(sizes):
+    rng = np.random.default_rng(sum(sizes))
+    a, b = (rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes)
+    assert program_mod._crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
+@pytest.mark.parametrize("split", [1, 10, 1 << 26])
+def test_crc32_of_pieces_split_in_two_threads(monkeypatch, split):
+    monkeypatch.setattr(program_mod, "_CRC_SPLIT", split)
+    rng = np.random.default_rng(5)
+    pieces = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (3, 100, 7, 64, 1)]
+    pieces.append(np.arange(9, dtype=np.int32).view(np.uint8).data)
+    assert program_mod._crc32(pieces) == zlib.crc32(b"".join(bytes(p) for p in pieces))
