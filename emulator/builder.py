@@ -361,8 +361,9 @@ class ProgramBuilder:
         )
 
 
-#: synapses (or axons) per block in the chunked passes: each temporary (512 KiB) stays in L2 cache
-_BLOCK = 1 << 16
+#: elements per block in the chunked passes: a temporary (128 KiB of int64) stays in cache and within
+#: glibc's mmap threshold (larger ones are mapped and faulted in afresh for every block)
+_BLOCK = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -443,7 +444,7 @@ class _Axons:
         self.type = np.zeros(most if has_types else 0, dtype=np.int8)
         self.route_key = route_key
         self.n_axons = self.n_routes = 0
-        self.input_parts: list[tuple[NDArray[np.int64], ...]] = []
+        self.input_parts: list[tuple[NDArray[np.int32], ...]] = []  # (conn, pre, axon) of input axons
 
     def add(self, conn: NDArray[np.int64], pre: NDArray[np.int64]) -> None:
         """Records of the next ``conn.size`` axons (ids ``n_axons, …``): connection and pre unit of each."""
@@ -456,7 +457,8 @@ class _Axons:
             is_input = conn < self.n_inputs
             hit = np.flatnonzero(is_input)
             if hit.size:
-                self.input_parts.append((conn[hit], pre[hit], hit + a0))
+                self.input_parts.append((conn[hit].astype(np.int32), pre[hit].astype(np.int32),
+                                         (hit + a0).astype(np.int32)))
             hit = np.flatnonzero(~is_input)
             idx, axon = idx[hit], hit + a0
         else:
@@ -482,11 +484,11 @@ class _Axons:
                ) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.int32], NDArray[np.int32]]:
         """Input routes ``(port, channel, axon, delay)``, int32 each, connection by connection."""
         conn, pre, axon = (np.concatenate([p[i] for p in self.input_parts]) if self.input_parts
-                           else np.zeros(0, dtype=np.int64) for i in range(3))
+                           else np.zeros(0, dtype=np.int32) for i in range(3))
         if self.n_inputs > 1:  # group by connection; a stable sort keeps the axons ascending
             order = np.argsort(conn, kind="stable")
             conn, pre, axon = conn[order], pre[order], axon[order]
-        return port_of[conn], pre.astype(np.int32), axon.astype(np.int32), delay_of[conn]
+        return port_of[conn], pre, axon, delay_of[conn]
 
 
 def _crossbar(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]], gids: dict[str, NDArray[np.int64]],

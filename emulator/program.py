@@ -47,8 +47,9 @@ __all__ = ["Program", "Population", "Projection", "FORMAT_VERSION", "MAGIC"]
 MAGIC = b"\x89SFP\r\n\x1a\n"  # PNG-style: catches text-mode and 7-bit transfers
 FORMAT_VERSION = 1
 _HEADER = struct.Struct("<8sII")  # magic, format version, manifest length
-#: elements per block in the chunked validation passes (each temporary stays in L2 cache)
-_BLOCK = 1 << 16
+#: elements per block in the chunked passes: a temporary (128 KiB of int64) stays in cache and within
+#: glibc's mmap threshold (larger ones are mapped and faulted in afresh for every block)
+_BLOCK = 1 << 14
 
 _INT_ARRAYS = (
     "core_neurons", "core_axons", "axon_projection", "axon_type",
@@ -792,7 +793,7 @@ def _order_defects(axon: NDArray[np.int32], neuron: NDArray[np.int32]) -> tuple[
     """
     unsorted = dup = False
     n = axon.size
-    step = 1 << 22
+    step = _BLOCK
     for lo in range(0, max(0, n - 1), step):
         hi = min(n, lo + step + 1)
         da = np.diff(axon[lo:hi])
