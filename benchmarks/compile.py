@@ -16,16 +16,18 @@ For each size it prints the time of
 * ``build``: ``ProgramBuilder.build(placement=...)`` including ``Program`` validation,
 * ``bytes``: ``Program.to_bytes()`` (the file image with its checksum),
 
-their total (wall clock, and ``cpu``: process CPU time), the total per million synapses, and the
-process's peak resident memory so far (``getrusage``; sizes grow, so it is the peak of the size
-just run, network included). Times on a shared machine are noisy:
-compare sizes within one run.
+their total (wall clock, ``cpu``: process CPU time, and ``sys``: the kernel's share of it, mostly
+first touches of fresh memory: on a virtual machine these can cost more than the computing), the
+total per million synapses, and the process's peak resident memory so far (``getrusage``; sizes
+grow, so it is the peak of the size just run, network included). Times on a shared machine are
+noisy: compare sizes within one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import resource
 import sys
 import time
@@ -88,12 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     sizes.append(args.max_synapses)
     print(f"loihi, {LAYERS} layers, fan-in {args.fan_in}, {args.kind} connectivity; times in s (noisy: shared machine)")
     print(f"{'neurons':>9} {'synapses':>11} {'cores':>6} {'chips':>5} {'connect':>8} {'partition':>9} {'build':>7} "
-          f"{'bytes':>6} {'total':>7} {'cpu':>6} {'s/M syn':>8} {'RSS MiB':>9} {'MiB file':>9} {'hops/route':>10}")
+          f"{'bytes':>6} {'total':>7} {'cpu':>6} {'sys':>6} {'s/M syn':>8} {'RSS MiB':>9} {'MiB file':>9} "
+          f"{'hops/route':>10}")
     for target in sizes:
         n = int(round(target / args.fan_in))
         b, t_connect = network(n, args.fan_in, args.kind)
         gc.collect()
         c0 = time.process_time()
+        k0 = os.times().system
         t0 = time.perf_counter()
         placement = partition(b)
         t1 = time.perf_counter()
@@ -102,12 +106,13 @@ def main(argv: list[str] | None = None) -> None:
         data = program.to_bytes()
         t3 = time.perf_counter()
         cpu = time.process_time() - c0
+        kernel = os.times().system - k0
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
         n_syn = int(program.syn_axon.size)
         t = traffic(program)
         total = t3 - t0
         print(f"{program.n_neurons:>9} {n_syn:>11} {t['cores_used']:>6} {t['chips_used']:>5} {t_connect:>8.2f} "
-              f"{t1 - t0:>9.2f} {t2 - t1:>7.2f} {t3 - t2:>6.2f} {total:>7.2f} {cpu:>6.1f} "
+              f"{t1 - t0:>9.2f} {t2 - t1:>7.2f} {t3 - t2:>6.2f} {total:>7.2f} {cpu:>6.1f} {kernel:>6.1f} "
               f"{total / (n_syn / 1e6):>8.3f} "
               f"{peak / 2**20:>9.0f} {len(data) / 2**20:>9.0f} {t['mean_hops']:>10.2f}", flush=True)
         del b, placement, program, data

@@ -520,10 +520,15 @@ def _crossbar(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]], gids: d
         if segments is None:
             key = _packed_keys(conns, tables, fields.at_pre, w_lo)
             key.sort()
-        else:
-            key = _segment_keys(conns, tables, segments, fields.at_pre, w_lo)
-        axons = _Axons(conns, gids, n_syn, key)  # route keys go where the spent synapse keys were
-        syn, core_axons = _unpack_keys(key, fields, neuron_offset, w_lo, axons)
+            axons = _Axons(conns, gids, n_syn, key)  # route keys go where the spent synapse keys were
+            unpack = _Unpack(n_syn, fields, neuron_offset, w_lo, axons)
+            for lo in range(0, n_syn, _BLOCK):
+                unpack.feed(key[lo:lo + _BLOCK], lo)
+        else:  # segment by segment: no key array for all synapses
+            axons = _Axons(conns, gids, n_syn, np.empty(n_syn, dtype=np.int64))
+            unpack = _Unpack(n_syn, fields, neuron_offset, w_lo, axons)
+            _stream_segments(conns, tables, segments, fields.at_pre, w_lo, unpack)
+        syn, core_axons = (unpack.sa, unpack.sn, unpack.sw), unpack.core_axons
     delay_of = np.array([c.delay for c in conns] + [0], dtype=np.int32)
     port_of = np.array([ports.index(c.pre.name) if c.pre.kind == "input" else -1 for c in conns] + [0],
                        dtype=np.int32)
@@ -588,17 +593,34 @@ def _segments(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]]) -> NDAr
     return np.stack([rows[:, 1], rows[:, 2], rows[:, 3], np.cumsum(length) - length], axis=1)
 
 
-def _segment_keys(conns: list[_Conn], tables: list[NDArray[np.int64]], segments: NDArray[np.int64], at_pre: int,
-                  w_lo: int) -> NDArray[np.int64]:
-    """Sorted keys of every synapse, int64 ``[S]``: each run of :func:`_segments` written to its place
-    and sorted there (small sorts, in cache, instead of one sort of everything)."""
-    key = np.empty(sum(int(c.weight.size) for c in conns), dtype=np.int64)
+def _stream_segments(conns: list[_Conn], tables: list[NDArray[np.int64]], segments: NDArray[np.int64],
+                     at_pre: int, w_lo: int, unpack: _Unpack) -> None:
+    """Feed the sorted keys of every synapse to ``unpack``: each run of :func:`_segments` written to a
+    reused buffer and sorted there (small sorts, in cache, instead of one sort of everything);
+    consecutive short runs are batched to at least a block."""
+    size = int((segments[:, 2] - segments[:, 1]).max(initial=0)) + _BLOCK
+    buf = np.empty(size, dtype=np.int64)
     tmp = np.empty(_BLOCK, dtype=np.int64)
+    fill = start = 0  # keys in buf, and the synapse index of buf[0]
+
+    def flush() -> None:
+        for b in range(0, fill, _BLOCK):
+            unpack.feed(buf[b:min(fill, b + _BLOCK)], start + b)
+
     for j, lo, hi, dest in segments.tolist():
-        out = key[dest:dest + hi - lo]
-        _fill_keys(out, conns[j], tables[j], lo, at_pre, w_lo, tmp)
-        out.sort()
-    return key
+        if fill + hi - lo > size:
+            flush()
+            fill = 0
+        if fill == 0:
+            start = dest
+        seg = buf[fill:fill + hi - lo]
+        _fill_keys(seg, conns[j], tables[j], lo, at_pre, w_lo, tmp)
+        seg.sort()
+        fill += hi - lo
+        if fill >= _BLOCK:
+            flush()
+            fill = 0
+    flush()
 
 
 def _non_decreasing(a: NDArray[np.int64]) -> bool:
@@ -610,36 +632,39 @@ def _non_decreasing(a: NDArray[np.int64]) -> bool:
     return True
 
 
-def _unpack_keys(key: NDArray[np.int64], fields: _KeyFields, neuron_offset: NDArray[np.int64], w_lo: int,
-                 axons: _Axons) -> tuple[_Syn, NDArray[np.int64]]:
-    """Split sorted keys into ``(syn_axon, syn_neuron, syn_weight)`` (int32 ``[S]``) and ``core_axons``:
-    axon = running count of (core, conn, pre) runs, neuron = ``neuron_offset[core] + local``, weight =
-    low bits ``+ w_lo``; the (conn, pre) of each run go to ``axons``, block by block."""
-    n = key.size
-    sa, sn, sw = (np.empty(n, dtype=np.int32) for _ in range(3))
-    core_axons = np.zeros(neuron_offset.size - 1, dtype=np.int64)
-    last = -1  # (core, conn, pre) of the previous block's last synapse
-    for lo in range(0, n, _BLOCK):
-        hi = min(n, lo + _BLOCK)
-        k = key[lo:hi]
-        np.add(k & ((1 << fields.weight) - 1), w_lo, out=sw[lo:hi], casting="unsafe")
-        local = (k >> fields.at_local) & ((1 << fields.local) - 1)
-        np.add(neuron_offset[k >> fields.at_core], local, out=sn[lo:hi], casting="unsafe")
-        axon = k >> fields.at_pre
-        new = np.empty(hi - lo, dtype=bool)
-        new[0] = axon[0] != last
+class _Unpack:
+    """Splits sorted synapse keys, fed in order block by block (:meth:`feed`), into ``sa, sn, sw``
+    (axon, neuron, weight: int32 ``[S]``) and ``core_axons`` (int64 ``[n_cores]``): axon = running
+    count of (core, conn, pre) runs, neuron = ``neuron_offset[core] + local``, weight = low bits
+    ``+ w_lo``; the (conn, pre) of each run go to ``axons``."""
+
+    def __init__(self, n: int, fields: _KeyFields, neuron_offset: NDArray[np.int64], w_lo: int,
+                 axons: _Axons) -> None:
+        self.sa, self.sn, self.sw = (np.empty(n, dtype=np.int32) for _ in range(3))
+        self.core_axons = np.zeros(neuron_offset.size - 1, dtype=np.int64)
+        self.fields, self.neuron_offset, self.w_lo, self.axons = fields, neuron_offset, w_lo, axons
+        self.last = -1  # (core, conn, pre) of the last synapse fed
+
+    def feed(self, k: NDArray[np.int64], lo: int) -> None:
+        """Keys ``k`` of synapses ``lo, lo + 1, …`` (the next in sorted order)."""
+        f, hi = self.fields, lo + k.size
+        np.add(k & ((1 << f.weight) - 1), self.w_lo, out=self.sw[lo:hi], casting="unsafe")
+        local = (k >> f.at_local) & ((1 << f.local) - 1)
+        np.add(self.neuron_offset[k >> f.at_core], local, out=self.sn[lo:hi], casting="unsafe")
+        axon = k >> f.at_pre
+        new = np.empty(k.size, dtype=bool)
+        new[0] = axon[0] != self.last
         np.not_equal(axon[1:], axon[:-1], out=new[1:])
-        np.cumsum(new, out=sa[lo:hi])
-        sa[lo:hi] += axons.n_axons - 1
-        last = int(axon[-1])
+        np.cumsum(new, out=self.sa[lo:hi])
+        self.sa[lo:hi] += self.axons.n_axons - 1
+        self.last = int(axon[-1])
         head = axon[new]
-        core = head >> (fields.pre + fields.conn)  # sorted: count over its own range
+        core = head >> (f.pre + f.conn)  # sorted: count over its own range
         if core.size:
             first = int(core[0])
-            core_axons[first:int(core[-1]) + 1] += np.bincount(core - first)
-        # last: writes route keys over key[:hi], which this block has read already
-        axons.add((head >> fields.pre) & ((1 << fields.conn) - 1), head & ((1 << fields.pre) - 1))
-    return (sa, sn, sw), core_axons
+            self.core_axons[first:int(core[-1]) + 1] += np.bincount(core - first)
+        # last: the route keys may be written over keys already read (a caller's in-place choice)
+        self.axons.add((head >> f.pre) & ((1 << f.conn) - 1), head & ((1 << f.pre) - 1))
 
 
 def _crossbar_lexsort(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]],
