@@ -20,7 +20,9 @@ Algorithm (linear in synapses; numpy per core, never per synapse):
    occurrence of every pre unit in the post-sorted synapse list (``np.minimum.at`` over the
    window), its memory from prefix sums, its output routes from the cut of its (already cut)
    target populations; projections that close a cycle use the previous pass's cut, and the
-   passes repeat until every core respects ``axons_out_per_core``;
+   passes repeat until every core respects ``axons_out_per_core``. The first uses found in a
+   chunk's window are its distinct (pre unit, chunk) pairs: they are kept (``_Pairs``) and give
+   the pre population's route counts, so no pass sorts the synapses;
 2. chunks are ordered either layer by layer or by "flow" (each chunk next to the chunks that feed
    it, which interleaves convolution-like layers), packed next-fit into cores (small layers share
    a core when everything fits), and the order with fewer estimated route hops is kept;
@@ -59,6 +61,8 @@ STRATEGIES = ("greedy", "sequential")
 _BIG = np.iinfo(np.int64).max
 #: above this many routes per neuron on average, flow ordering is skipped (layer order is kept)
 _SPREAD = 8
+#: routes per block in :func:`traffic`
+_TRAFFIC_BLOCK = 1 << 14
 Progress = Callable[[int, int], Any]
 
 
@@ -680,22 +684,29 @@ def traffic(program: Program) -> dict[str, float]:
     """
     spec = program.spec
     cols = int(spec.chip.mesh[1])
-    src_core = program.neuron_core[program.route_src]
-    dst_core = program.axon_core[program.route_dst]
-    ca, ra, cola = mesh_position(spec, src_core)
-    cb, rb, colb = mesh_position(spec, dst_core)
-    hops = np.abs(ra - rb) + np.abs((ca * cols + cola) - (cb * cols + colb))
-    syn = np.bincount(program.syn_axon, minlength=program.n_axons)[program.route_dst]
+    neuron_core = program.neuron_core
+    axon_offset = program.axon_offset
+    per_axon = program._synapses_per_axon()  # cached by the Program's validation
+    hops = synapse_hops = inter_routes = inter_hops = 0
+    for lo in range(0, program.route_src.size, _TRAFFIC_BLOCK):  # blocks: no route-sized temporaries
+        dst = program.route_dst[lo:lo + _TRAFFIC_BLOCK]
+        ca, ra, cola = mesh_position(spec, neuron_core[program.route_src[lo:lo + _TRAFFIC_BLOCK]])
+        cb, rb, colb = mesh_position(spec, axon_offset.searchsorted(dst, side="right") - 1)
+        h = np.abs(ra - rb) + np.abs((ca * cols + cola) - (cb * cols + colb))
+        hops += int(h.sum())
+        synapse_hops += int((h * per_axon[dst]).sum())
+        inter_routes += int((ca != cb).sum())
+        inter_hops += int(np.abs(ca - cb).sum())
     used = np.flatnonzero(program.core_neurons)
     chips = np.unique(used // spec.chip.cores_per_chip)
-    n = int(hops.size)
+    n = int(program.route_src.size)
     return {
         "routes": n,
-        "hops": int(hops.sum()),
-        "mean_hops": float(hops.mean()) if n else 0.0,
-        "synapse_hops": int((hops * syn).sum()),
-        "inter_chip_routes": int((ca != cb).sum()),
-        "inter_chip_hops": int(np.abs(ca - cb).sum()),
+        "hops": hops,
+        "mean_hops": hops / n if n else 0.0,
+        "synapse_hops": synapse_hops,
+        "inter_chip_routes": inter_routes,
+        "inter_chip_hops": inter_hops,
         "cores_used": int(used.size),
         "chips_used": int(chips.size),
     }

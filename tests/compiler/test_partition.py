@@ -395,3 +395,20 @@ def test_axon_pairs_equal_np_unique(n_pre):
     want = np.unique(core * n_pre + pre)
     np.testing.assert_array_equal(got_core, want // n_pre)
     np.testing.assert_array_equal(got_pre, want % n_pre)
+
+
+def test_traffic_in_blocks_equals_the_whole_route_list(monkeypatch):
+    from compiler.passes import partition as part
+
+    b = layered("tiny", [50, 150, 100, 30], 40)
+    program = b.build(placement=partition(b))
+    spec, cols = program.spec, int(program.spec.chip.mesh[1])
+    ca, ra, cola = mesh_position(spec, program.neuron_core[program.route_src])
+    cb, rb, colb = mesh_position(spec, program.axon_core[program.route_dst])
+    hops = np.abs(ra - rb) + np.abs((ca * cols + cola) - (cb * cols + colb))
+    syn = np.bincount(program.syn_axon, minlength=program.n_axons)[program.route_dst]
+    monkeypatch.setattr(part, "_TRAFFIC_BLOCK", 7)
+    t = traffic(program)
+    assert t["hops"] == hops.sum() and t["synapse_hops"] == (hops * syn).sum()
+    assert t["mean_hops"] == float(hops.mean()) and t["routes"] == hops.size
+    assert t["inter_chip_routes"] == (ca != cb).sum() and t["inter_chip_hops"] == np.abs(ca - cb).sum()
