@@ -540,7 +540,8 @@ def _check_fan_out(model: _Model, routes: dict[str, NDArray[np.int64]]) -> None:
         if r.size and int(r.max()) > chip.fan_out_per_neuron:
             j = int(r.argmax())
             worst = int(r[j])
-            hint = " or insert splitter neurons" if spec.family == "truenorth" else ""
+            hint = (" or build the neuron as copies, one per target core (compiler.passes.replicate does it for "
+                    "compiled models)") if spec.family == "truenorth" else ""
             raise DoesNotFit(
                 f"population {name!r}: neuron {j} needs {worst} routes (one per target core) > fan_out_per_neuron "
                 f"{chip.fan_out_per_neuron} ({spec.where()}) by {worst - chip.fan_out_per_neuron}; its targets "

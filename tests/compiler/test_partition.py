@@ -165,7 +165,7 @@ def test_output_routes_of_one_neuron(tmp_path):
         partition(b)
 
 
-def test_fan_out_per_neuron_on_truenorth_suggests_splitters():
+def test_fan_out_per_neuron_on_truenorth_suggests_neuron_copies():
     b = emulator.ProgramBuilder("truenorth")
     x = b.input("in", 1)
     hub = b.population("hub", 1)
@@ -173,7 +173,7 @@ def test_fan_out_per_neuron_on_truenorth_suggests_splitters():
     b.connect(x, hub, weights=[[1]])
     b.connect(hub, wide, weights=np.ones((300, 1), dtype=np.int64))
     with pytest.raises(DoesNotFit, match=r"population 'hub': neuron 0 needs 2 routes .* > fan_out_per_neuron 1 "
-                                         r"\(hw_specs/truenorth.toml\) by 1; .*splitter neurons"):
+                                         r"\(hw_specs/truenorth.toml\) by 1; .*copies, one per target core"):
         partition(b)
 
 
