@@ -60,22 +60,32 @@ def graphs(draw):
     return g
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(graph=graphs(), target=st.sampled_from(["loihi", "tiny", "xylo", "truenorth"]), seed=st.integers(0, 99))
-def test_compile_or_compile_error(graph, target, seed):
+def check_then_compile(graph: ir.Graph, target, seed: int):
+    """Check, then compile ``graph`` on random calibration data: ``None`` when compiling raised a
+    CompileError, else the Program and report. Check and compile agree on whether it fits."""
     shape = graph.of_type(ir.Input)[0].shape
     x = np.random.default_rng(seed).random((4, *shape))
-    analog = bool(graph.of_type(ir.ReLU))
-    cal = x if analog else (x[:, None] > 0.5).repeat(5, axis=1).astype(np.int64)
+    cal = x if graph.of_type(ir.ReLU) else (x[:, None] > 0.5).repeat(5, axis=1).astype(np.int64)
     try:
         fits = compiler.check(graph, target, cal).fits
     except CompileError:
         fits = False
     try:
         program, report = compiler.compile_with_report(graph, target, cal, steps=10, verify_samples=4)
-    except CompileError:
+    except CompileError as exc:
+        assert not fits, f"check said it fits, compile raised: {exc}"
+        return None
+    assert fits, "it compiled, check said it does not fit"
+    return program, report
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=graphs(), target=st.sampled_from(["loihi", "tiny", "xylo", "truenorth"]), seed=st.integers(0, 99))
+def test_compile_or_compile_error(graph, target, seed):
+    result = check_then_compile(graph, target, seed)
+    if result is None:
         return
-    assert fits  # what compiles, check said fits
+    program, report = result
     assert program.n_neurons >= 1
     if target != "xylo":  # Xylo: exact unless a 16-bit state saturates (delivery order then matters)
         assert report.verification["exact"], report.verification

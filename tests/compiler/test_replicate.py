@@ -13,9 +13,8 @@ import pytest
 from compiler_helpers import mlp_graph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_random_graphs import graphs
+from test_random_graphs import check_then_compile, graphs
 
-import compiler
 import emulator
 import hw_specs
 from compiler import ir
@@ -25,7 +24,7 @@ from compiler.passes.quantize import quantize
 from compiler.passes.replicate import replicate
 from compiler.passes.rules import RuleContext, run_rules
 from compiler.simulate import simulate
-from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator
+from spikeforge.errors import DoesNotFit, UnsupportedOperator
 
 TN = Path(hw_specs.__file__).with_name("truenorth.toml").read_text()
 
@@ -160,18 +159,9 @@ def test_an_output_that_feeds_another_layer_must_not_need_copies(spec):
 def test_random_graphs_on_small_truenorth_cores(graph, seed):
     """Random graphs (convolutions, pooling, residuals) on 16-neuron cores: what check says fits
     compiles, with one route per neuron and bit-exact against the unreplicated simulation."""
-    spec = small_truenorth(cores=256)
-    shape = graph.of_type(ir.Input)[0].shape
-    x = np.random.default_rng(seed).random((4, *shape))
-    cal = x if graph.of_type(ir.ReLU) else (x[:, None] > 0.5).repeat(5, axis=1).astype(np.int64)
-    try:
-        fits = compiler.check(graph, spec, cal).fits
-    except CompileError:
-        fits = False
-    try:
-        program, report = compiler.compile_with_report(graph, spec, cal, steps=10, verify_samples=4)
-    except CompileError:
-        assert not fits
+    result = check_then_compile(graph, small_truenorth(cores=256), seed)
+    if result is None:
         return
-    assert fits and report.verification["exact"], report.verification
+    program, report = result
+    assert report.verification["exact"], report.verification
     assert np.bincount(program.route_src, minlength=program.n_neurons).max() <= 1
