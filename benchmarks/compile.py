@@ -90,8 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     sizes.append(args.max_synapses)
     print(f"loihi, {LAYERS} layers, fan-in {args.fan_in}, {args.kind} connectivity; times in s (noisy: shared machine)")
     print(f"{'neurons':>9} {'synapses':>11} {'cores':>6} {'chips':>5} {'connect':>8} {'partition':>9} {'build':>7} "
-          f"{'bytes':>6} {'total':>7} {'cpu':>6} {'sys':>6} {'s/M syn':>8} {'RSS MiB':>9} {'MiB file':>9} "
-          f"{'hops/route':>10}")
+          f"{'bytes':>6} {'total':>7} {'cpu':>6} {'sys':>6} {'s/M syn':>8} {'x first':>7} {'user/M':>7} "
+          f"{'RSS MiB':>9} {'MiB file':>9} {'hops/route':>10}")
+    first: float | None = None
+    total = 0.0
     for target in sizes:
         n = int(round(target / args.fan_in))
         b, t_connect = network(n, args.fan_in, args.kind)
@@ -111,12 +113,17 @@ def main(argv: list[str] | None = None) -> None:
         n_syn = int(program.syn_axon.size)
         t = traffic(program)
         total = t3 - t0
+        per_m = total / (n_syn / 1e6)
+        first = per_m if first is None else first
         print(f"{program.n_neurons:>9} {n_syn:>11} {t['cores_used']:>6} {t['chips_used']:>5} {t_connect:>8.2f} "
               f"{t1 - t0:>9.2f} {t2 - t1:>7.2f} {t3 - t2:>6.2f} {total:>7.2f} {cpu:>6.1f} {kernel:>6.1f} "
-              f"{total / (n_syn / 1e6):>8.3f} "
+              f"{per_m:>8.3f} {per_m / first:>7.2f} {(cpu - kernel) / (n_syn / 1e6):>7.3f} "
               f"{peak / 2**20:>9.0f} {len(data) / 2**20:>9.0f} {t['mean_hops']:>10.2f}", flush=True)
         del b, placement, program, data
         gc.collect()
+    print(f"largest size: {total:.1f} s (target < 60 s: {'met' if total < 60 else 'MISSED'}); 'x first' is the time "
+          "per synapse against the first size of this run (1.0 = linear); 'user/M' leaves out kernel time (first "
+          "touch of fresh memory, slow on some VMs)")
 
 
 if __name__ == "__main__":
