@@ -56,9 +56,9 @@ class _Conn:
     name: str
     pre: Node
     post: Node
-    post_idx: NDArray[np.int64]
-    pre_idx: NDArray[np.int64]
-    weight: NDArray[np.int64]
+    post_idx: NDArray[np.integer[Any]]  # int32 (int64 only for populations of 2**31 or more)
+    pre_idx: NDArray[np.integer[Any]]
+    weight: NDArray[np.integer[Any]]  # int16 or int32: the narrowest holding the target's weight range
     delay: int
     params: dict[str, int]
     axon_types: NDArray[np.int64] | None
@@ -159,7 +159,8 @@ class ProgramBuilder:
         del keep
         where = spec.where()
         wr = spec.synapse_range("weight")
-        if w.size and (w.min() < wr.lo or w.max() > wr.hi):
+        if w.size and (int(w.min()) < wr.lo or int(w.max()) > wr.hi):
+            w = w.astype(np.int64, copy=False)
             i = int(np.argmax((w < wr.lo) | (w > wr.hi)))
             hint = {
                 "loihi": "scale the weights down and raise weight_exp",
@@ -170,6 +171,8 @@ class ProgramBuilder:
                 f"projection {name!r}: weight {int(w[i])} at [post {int(post_idx[i])}, pre {int(pre_idx[i])}] "
                 f"outside {wr} of target {spec.name} ({where}); {hint}"
             )
+        w_dtype = _weight_dtype(int(wr.lo), int(wr.hi))  # in range: exact (and -w too)
+        w = w.astype(w_dtype, copy=w_dtype is np.int64)  # a copy (int64 values may be the caller's)
         is_input = pre_n.kind == "input"
         rng_key = "input_delay" if is_input else "delay"
         if delay is None:
@@ -208,8 +211,7 @@ class ProgramBuilder:
                     f"projection {name!r}: {key}={value} outside {spec.synapse_range(key)} of target "
                     f"{spec.name} ({where})"
                 )
-        self._conns.append(_Conn(name, pre_n, post_n, post_idx, pre_idx, w.astype(np.int64, copy=False), int(delay),
-                                 params, types, plasticity))
+        self._conns.append(_Conn(name, pre_n, post_n, post_idx, pre_idx, w, int(delay), params, types, plasticity))
         return Node(name, 0, "projection")
 
     def output(self, name: str, population: Node | str) -> None:
@@ -540,14 +542,15 @@ def _crossbar(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]], gids: d
 
 def _fill_keys(out: NDArray[np.int64], c: _Conn, table: NDArray[np.int64], lo: int, at_pre: int, w_lo: int,
                tmp: NDArray[np.int64]) -> None:
-    """``out[i] = table[post] | pre << at_pre | (w - w_lo)`` for synapse ``lo + i`` of ``c``, in blocks."""
+    """``out[i] = table[post] | pre << at_pre | (w - w_lo)`` for synapse ``lo + i`` of ``c``, in blocks
+    (the narrow index and weight arrays are widened to int64 a block at a time, in ``tmp``)."""
     for b in range(0, out.size, _BLOCK):
         seg = out[b:b + _BLOCK]
         t = tmp[:seg.size]
         np.take(table, c.post_idx[lo + b:lo + b + seg.size], out=seg)
-        np.left_shift(c.pre_idx[lo + b:lo + b + seg.size], at_pre, out=t)
+        np.left_shift(c.pre_idx[lo + b:lo + b + seg.size], at_pre, out=t, dtype=np.int64)
         seg |= t
-        np.subtract(c.weight[lo + b:lo + b + seg.size], w_lo, out=t)
+        np.subtract(c.weight[lo + b:lo + b + seg.size], w_lo, out=t, dtype=np.int64)
         seg |= t
 
 
@@ -581,7 +584,8 @@ def _segments(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]]) -> NDAr
             return None
         post_core = core_of[c.post.name]
         first = np.flatnonzero(np.concatenate([[True], post_core[1:] != post_core[:-1]]))  # post runs
-        bounds = np.searchsorted(c.post_idx, np.concatenate([first, [post_core.size]]))  # their synapses
+        # their synapses (values in the index dtype: no int64 copy of a narrow post_idx)
+        bounds = np.searchsorted(c.post_idx, np.concatenate([first, [post_core.size]]).astype(c.post_idx.dtype))
         full = bounds[1:] > bounds[:-1]
         parts.append(np.stack([post_core[first[full]], np.full(int(full.sum()), j), bounds[:-1][full],
                                bounds[1:][full]], axis=1))
@@ -623,7 +627,7 @@ def _stream_segments(conns: list[_Conn], tables: list[NDArray[np.int64]], segmen
     flush()
 
 
-def _non_decreasing(a: NDArray[np.int64]) -> bool:
+def _non_decreasing(a: NDArray[np.integer[Any]]) -> bool:
     """``a[i] <= a[i + 1]`` for all i, checked in blocks (no array-sized temporary)."""
     for lo in range(0, max(0, a.size - 1), _BLOCK):
         part = a[lo:lo + _BLOCK + 1]
@@ -728,23 +732,23 @@ def _register_array(raw: ArrayLike, shape: tuple[int, ...], owner: str, key: str
 
 
 def _coo(weights: ArrayLike | Coo, n_post: int, n_pre: int, name: str
-         ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+         ) -> tuple[NDArray[np.integer[Any]], NDArray[np.integer[Any]], NDArray[np.integer[Any]]]:
+    """``(post, pre, values)``: indices in :func:`_index_dtype`, values exact integers of an integer dtype
+    (the caller's dtype when it holds them exactly, else int64): a copy, or the caller's int64 values,
+    which ``connect`` narrows to a copy once they are checked."""
+    idx_dtype = _index_dtype(n_post, n_pre)
     if isinstance(weights, tuple) and len(weights) == 3:
-        post = np.asarray(weights[0], dtype=np.int64).ravel()
-        pre = np.asarray(weights[1], dtype=np.int64).ravel()
+        post = _int_array(weights[0])
+        pre = _int_array(weights[1])
         val = np.asarray(weights[2])
         if not (post.size == pre.size == val.size):
             raise ProgramError(f"projection {name!r}: COO weights (post, pre, values) differ in length")
-        if post.size and (post.min() < 0 or post.max() >= n_post or pre.min() < 0 or pre.max() >= n_pre):
+        if post.size and (int(post.min()) < 0 or int(post.max()) >= n_post or int(pre.min()) < 0
+                          or int(pre.max()) >= n_pre):
             raise ProgramError(f"projection {name!r}: COO index outside [post {n_post}, pre {n_pre}]")
-        if post.size > 1:
-            key = post * n_pre + pre
-            # row-major COO (np.nonzero order, or a generator's) is checked in one pass, without a sort
-            if not (key[1:] > key[:-1]).all():
-                key.sort()
-                if (key[1:] == key[:-1]).any():
-                    raise ProgramError(f"projection {name!r}: COO weights repeat a (post, pre) pair")
-            del key
+        post, pre = post.astype(idx_dtype, copy=False), pre.astype(idx_dtype, copy=False)  # in range: exact
+        if post.size > 1 and _repeats(post, pre, n_pre):
+            raise ProgramError(f"projection {name!r}: COO weights repeat a (post, pre) pair")
     else:
         dense = np.asarray(weights)
         if dense.shape != (n_post, n_pre):
@@ -753,7 +757,7 @@ def _coo(weights: ArrayLike | Coo, n_post: int, n_pre: int, name: str
             )
         post, pre = np.nonzero(dense)
         val = dense[post, pre]
-        post, pre = post.astype(np.int64), pre.astype(np.int64)
+        post, pre = post.astype(idx_dtype), pre.astype(idx_dtype)
     if val.dtype.kind == "f":
         if not np.all(np.isfinite(val)) or np.any(val != np.round(val)):
             raise RegisterError(
@@ -762,4 +766,67 @@ def _coo(weights: ArrayLike | Coo, n_post: int, n_pre: int, name: str
             )
     elif val.dtype.kind not in "iub":
         raise RegisterError(f"projection {name!r}: weights must be integers; got dtype {val.dtype}")
+    if _exact_int(val.dtype):  # no int64 copy: connect narrows the values once they are checked
+        return post, pre, val.ravel() if val.dtype == np.int64 else val.ravel().copy()
     return post, pre, val.astype(np.int64).ravel()
+
+
+def _exact_int(dtype: np.dtype[Any]) -> bool:
+    """Integer dtypes whose every value is an int64 value (all but uint64)."""
+    return dtype.kind == "i" or dtype.kind == "u" and dtype.itemsize < 8
+
+
+def _int_array(raw: ArrayLike) -> NDArray[np.integer[Any]]:
+    """``np.asarray(raw, dtype=np.int64).ravel()``, but an exact integer array keeps its dtype (no copy)."""
+    arr = np.asarray(raw)
+    if _exact_int(arr.dtype):
+        return arr.ravel()
+    return np.asarray(raw, dtype=np.int64).ravel()
+
+
+def _index_dtype(n_post: int, n_pre: int) -> type[np.signedinteger[Any]]:
+    """COO indices as int32 when both sizes allow (every real chip), else int64."""
+    return np.int32 if max(n_post, n_pre) <= np.iinfo(np.int32).max else np.int64
+
+
+def _weight_dtype(lo: int, hi: int) -> type[np.signedinteger[Any]]:
+    """The narrowest of int16 / int32 / int64 holding ``[lo, hi]`` and the negations (Loihi's truncation
+    of negative weights shifts ``-w``)."""
+    m = max(abs(lo), abs(hi))
+    return np.int16 if m < 1 << 15 else np.int32 if m < 1 << 31 else np.int64
+
+
+#: synapses per block of the duplicate check (a block of int64 keys stays in cache)
+_DUP_BLOCK = 1 << 16
+
+
+def _repeats(post: NDArray[np.integer[Any]], pre: NDArray[np.integer[Any]], n_pre: int) -> bool:
+    """Whether some (post, pre) pair occurs twice (indices checked in range).
+
+    COO sorted by post (a generator's order, or ``np.nonzero``'s) is checked block by block, each block
+    of whole rows at once: one pass when it is sorted by (post, pre) strictly, else a sort of that
+    block's keys (in cache). Other orders: one sort of all the ``post * n_pre + pre`` keys.
+    """
+    if not _non_decreasing(post):
+        key = post.astype(np.int64) * n_pre + pre
+        key.sort()
+        return bool((key[1:] == key[:-1]).any())
+    n = post.size
+    buf = np.empty(_DUP_BLOCK, dtype=np.int64)
+    lo = 0
+    while lo < n:
+        hi = min(n, lo + _DUP_BLOCK)
+        if hi < n:  # the block ends with its last row
+            hi = int(np.searchsorted(post, post[hi - 1], side="right"))
+        if hi - lo > buf.size:
+            buf = np.empty(hi - lo, dtype=np.int64)
+        key = buf[:hi - lo]
+        np.subtract(post[lo:hi], post[lo], out=key, dtype=np.int64)
+        key *= n_pre
+        np.add(key, pre[lo:hi], out=key, dtype=np.int64)
+        if not (key[1:] > key[:-1]).all():
+            key.sort()
+            if (key[1:] == key[:-1]).any():
+                return True
+        lo = hi
+    return False

@@ -58,7 +58,6 @@ __all__ = ["partition", "traffic", "mesh_position", "mesh_order", "STRATEGIES"]
 #: ``sequential``: one population per core range, cores in row-major order (the naive baseline).
 STRATEGIES = ("greedy", "sequential")
 
-_BIG = np.iinfo(np.int64).max
 #: above this many routes per neuron on average, flow ordering is skipped (layer order is kept)
 _SPREAD = 8
 #: routes per block in :func:`traffic`
@@ -75,8 +74,8 @@ class _Edge:
     pre_is_input: bool
     n_pre: int
     post: str
-    post_idx: NDArray[np.int64]
-    pre_idx: NDArray[np.int64]
+    post_idx: NDArray[np.integer[Any]]  # the builder's dtype: int32 (int64 only for huge populations)
+    pre_idx: NDArray[np.integer[Any]]
     ptr: NDArray[np.int64]  # [n_post + 1]
     entry_bits: int
     header_bits: int
@@ -250,7 +249,8 @@ def _chunk_population(model: _Model, name: str, routes: NDArray[np.int64] | None
     route_prefix = None
     if routes is not None:
         route_prefix = np.concatenate([[0], np.cumsum(routes)])
-    first = [np.full(e.n_pre, _BIG, dtype=np.int64) for e in edges]
+    # in post_idx's dtype: ufunc.at's fast path needs equal dtypes (int32 values into int64: ~25x slower)
+    first = [np.full(e.n_pre, np.iinfo(e.post_idx.dtype).max, dtype=e.post_idx.dtype) for e in edges]
     keep = [not e.pre_is_input for e in edges]
     found: list[list[NDArray[np.int64]]] = [[] for _ in edges]  # pre units new in each chunk, per edge
     per_chunk: list[list[int]] = [[] for _ in edges]
@@ -292,13 +292,13 @@ def _chunk_population(model: _Model, name: str, routes: NDArray[np.int64] | None
     return chunks, pairs
 
 
-def _window(edges: list[_Edge], first: list[NDArray[np.int64]], s: int, w: int, entry_prefix: NDArray[np.int64],
+def _window(edges: list[_Edge], first: list[NDArray[np.integer[Any]]], s: int, w: int, entry_prefix: NDArray[np.int64],
             keep: list[bool]
             ) -> tuple[NDArray[np.int64], NDArray[np.int64], list[tuple[NDArray[np.int64], NDArray[np.int64]]]]:
     """Cumulative input axons and synapse bits of chunks ``[s, s + k)`` for ``k = 1..w`` (int64 ``[w]``).
 
     Also, per edge, the pre units used in the window and the first post neuron that uses each
-    (int64, by post; empty unless ``keep``): a chunk's distinct pre units are those first used in it.
+    (``post_idx``'s dtype, by post; empty unless ``keep``): a chunk's distinct pre units are those first used in it.
     """
     cum_ax = np.zeros(w, dtype=np.int64)
     cum_bits = entry_prefix[s + 1:s + w + 1] - entry_prefix[s]  # synapse entries of [s, s + k)
@@ -309,10 +309,10 @@ def _window(edges: list[_Edge], first: list[NDArray[np.int64]], s: int, w: int, 
         if a == b:
             firsts.append((empty, empty))
             continue
-        pre, post = e.pre_idx[a:b], e.post_idx[a:b]
+        pre, post = e.pre_idx[a:b].astype(np.intp), e.post_idx[a:b]  # pre indexes thrice: widened once
         np.minimum.at(f, pre, post)  # first post (in this window) that needs each pre unit's axon
         is_first = f[pre] == post
-        f[pre] = _BIG
+        f[pre] = np.iinfo(f.dtype).max
         post_first = post[is_first]
         firsts.append((pre[is_first], post_first) if k else (empty, empty))
         axons = np.bincount(post_first - s, minlength=w).cumsum()
