@@ -335,7 +335,10 @@ def test_compile_benchmark_runs_at_a_small_size(capsys):
     spec.loader.exec_module(module)
     module.main(["--min-synapses", "2e4", "--max-synapses", "2e4", "--fan-in", "20"])
     out = capsys.readouterr().out
-    assert "s/M syn" in out and len(out.strip().splitlines()) == 3
+    lines = out.strip().splitlines()
+    assert "s/M syn" in lines[1] and "x first" in lines[1] and len(lines) == 4
+    assert lines[2].split()[12] == "1.00"  # the first size is its own baseline
+    assert lines[3].startswith("largest size:") and "target < 60 s: met" in lines[3]
 
 
 def test_projection_without_synapses_builds():
