@@ -35,6 +35,7 @@ from .passes.convert import ConversionReport, convert, encode_rate, evaluate_ana
 from .passes.emit import emit
 from .passes.lower import lower
 from .passes.quantize import QuantReport, quantize
+from .passes.replicate import Replicated
 from .passes.rules import RuleContext, run_rules
 from .report import CheckReport, CompileReport
 from .simulate import predictions, simulate
@@ -137,7 +138,9 @@ def _front(model: Any, spec: HwSpec, x: NDArray[Any] | None, y: NDArray[Any] | N
 
 
 def _check(lowered: ir.Graph, spec: HwSpec, dt: float, num_weight_bits: int | None, notes: list[str]
-           ) -> tuple[CheckReport, ir.Graph | None]:
+           ) -> tuple[CheckReport, ir.Graph | None, Replicated | None]:
+    """Quantise and run every rule: the report, the quantised graph and (TrueNorth) the replicated
+    layout the rules measured, which emission then builds as it is."""
     quant: QuantReport | None = None
     qgraph = None
     error = None
@@ -160,7 +163,7 @@ def _check(lowered: ir.Graph, spec: HwSpec, dt: float, num_weight_bits: int | No
             r["exp"] = ",".join(str(p.exponent) for p in qj[name])
             r["w_err"] = max(p.weight_error for p in qj[name])
         report.layers.append(r)
-    return report, qgraph
+    return report, qgraph, ctx.layout
 
 
 def check(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *, labels: Any = None,
@@ -175,18 +178,18 @@ def check(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *
     x, y = _split(calibration, labels)
     st = _Stages(None)
     lowered, _, _, notes = _front(model, spec, x, y, input_shape, percentile, st)
-    report, qgraph = _check(lowered, spec, dt, num_weight_bits, notes)
+    report, qgraph, layout = _check(lowered, spec, dt, num_weight_bits, notes)
     if build and report.fits and qgraph is not None:
-        _build_into(report, qgraph, spec, {})
+        _build_into(report, qgraph, spec, {}, layout)
     return report
 
 
-def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[str, Any]
-                ) -> emulator.Program | None:
+def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[str, Any],
+                layout: Replicated | None = None) -> emulator.Program | None:
     from .passes.rules import Violation
 
     try:
-        program = emit(qgraph, spec, metadata=meta)
+        program = emit(qgraph, spec, metadata=meta, layout=layout)
     except DoesNotFit as exc:
         report.violations.append(Violation("placement", "-", "cores, axons or synapse memory", 0, 1, spec.where(),
                                            str(exc)))
@@ -266,7 +269,7 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     st = _Stages(progress)
     lowered, conv, ann_graph, notes = _front(model, spec, x, y, input_shape, percentile, st, need_calibration=True)
     ann = ann_graph is not None
-    check_report, qgraph = _check(lowered, spec, dt, num_weight_bits, notes)
+    check_report, qgraph, layout = _check(lowered, spec, dt, num_weight_bits, notes)
     st.done("quantize+rules", 0.55)
     if not check_report.fits or qgraph is None:
         raise DoesNotFit(f"the model does not fit target {spec.name} ({spec.where()}): "
@@ -275,7 +278,7 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     report = CompileReport(check_report, conversion=conv)
     meta: dict[str, Any] = {"compiler": {"target": spec.name, "dt": dt, "steps": steps,
                                          "converted": ann, "input_scale": conv.input_scale if conv else None}}
-    program = _build_into(check_report, qgraph, spec, meta)
+    program = _build_into(check_report, qgraph, spec, meta, layout)
     st.done("emit", 0.8)
     if program is None:
         raise DoesNotFit("the model does not fit: " + str(check_report.violations[-1]))

@@ -17,6 +17,7 @@ from hw_specs import HwSpec
 from spikeforge.errors import CompileError, DoesNotFit, ProgramError
 
 from .. import ir
+from .replicate import Replicated, replicate
 
 __all__ = ["emit", "to_builder"]
 
@@ -53,12 +54,13 @@ def _placement(builder: emulator.ProgramBuilder) -> Mapping[str, Any] | None:
     return partition(builder)
 
 
-def emit(graph: ir.Graph, spec: HwSpec, metadata: Mapping[str, Any] | None = None) -> emulator.Program:
-    """Build the Program for the quantised ``graph`` (see the module doc)."""
+def emit(graph: ir.Graph, spec: HwSpec, metadata: Mapping[str, Any] | None = None,
+         layout: Replicated | None = None) -> emulator.Program:
+    """Build the Program for the quantised ``graph`` (see the module doc). TrueNorth: ``layout`` is
+    ``replicate(graph, spec)`` when the caller has it already (the design rules compute it)."""
     if spec.family == "truenorth":
-        from .replicate import replicate
-
-        layout = replicate(graph, spec)
+        if layout is None:
+            layout = replicate(graph, spec)
         builder = to_builder(layout.graph, spec)
         placement: Mapping[str, Any] | None = layout.placement
     else:

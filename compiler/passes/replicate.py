@@ -59,14 +59,13 @@ class Replicated:
     ``placement``: core of every neuron, ``{population: int64 [size after replication]}``;
     ``owner``: the original neuron of every replicated neuron, ``{population: int64 [size after]}``;
     ``copies``: copies of every original neuron, ``{population: int64 [original size]}``;
-    ``cores``: distinct cores per population; ``n_cores``: cores used in all (after packing).
+    ``n_cores``: cores used in all (after packing).
     """
 
     graph: ir.Graph
     placement: dict[str, NDArray[np.int64]]
     owner: dict[str, NDArray[np.int64]]
     copies: dict[str, NDArray[np.int64]]
-    cores: dict[str, int]
     n_cores: int
 
     def neurons_added(self) -> int:
@@ -136,8 +135,7 @@ def replicate(graph: ir.Graph, spec: HwSpec, *, check_cores: bool = True) -> Rep
                 assert r.rank is not None
                 r.pre = first[pop.name][r.pre] + r.rank
     placement, n_cores = _pack(pops, chunks, core_of, spec, check_cores)
-    return Replicated(_rebuild(graph, rows, owner), placement, owner, copies,
-                      {p: len(ch) for p, ch in chunks.items()}, n_cores)
+    return Replicated(_rebuild(graph, rows, owner), placement, owner, copies, n_cores)
 
 
 # ------------------------------------------------------------------------------- steps

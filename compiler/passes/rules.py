@@ -212,7 +212,8 @@ def synapse_memory(ctx: RuleContext) -> list[Violation]:
 
 
 def cores(ctx: RuleContext) -> list[Violation]:
-    """The estimated cores of all layers must fit cores_per_chip × max_chips."""
+    """The cores of all layers (estimated; TrueNorth: counted on the replicated layout) must fit
+    cores_per_chip × max_chips."""
     spec = ctx.spec
     total = ctx.layout.n_cores if ctx.layout is not None else sum(s["cores"] for s in ctx.stats.values())
     if spec.total_cores == 1 or total <= spec.total_cores:
