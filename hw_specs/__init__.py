@@ -26,29 +26,22 @@ __all__ = ["HwSpec", "ChipLimits", "StateFormat", "Range", "load", "available", 
 SPEC_DIR = Path(__file__).resolve().parent
 
 #: neuron families the emulator implements, with the registers, states and projection
-#: fields each family's spec must declare
-FAMILIES: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {
-        "loihi": {
-            "registers": ("du", "dv", "vth", "bias_mant", "bias_exp", "refractory", "vmin_exp", "vmax_exp"),
-            "state": ("u", "v"),
-            "synapse": ("weight", "num_weight_bits", "weight_exp", "delay", "input_delay"),
-        },
-        "xylo": {
-            "registers": ("dash_mem", "dash_syn", "dash_syn2", "threshold", "bias"),
-            "state": ("vmem", "isyn", "isyn2"),
-            "synapse": ("weight", "weight_shift", "synapse", "delay", "input_delay"),
-        },
-        "truenorth": {
-            "registers": (
-                "type_weights", "leak", "threshold", "neg_threshold", "reset_mode", "reset_value",
-                "neg_saturate", "leak_reversal", "stochastic_synapse", "stochastic_leak", "threshold_mask_bits",
-            ),
-            "state": ("v",),
-            "synapse": ("weight", "axon_types", "delay", "input_delay"),
-        },
-    }
-)
+#: fields each family's spec must declare (the declarations live with each family, in
+#: ``emulator.families``; this is a read-only view of them)
+def _families() -> Mapping[str, Mapping[str, tuple[str, ...]]]:
+    from emulator import families
+
+    return MappingProxyType({
+        name: MappingProxyType({"registers": f.registers, "state": f.state, "synapse": f.synapse})
+        for name, f in families.REGISTRY.items()
+    })
+
+
+def __getattr__(name: str) -> Any:
+    # FAMILIES is computed on first use: the family package imports this module
+    if name == "FAMILIES":
+        return _families()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _CHIP_KEYS = (
     "cores_per_chip", "max_chips", "mesh", "neurons_per_core", "axons_in_per_core", "axons_out_per_core",
@@ -257,9 +250,10 @@ def _parse(doc: Mapping[str, Any], *, path: str, text: str, digest: str) -> HwSp
     family = target.get("family")
     if not isinstance(name, str) or not name:
         raise SpecError(f"{path}: target.name = {name!r}; expected a non-empty string")
-    if not isinstance(family, str) or family not in FAMILIES:
-        raise SpecError(f"{path}: target.family = {family!r}; expected one of {', '.join(FAMILIES)}")
-    need = FAMILIES[family]
+    families = _families()
+    if not isinstance(family, str) or family not in families:
+        raise SpecError(f"{path}: target.family = {family!r}; expected one of {', '.join(families)}")
+    need = families[family]
 
     chip_t = _table(doc, "chip", path)
     chip_args: dict[str, Any] = {}

@@ -1,0 +1,1 @@
+"""The loihi family: see :mod:`emulator.families`."""

@@ -1,0 +1,1 @@
+"""The truenorth family: see :mod:`emulator.families`."""

@@ -1,0 +1,1 @@
+"""The xylo family: see :mod:`emulator.families`."""
