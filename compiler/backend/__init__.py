@@ -1,0 +1,19 @@
+"""The compiler's back end: a :class:`Netlist` → placement → crossbar layout → :class:`emulator.Program`.
+
+::
+
+    netlist   (made by emulator.ProgramBuilder.netlist(), checked against the spec)
+    place     netlist, spec            → Placement   (core of every neuron)
+    layout    netlist, placement, spec → Program     (axons, synapses, routes)
+
+``emulator.ProgramBuilder.build`` runs ``place(strategy="per_population")`` then ``layout``; the
+compiler's emission runs ``place`` (``greedy``) or the TrueNorth replication, then the same ``layout``.
+No module here imports torch.
+"""
+
+from .layout import layout
+from .netlist import InputPort, Netlist, Population, Projection
+from .place import STRATEGIES, Placement, mesh_order, mesh_position, place, traffic
+
+__all__ = ["Netlist", "InputPort", "Population", "Projection", "Placement", "place", "layout", "STRATEGIES",
+           "traffic", "mesh_order", "mesh_position"]
