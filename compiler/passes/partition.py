@@ -2,7 +2,7 @@
 
 ``partition(network)`` returns the core of every neuron, ``{population: int64 [size]}``, which the
 caller hands to ``builder.build(placement=...)``; the algorithm, its limits and strategies are
-documented in :mod:`compiler.backend.place`.
+documented in :mod:`compiler.backend.placement`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from compiler.backend.netlist import Netlist
-from compiler.backend.place import STRATEGIES as _ALL_STRATEGIES
-from compiler.backend.place import Progress, mesh_order, mesh_position, place, traffic
+from compiler.backend.placement import STRATEGIES as _ALL_STRATEGIES
+from compiler.backend.placement import Progress, mesh_order, mesh_position, place, traffic
 
 if TYPE_CHECKING:
     from emulator.builder import ProgramBuilder

@@ -28,7 +28,7 @@ processed the cut of every population it feeds is known:
    cores are numbered: copy ``r`` of the pre neuron will carry route ``r``.
 
 Cores are then packed next-fit in topological order (small populations share a core when all
-limits allow) and laid along :func:`compiler.backend.place.mesh_order`. The result is the
+limits allow) and laid along :func:`compiler.backend.placement.mesh_order`. The result is the
 replicated graph and the core of every neuron (``placement`` for ``ProgramBuilder.build``).
 Host inputs are not limited: the host writes an input event to every axon that listens to it.
 """
@@ -46,7 +46,7 @@ from hw_specs import HwSpec
 from spikeforge.errors import DoesNotFit, UnsupportedOperator
 
 from .. import ir
-from ..backend.place import mesh_order
+from ..backend.placement import mesh_order
 
 __all__ = ["Replicated", "replicate"]
 

@@ -1,4 +1,4 @@
-"""The crossbar layout pass: a netlist and a placement → the Program's arrays.
+"""The layout pass: a netlist and a placement → the crossbar, routes and the Program.
 
 ``layout(netlist, placement, spec) -> Program``. Neurons get global ids core by core (within a
 core: population order, then index). Axons are numbered per core: projections from input ports
@@ -26,7 +26,7 @@ from hw_specs import HwSpec
 
 from .netlist import Netlist
 from .netlist import Projection as _Conn
-from .place import Placement
+from .placement import Placement
 
 __all__ = ["layout", "Crossbar", "crossbar"]
 
