@@ -103,7 +103,7 @@ class ProgramBuilder:
         self._new_name(name)
         size = _positive_int(size, f"population {name!r}: size")
         spec = self.spec
-        family_regs = hw_specs.FAMILIES[spec.family]["registers"]
+        family_regs = families.get(spec.family).registers
         unknown = sorted(set(registers) - set(family_regs))
         if unknown:
             raise RegisterError(

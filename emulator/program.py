@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-import hw_specs
 from hw_specs import HwSpec
 from spikeforge.errors import DoesNotFit, ProgramError, RegisterError
 
@@ -324,8 +323,7 @@ class Program:
 
     def _validate_registers(self) -> None:
         spec = self.spec
-        fam = hw_specs.FAMILIES[spec.family]
-        for key in fam["registers"]:
+        for key in families.get(spec.family).registers:
             if key not in self.registers:
                 raise ProgramError(f"program lacks neuron register {key!r} required by family {spec.family}")
         for key, values in self.registers.items():

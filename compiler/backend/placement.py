@@ -87,7 +87,7 @@ class _Edge:
     pre_is_input: bool
     n_pre: int
     post: str
-    post_idx: NDArray[np.integer[Any]]  # the builder's dtype: int32 (int64 only for huge populations)
+    post_idx: NDArray[np.integer[Any]]  # the netlist's dtype: int32 (int64 only for huge populations)
     pre_idx: NDArray[np.integer[Any]]
     ptr: NDArray[np.int64]  # [n_post + 1]
     entry_bits: int
@@ -620,7 +620,7 @@ def _routes_over(bins: list[list[_Chunk]], routes: dict[str, NDArray[np.int64]],
     return False
 
 
-def _check_single_core(model: _Model, placement: dict[str, NDArray[np.int64]], builder_inputs: dict[str, int]
+def _check_single_core(model: _Model, placement: dict[str, NDArray[np.int64]], inputs: dict[str, int]
                        ) -> None:
     """A one-core target: every total must fit the core (the error names the populations)."""
     spec, chip = model.spec, model.spec.chip
@@ -649,7 +649,7 @@ def _check_single_core(model: _Model, placement: dict[str, NDArray[np.int64]], b
         ("output routes", routes, chip.axons_out_per_core, "axons_out_per_core", "reduce fan-out"),
     ]
     if chip.input_channels:
-        channels = sum(builder_inputs.values())
+        channels = sum(inputs.values())
         checks.append(("input channels", channels, chip.input_channels, "input_channels",
                        "reduce the input size (pool or crop the events)"))
     for what, amount, limit, key, hint in checks:
