@@ -219,11 +219,11 @@ def rechunk(blocks: Iterator[np.ndarray], chunk_events: int) -> Iterator[np.ndar
         partial = getattr(err, "events", None)
         if partial is not None and len(partial):
             parts.append(partial)
-        merged = concat_events(parts)
-        cut = len(merged) - len(merged) % chunk_events
+        joined = concat_events(parts)
+        cut = len(joined) - len(joined) % chunk_events
         for start in range(0, cut, chunk_events):
-            yield merged[start : start + chunk_events]
-        err.events = merged[cut:]  # type: ignore[attr-defined]
+            yield joined[start : start + chunk_events]
+        err.events = joined[cut:]  # type: ignore[attr-defined]
         raise
     if held:
         yield concat_events(parts)
