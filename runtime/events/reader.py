@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from runtime.events.dtype import alloc_events, concat_events, copy_events
-from spikeforge.errors import EventFormatError
+from spikeforge.errors import EventFormatError, MissingExtra
 
 
 class EventFormatWarning(UserWarning):
@@ -254,8 +254,12 @@ def collect(blocks: Iterator[np.ndarray], arena: Arena | None = None) -> np.ndar
 
 
 def stop_or_raise(err: EventFormatError, on_error: str, path: str | os.PathLike[str]) -> np.ndarray:
-    """Apply the ``on_error`` policy: re-raise, or warn and hand back the events decoded so far."""
-    if on_error == "raise":
+    """Apply the ``on_error`` policy: re-raise, or warn and hand back the events decoded so far.
+
+    A missing codec (``MissingCodec``) is raised under either policy: the file is not defective, this
+    installation cannot read it.
+    """
+    if on_error == "raise" or isinstance(err, MissingExtra):
         raise err
     warnings.warn(f"{os.fspath(path)}: {err}; kept the events decoded before it", EventFormatWarning, stacklevel=3)
     return getattr(err, "events", alloc_events(0))

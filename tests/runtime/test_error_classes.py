@@ -15,7 +15,18 @@ import numpy as np
 import pytest
 
 import runtime
-from runtime.events import EVENT_DTYPE, alloc_events, cd_jit, dat, evt2, evt3, evt3_jit, read_events, write_events
+from runtime.events import (
+    EVENT_DTYPE,
+    alloc_events,
+    cd_jit,
+    dat,
+    evt2,
+    evt3,
+    evt3_jit,
+    iter_events,
+    read_events,
+    write_events,
+)
 from runtime.events.reader import Header
 from runtime.framing import Frame
 from runtime.link import Link
@@ -134,6 +145,10 @@ def test_missing_codec_is_caught_as_a_missing_extra_and_as_a_format_error(tmp_pa
         read_events(path)
     assert isinstance(info.value, MissingCodec) and isinstance(info.value, EventFormatError)
     assert info.value.extra == "events" and len(info.value.events) == 0  # type: ignore[attr-defined]
+    with pytest.raises(MissingCodec):  # not a defect of the file: on_error="stop" does not hide it
+        read_events(path, on_error="stop")
+    with pytest.raises(MissingCodec):
+        list(iter_events(path, on_error="stop"))
     with pytest.raises(MissingCodec, match="writing Zstd-compressed AEDAT 4.0 needs the package 'zstandard'"):
         write_events(tmp_path / "w.aedat4", _events(), format="aedat4-zstd")
 
