@@ -2,9 +2,9 @@
 
 ::
 
-    netlist    (made by emulator.ProgramBuilder.netlist(), checked against the spec)      netlist.py
-    place      netlist, spec            → Placement (core of every neuron)           placement.py
-    layout     netlist, placement, spec → Program   (axons, synapses, routes)        crossbar.py
+    Netlist    emulator.ProgramBuilder.netlist(), checked against the spec     netlist.py
+    place      netlist, spec            → Placement (core of every neuron)    placement.py
+    layout     netlist, placement, spec → Program   (axons, synapses, routes) crossbar.py
 
 ``emulator.ProgramBuilder.build`` runs ``place(strategy="per_population")`` then ``layout``; the
 compiler's emission runs ``place`` (``greedy``) or the TrueNorth replication, then the same ``layout``.

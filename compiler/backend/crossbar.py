@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from emulator.program import Population, Program, Projection
 from hw_specs import HwSpec
+from spikeforge.errors import ProgramError
 
 from .netlist import Netlist
 from .netlist import Projection as _Conn
@@ -39,10 +40,19 @@ def layout(netlist: Netlist, placement: Placement, spec: HwSpec,
     """The Program of ``netlist`` with its neurons on the cores of ``placement`` (see the module doc).
 
     ``metadata`` is stored in the Program as given. The Program validates itself: a resource over a
-    core's limit raises :class:`spikeforge.errors.DoesNotFit`.
+    core's limit raises :class:`spikeforge.errors.DoesNotFit`; a netlist without populations or a
+    placement that misses a neuron raises :class:`spikeforge.errors.ProgramError`.
     """
     pops = list(netlist.populations)
-    core_of = {p.name: placement.cores[p.name] for p in pops}
+    if not pops:
+        raise ProgramError("layout: the netlist has no population")
+    core_of: dict[str, NDArray[np.int64]] = {}
+    for p in pops:
+        cores = placement.cores.get(p.name)
+        if cores is None or cores.shape != (p.size,) or (p.size and int(cores.min()) < 0):
+            raise ProgramError(f"layout: the placement has no non-negative core for each of the {p.size} neurons "
+                               f"of population {p.name!r}")
+        core_of[p.name] = cores
     n_cores = max(int(c.max()) for c in core_of.values()) + 1
 
     # global neuron ids: by core, then population order, then index (the concatenation is in

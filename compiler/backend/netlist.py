@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Netlist", "InputPort", "Population", "Projection", "read_only"]
+__all__ = ["Netlist", "InputPort", "Population", "Projection", "read_only", "frozen_mapping"]
 
 
 @dataclass(frozen=True)
@@ -101,4 +101,5 @@ def read_only(a: NDArray[Any]) -> NDArray[Any]:
 
 
 def frozen_mapping(d: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only copy of the mapping ``d``."""
     return MappingProxyType(dict(d))

@@ -155,3 +155,14 @@ def test_importing_and_building_need_neither_torch_nor_the_compiler_front_end():
             "print(loaded, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_layout_refuses_a_placement_that_misses_neurons():
+    b = small()
+    net = b.netlist()
+    h = np.zeros(4, dtype=np.int64)
+    for cores in ({"h": h}, {"h": h, "o": np.zeros(3, dtype=np.int64)}, {"h": h, "o": -np.ones(2, dtype=np.int64)}):
+        with pytest.raises(ProgramError, match="layout: the placement has no non-negative core"):
+            layout(net, Placement(cores), b.spec)
+    with pytest.raises(ProgramError, match="no population"):
+        layout(emulator.ProgramBuilder("loihi").netlist(), Placement({}), b.spec)
