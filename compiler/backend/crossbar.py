@@ -314,7 +314,7 @@ def _packed_keys(conns: list[_Conn], tables: list[NDArray[np.int64]], at_pre: in
 
 def _segments(conns: list[_Conn], core_of: dict[str, NDArray[np.int64]]) -> NDArray[np.int64] | None:
     """Runs of synapses on one core, when every connection's synapses are sorted by post and each
-    core holds one run of its post neurons (every placement by ``partition`` and ``_auto_place``).
+    core holds one run of its post neurons (every placement by :func:`~compiler.backend.place`).
 
     Rows ``(connection, first synapse, end, destination)``, int64 ``[runs, 4]``, in (core,
     connection) order: the sorted synapse keys are these runs, each sorted, laid end to end.

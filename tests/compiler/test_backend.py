@@ -11,6 +11,7 @@ import pytest
 from test_partition import layered
 
 import emulator
+import hw_specs
 from compiler.backend import STRATEGIES, Netlist, Placement, layout, place
 from compiler.passes.partition import partition
 from spikeforge.errors import DoesNotFit, ProgramError
@@ -166,3 +167,47 @@ def test_layout_refuses_a_placement_that_misses_neurons():
             layout(net, Placement(cores), b.spec)
     with pytest.raises(ProgramError, match="no population"):
         layout(emulator.ProgramBuilder("loihi").netlist(), Placement({}), b.spec)
+
+
+def _quantised(target):
+    from compiler_helpers import mlp_graph
+
+    from compiler.passes.lower import lower
+    from compiler.passes.quantize import quantize
+
+    graph, _ = quantize(lower(mlp_graph([6, 5, 3])), hw_specs.load(target))
+    return graph
+
+
+def test_emission_keeps_the_class_of_a_resource_fault(monkeypatch):
+    from compiler.passes.emit import emit
+    from spikeforge.errors import CompileError
+
+    graph = _quantised("loihi")
+    spec = hw_specs.load("loihi")
+    assert emit(graph, spec).to_bytes() == emit(graph, spec).to_bytes()
+
+    def over(self, placement=None, metadata=None):
+        raise DoesNotFit("synapse memory over the limit")  # no "core" in the text: the class decides
+
+    monkeypatch.setattr(emulator.ProgramBuilder, "build", over)
+    with pytest.raises(DoesNotFit, match="synapse memory over the limit"):
+        emit(graph, spec)
+
+    def bad(self, placement=None, metadata=None):
+        raise ProgramError("core 3 > something")  # a malformed program, whatever its text
+
+    monkeypatch.setattr(emulator.ProgramBuilder, "build", bad)
+    with pytest.raises(CompileError, match="building the program: core 3") as err:
+        emit(graph, spec)
+    assert not isinstance(err.value, DoesNotFit)
+
+
+def test_emission_places_with_the_greedy_placer():
+    from compiler.passes.emit import emit, to_builder
+
+    graph = _quantised("tiny")
+    spec = hw_specs.load("tiny")
+    b = to_builder(graph, spec)
+    want = b.build(placement=place(b.netlist(), spec).cores)
+    assert emit(graph, spec).to_bytes() == want.to_bytes()
