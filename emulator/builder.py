@@ -103,7 +103,8 @@ class ProgramBuilder:
         self._new_name(name)
         size = _positive_int(size, f"population {name!r}: size")
         spec = self.spec
-        family_regs = families.get(spec.family).registers
+        family = families.get(spec.family)
+        family_regs = family.registers
         unknown = sorted(set(registers) - set(family_regs))
         if unknown:
             raise RegisterError(
@@ -115,8 +116,7 @@ class ProgramBuilder:
         values: dict[str, NDArray[np.int64]] = {}
         for key in family_regs:
             raw = registers.get(key, spec.defaults[key])
-            shape: tuple[int, ...] = (size, 4) if key == "type_weights" else (size,)
-            values[key] = _register_array(raw, shape, name, key, spec)
+            values[key] = _register_array(raw, family.register_shape(key, size), name, key, spec)
         self._pops[name] = _Pop(name, size, values, readout)
         return Node(name, size, "population")
 

@@ -323,13 +323,14 @@ class Program:
 
     def _validate_registers(self) -> None:
         spec = self.spec
-        for key in families.get(spec.family).registers:
+        family = families.get(spec.family)
+        for key in family.registers:
             if key not in self.registers:
                 raise ProgramError(f"program lacks neuron register {key!r} required by family {spec.family}")
         for key, values in self.registers.items():
             if key not in spec.registers:
                 raise ProgramError(f"register {key!r} is not a register of target {spec.name} ({spec.where()})")
-            want = (self.n_neurons, 4) if key == "type_weights" else (self.n_neurons,)
+            want = family.register_shape(key, self.n_neurons)
             if values.shape != want:
                 raise ProgramError(f"register {key!r} has shape {values.shape}; expected {want}")
             rng = spec.registers[key]
