@@ -48,7 +48,7 @@ from . import families
 from .engine import Wiring
 from .families.datapath import PopulationStep
 
-__all__ = ["FastEngine", "Lowered", "LoweredPopulation", "LoweredSynapses"]
+__all__ = ["FastEngine", "Lowered", "LoweredPopulation", "LoweredSynapses", "synops_terms"]
 
 # The engine keeps exact integers in float32/float64 or int64 arrays; the aliases name the intent,
 # numpy's stubs cannot follow the mixed arithmetic.
@@ -104,6 +104,12 @@ class Lowered:
     ``dependencies``: extra (source population → post population) orderings for neurons whose
     synapses the family step reads itself (``datapath.stepwise``). ``order``: the Program's
     :class:`Wiring` (axon order for the in-order fallback and stepwise neurons), or None.
+
+    A network that is not a Program (a quantised netlist) is built directly: per population its
+    register arrays, readout flag, spike limit and distinct neuron ids; per projection its
+    params; its synapse paths with ``increment = families.get(family).datapath.increments(...)``
+    (leaving out neurons the family's ``stepwise`` marks); ``synops=synops_terms(synapses,
+    sizes)``; and ``order=None``.
     """
 
     family: str
@@ -164,6 +170,22 @@ class Lowered:
         return cls(w.family, w.spec, lowered_pops, tuple(w.projection_params), w.n_channels, synapses,
                    _synops_terms(w, pop_of, local_of, len(pops)), w.max_delay, w.max_input_delay,
                    frozenset(dependencies), w)
+
+
+def synops_terms(synapses: LoweredSynapses, sizes: list[int]) -> tuple[tuple[int, int, NDArray[np.int64]], ...]:
+    """Synaptic-operation terms of a lowered network from its synapse paths: a spike of source unit
+    ``i`` (``sizes[src]`` units per source) reaches every path leaving it, so ``vec[i]`` counts
+    the paths per ``(source, delay)``. For a netlist built without a Program (each path one
+    synapse), this is the crossbar's count; a Program's :meth:`Lowered.from_wiring` counts its
+    axons' synapses instead (the same, plus synapses its family integrates stepwise)."""
+    terms: list[tuple[int, int, NDArray[np.int64]]] = []
+    if not synapses.src.size:
+        return ()
+    keys = np.unique(np.stack([synapses.src, synapses.delay], axis=1), axis=0)
+    for src, d in keys.tolist():
+        m = (synapses.src == src) & (synapses.delay == d)
+        terms.append((int(src), int(d), np.bincount(synapses.pre[m], minlength=sizes[src]).astype(np.int64)))
+    return tuple(terms)
 
 
 def _synops_terms(w: Wiring, pop_of: I64, local_of: I64, n_pops: int) -> tuple[tuple[int, int, I64], ...]:
