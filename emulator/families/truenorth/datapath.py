@@ -64,7 +64,7 @@ def stepwise(registers: Mapping[str, NDArray[np.int64]]) -> NDArray[np.bool_]:
     return registers["stochastic_synapse"] != 0
 
 
-def _stochastic_synapse(x: int, s: int, draw: int, stochastic: bool, lo: int, hi: int) -> int:
+def _synaptic_event(x: int, s: int, draw: int, stochastic: bool, lo: int, hi: int) -> int:
     """One synaptic event: ``sat(V + s)``, or ``sat(V ± 1)`` with probability ``|s| / 2^bits``."""
     if stochastic:
         return fixed.saturate(x + (fixed.sign(s) if draw < abs(s) else 0), lo, hi)
@@ -97,7 +97,7 @@ def reference_step(wiring: Wiring, seed: int) -> ReferenceStep:
                 for _ in range(c):
                     is_stoch = bool(stoch >> g & 1)
                     rho = fixed.draw(seed, t, n, axon_local[axon], bits) if is_stoch else 0
-                    vn = _stochastic_synapse(vn, s, rho, is_stoch, lo, hi)
+                    vn = _synaptic_event(vn, s, rho, is_stoch, lo, hi)
             lam = r["leak"][n]
             omega = fixed.sign(vn) if r["leak_reversal"][n] else 1
             if r["stochastic_leak"][n]:
@@ -211,7 +211,7 @@ class TrueNorthPopulation(PopulationStep):
                 for _ in range(c):
                     is_stoch = bool(mask >> g & 1)
                     rho = fixed.draw(self.seed, t_global, nid, lists.axon_local[axon], self.rng_bits) if is_stoch else 0
-                    x = _stochastic_synapse(x, s, rho, is_stoch, self.lo, self.hi)
+                    x = _synaptic_event(x, s, rho, is_stoch, self.lo, self.hi)
             v[b, i] = x
 
 
