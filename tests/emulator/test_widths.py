@@ -208,7 +208,7 @@ def test_every_family_declares_support_for_each_state():
                 assert spec.state[key].overflow in support[key].overflow
 
 
-# ------------------------------------------------------- random programs, non-default widths
+# ------------------------------------------------ random programs, narrower and wider widths
 NARROW = {
     "loihi": {"u": (14, "wrap"), "v": (13, "saturate")},
     "xylo": {"vmem": (11, "saturate"), "isyn": (10, "saturate"), "isyn2": (12, "saturate")},
@@ -225,14 +225,22 @@ def xylo_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     return str(request.param)
 
 
+WIDE = {
+    "loihi": {"u": (42, "wrap"), "v": (42, "saturate")},
+    "xylo": {"vmem": (48, "saturate"), "isyn": (30, "saturate"), "isyn2": (48, "saturate")},
+    "truenorth": {"v": (48, "saturate")},
+}
+
+
+@pytest.mark.parametrize("widths", [NARROW, WIDE], ids=["narrow", "wide"])
 @pytest.mark.parametrize("target", ["loihi", "xylo", "truenorth"])
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                 HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_fast_equals_reference_at_narrow_widths(tmp_path_factory, xylo_path, target, data):
+def test_fast_equals_reference_at_other_widths(tmp_path_factory, xylo_path, widths, target, data):
     if target != "xylo" and xylo_path != "default":
         return
-    spec = user_spec(tmp_path_factory.mktemp("spec"), target, NARROW[target])
+    spec = user_spec(tmp_path_factory.mktemp("spec"), target, widths[target])
     program = draw_program(data, str(spec))
     batch = data.draw(st.integers(1, 3), label="batch")
     steps = data.draw(st.integers(1, 12), label="steps")
