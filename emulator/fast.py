@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -92,6 +92,11 @@ class LoweredSynapses:
     post_pop: NDArray[np.int64]
     post: NDArray[np.int64]
     increment: NDArray[np.int64]
+
+    @classmethod
+    def empty(cls) -> LoweredSynapses:
+        """No synapses."""
+        return cls(*(np.zeros(0, dtype=np.int64) for _ in range(7)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -254,6 +259,8 @@ class FastEngine:
         # a family's compiled whole-program runner (Xylo's numba kernel) replaces the step loop
         self.runner = self.datapath.compiled(network, batch) if isinstance(network, Wiring) else None
         self._build_edges()
+        # the edge matrices hold the synapses now: drop the paths (7 int64 arrays per synapse)
+        self.net = net = replace(net, synapses=LoweredSynapses.empty())
         self._build_schedule()
         self.reset()
 
