@@ -125,9 +125,9 @@ def main() -> int:
     x = rng.poisson(0.2, size=(1, 1000, 16)).astype(np.int8)
     time_fast(xprog, x)
     fast = min(time_fast(xprog, x) for _ in range(args.repeats))
-    from emulator import xylo_jit
+    from emulator.families.xylo import kernel
 
-    path = "compiled kernel" if xylo_jit.load() else "numpy path; pip install 'spikeforge[fast]' for the kernel"
+    path = "compiled kernel" if kernel.load() else "numpy path; pip install 'spikeforge[fast]' for the kernel"
     print(f"{'xylo 16-1000(rec)-8, 1000 steps, batch 1':<38} {fast * 1e3:>9.1f} ms   (XyloSim C++ ~200 ms, issue 2) "
           f"{fast / 0.200:>5.2f}x   [{path}]")
     return 0
