@@ -2,7 +2,7 @@
 
 Run:  python benchmarks/emulator.py [--repeats 5]
 
-Standard workload (issue 2): a 784-512-512-10 fully connected CUBA-LIF network, 8-bit weights, loihi
+Standard workload: a 784-512-512-10 fully connected CUBA-LIF network, 8-bit weights, loihi
 family, 100 steps, Poisson input at 10 %, batch 64 and batch 1. The baseline, measured in the same
 process, is a plain float32 torch loop of the same network (``Linear`` + LIF update per step), which
 runs near the matrix-multiply roofline. Also times a Xylo-sized network (16 inputs, 1000 hidden
