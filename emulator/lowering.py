@@ -1,0 +1,238 @@
+"""A netlist run by the fast engine: the network as declared, before placement — no cores, axons or
+routes — computed by the same family update, the same crossbar products and the same drive as a
+Program (:mod:`emulator.fast`).
+
+:func:`lower` turns a :class:`compiler.backend.Netlist` (what :meth:`emulator.ProgramBuilder.netlist`
+and the compiler's emission make) into the :class:`~emulator.fast.Lowered` value the fast engine
+runs; :class:`NetlistSimulator` runs it in chunks with its state carried over, as
+:class:`emulator.Simulator` runs a Program, and returns the spikes of every population.
+
+What a Program adds is the chip's mapping: neurons on cores, axons, routes. Running both on the
+same inputs therefore checks the mapping. They agree bit for bit (spikes, states, synaptic
+operations) with one documented exception: without axons a netlist has no delivery order, so
+where a family saturates on every addition (``datapath.ORDERED``: Xylo's synaptic states,
+TrueNorth's V) the step's summed drive saturates once. That is the chip's result whenever no
+partial sum leaves the register, which the fast engine proves per neuron and step. TrueNorth
+neurons with stochastic synapses draw per axon and cannot run without a Program
+(:class:`spikeforge.errors.EmulatorError`); stochastic leak and threshold draw per neuron id, and
+a netlist numbers its neurons in population order (a Program numbers them core by core).
+
+The netlist is read through its public attributes only; ``import emulator`` does not import the
+compiler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from hw_specs import HwSpec
+from spikeforge.errors import EmulatorError
+
+from . import families
+from .engine import Trace
+from .families.datapath import Synapses
+from .fast import FastEngine, Lowered, LoweredPopulation, LoweredSynapses, synops_terms
+
+if TYPE_CHECKING:
+    from compiler.backend.netlist import Netlist
+
+__all__ = ["lower", "NetlistSimulator", "NetlistTrace"]
+
+
+def lower(netlist: Netlist, spec: HwSpec) -> Lowered:
+    """``netlist`` as the fast engine's :class:`~emulator.fast.Lowered` network for ``spec``.
+
+    Populations keep their declaration order and register arrays (int64); neuron ids are
+    ``0 .. N-1`` in that order. Every stored synapse is one path ``(source, pre unit, delay,
+    projection, post population, post neuron, increment)``, the increment being the family's
+    (``datapath.increments``: Loihi's stored weight, Xylo's ``w << weight_shift`` in the synaptic
+    state's width, TrueNorth's ``s[G]`` of the axon's type); input channels are the ports'
+    channels concatenated in declaration order. Synaptic operations count one per path and
+    spike. ``order`` is None: see the module docstring.
+    """
+    family = families.get(spec.family)
+    datapath = family.datapath
+    chip = spec.chip
+    index = {p.name: q for q, p in enumerate(netlist.populations)}
+    pops: list[LoweredPopulation] = []
+    first = 0
+    for p in netlist.populations:
+        limit = chip.readout_max_spikes_per_step if p.readout else chip.max_spikes_per_step
+        pops.append(LoweredPopulation(
+            p.name, np.arange(first, first + p.size, dtype=np.int64),
+            {k: np.asarray(v, dtype=np.int64) for k, v in p.registers.items()},
+            bool(p.readout), np.full(p.size, limit, dtype=np.int64)))
+        first += p.size
+    port_first: dict[str, int] = {}
+    n_channels = 0
+    for port in netlist.inputs:
+        port_first[port.name] = n_channels
+        n_channels += port.size
+    params = tuple(pr.params for pr in netlist.projections)
+
+    # the paths, filled projection by projection (no per-projection copies to concatenate: a big
+    # network's paths are several GB)
+    total = sum(int(pr.weight.size) for pr in netlist.projections)
+    cols = [np.empty(total, dtype=np.int64) for _ in range(7)]
+    src_col, pre_col, delay_col, proj_col, pop_col, post_col, inc_col = cols
+    dependencies: set[tuple[int, int]] = set()
+    max_delay, max_input_delay = 1, 0
+    lo = 0
+    for j, pr in enumerate(netlist.projections):
+        q = index[pr.post]
+        hi = lo + int(pr.weight.size)
+        post = post_col[lo:hi]
+        post[:] = pr.post_idx
+        pre = pre_col[lo:hi]
+        pre[:] = pr.pre_idx
+        if pr.pre_is_input:
+            src_col[lo:hi] = 0
+            pre += port_first[pr.pre]  # the port's channels among all ports'
+            max_input_delay = max(max_input_delay, int(pr.delay))
+        else:
+            src_col[lo:hi] = 1 + index[pr.pre]
+            max_delay = max(max_delay, int(pr.delay))
+        delay_col[lo:hi] = pr.delay
+        proj_col[lo:hi] = j
+        pop_col[lo:hi] = q
+        types = (np.zeros(hi - lo, dtype=np.int64) if pr.axon_types is None
+                 else np.asarray(pr.axon_types, dtype=np.int64)[pr.pre_idx])
+        # the increment of each synapse, read against its post population's registers (local ids)
+        syn = Synapses(weight=np.asarray(pr.weight, dtype=np.int64), proj=proj_col[lo:hi], post=post,
+                       axon_type=types)
+        inc_col[lo:hi] = datapath.increments(syn, params, pops[q].registers, spec)
+        lo = hi
+    paths = LoweredSynapses(*cols)
+    # every stored synapse counts as an operation, those integrated stepwise too (as on a Program)
+    synops = synops_terms(paths, [n_channels] + [p.size for p in pops])
+    stepwise = np.concatenate([datapath.stepwise(p.registers) for p in pops])
+    if stepwise.any():
+        # neurons that integrate synapse by synapse read their sources outside the crossbar products
+        first_id = np.array([int(p.neurons[0]) for p in pops], dtype=np.int64)
+        marked = stepwise[first_id[paths.post_pop] + paths.post]
+        from_pops = marked & (paths.src >= 1)
+        dependencies = {(int(a) - 1, int(b)) for a, b in zip(paths.src[from_pops], paths.post_pop[from_pops],
+                                                             strict=True)}
+        paths = LoweredSynapses(*(a[~marked] for a in (paths.src, paths.pre, paths.delay, paths.proj,
+                                                        paths.post_pop, paths.post, paths.increment)))
+    return Lowered(spec.family, spec, tuple(pops), params, n_channels, paths, synops, max_delay,
+                   max_input_delay, frozenset(dependencies), None)
+
+
+@dataclass
+class NetlistTrace(Trace):
+    """A :class:`~emulator.engine.Trace` of a netlist run, plus ``populations[name]``: the spike
+    counts of each population asked for, ``int16 [batch, time, n]``."""
+
+    populations: dict[str, NDArray[np.int16]] = field(default_factory=dict)
+
+
+class NetlistSimulator:
+    """A netlist loaded into the fast engine (:func:`lower`), with state that carries over between
+    :meth:`run` calls: stream it in chunks, as :class:`emulator.Simulator` streams a Program.
+
+    ``spec``: the target the netlist was declared for. ``probes``: ``"pop.state"`` names (a state
+    of the family, or ``spikes``). ``keep``: the populations whose spikes :meth:`run` returns in
+    ``NetlistTrace.populations`` (default: every population; ``()`` for the output ports only).
+    """
+
+    def __init__(self, netlist: Netlist, spec: HwSpec, *, batch: int = 1, seed: int = 0,
+                 probes: Iterable[str] = (), keep: Iterable[str] | None = None) -> None:
+        if not isinstance(batch, int) or batch < 1:
+            raise EmulatorError(f"batch = {batch!r}; expected a positive integer")
+        self.spec = spec
+        self.batch = batch
+        self.ports = {p.name: p.size for p in netlist.inputs}
+        self.outputs = dict(netlist.outputs)
+        names = [p.name for p in netlist.populations]
+        self.keep = tuple(names if keep is None else keep)
+        unknown = [k for k in self.keep if k not in names]
+        if unknown:
+            raise EmulatorError(f"keep: no population {', '.join(map(repr, unknown))}; populations: {', '.join(names)}")
+        self.probes = _parse_probes(probes, names, tuple(spec.state), spec.family)
+        self.lowered = lower(netlist, spec)
+        self.engine = FastEngine(self.lowered, batch, int(seed))
+
+    def reset(self) -> None:
+        """Back to the state before the first step (all registers 0, nothing in flight)."""
+        self.engine.reset()
+
+    def run(self, spikes: ArrayLike | Mapping[str, ArrayLike] | None = None, steps: int | None = None
+            ) -> NetlistTrace:
+        """Advance by ``steps`` (default: the input's length) and return what happened.
+
+        ``spikes``: ``[batch, time, channels]`` counts for the only input port, or a mapping port →
+        array; a 2-D ``[time, channels]`` array means batch 1. Missing steps are zeros.
+        """
+        inputs = self._inputs(spikes, steps)
+        by_pop, probed, synops = self.engine.run(inputs, self.probes)
+        out = {name: by_pop[pop].astype(np.int16) for name, pop in self.outputs.items()}
+        kept = {name: by_pop[name].astype(np.int16) for name in self.keep}
+        return NetlistTrace(out, probed, synops, self.engine.name, kept)
+
+    def _inputs(self, spikes: ArrayLike | Mapping[str, ArrayLike] | None, steps: int | None
+                ) -> NDArray[np.integer[Any]]:
+        ports = self.ports
+        if spikes is None:
+            spikes = {}
+        if not isinstance(spikes, Mapping):
+            if len(ports) != 1:
+                raise EmulatorError(f"the netlist has input ports {list(ports)}; pass a dict port -> spikes")
+            spikes = {next(iter(ports)): spikes}
+        unknown = sorted(set(spikes) - set(ports))
+        if unknown:
+            raise EmulatorError(f"unknown input port(s) {unknown}; the netlist has {list(ports)}")
+        chip = self.spec.chip
+        arrays: dict[str, NDArray[np.int64]] = {}
+        for name, raw in spikes.items():
+            arr = np.asarray(raw)
+            if arr.ndim == 2 and self.batch == 1:
+                arr = arr[None]
+            if arr.ndim != 3 or arr.shape[0] != self.batch or arr.shape[2] != ports[name]:
+                raise EmulatorError(f"input {name!r}: spikes have shape {arr.shape}; expected [batch={self.batch}, "
+                                    f"time, channels={ports[name]}]")
+            if arr.dtype.kind not in "iub" and not (arr.dtype.kind == "f" and np.all(np.isfinite(arr))
+                                                    and np.all(arr == np.round(arr))):
+                raise EmulatorError(f"input {name!r}: spike counts must be integers")
+            arr = arr.astype(np.int64)
+            if arr.size and arr.min() < 0:
+                raise EmulatorError(f"input {name!r}: negative spike count {int(arr.min())}")
+            if arr.size and arr.max() > chip.max_input_count:
+                if not chip.clip_input_counts:
+                    raise EmulatorError(f"input {name!r}: a channel receives {int(arr.max())} spikes in one step; "
+                                        f"target {self.spec.name} accepts at most {chip.max_input_count} "
+                                        f"({self.spec.where()}: chip.max_input_count)")
+                arr = np.minimum(arr, chip.max_input_count)  # the chip clips
+            arrays[name] = arr
+        length = max((a.shape[1] for a in arrays.values()), default=0)
+        steps = length if steps is None else steps
+        if not isinstance(steps, int) or steps < length:
+            raise EmulatorError(f"steps = {steps!r}; expected an integer at least the input length {length}")
+        narrow = np.int16 if chip.max_input_count < (1 << 15) else np.int64
+        out = np.zeros((self.batch, steps, max(1, sum(ports.values()))), dtype=narrow)
+        first = 0
+        for name, size in ports.items():
+            if name in arrays:
+                a = arrays[name]
+                out[:, : a.shape[1], first:first + size] = a
+            first += size
+        return out
+
+
+def _parse_probes(probes: Iterable[str], populations: list[str], states: tuple[str, ...], family: str
+                  ) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for name in probes:
+        pop, _, var = str(name).partition(".")
+        if pop not in populations:
+            raise EmulatorError(f"probe {name!r}: no population {pop!r}; populations: {', '.join(populations)}")
+        if var not in (*states, "spikes"):
+            raise EmulatorError(f"probe {name!r}: {var!r} is not a state of family {family}; probe one of "
+                                f"{', '.join((*states, 'spikes'))}")
+        out[name] = (pop, var)
+    return out
