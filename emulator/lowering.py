@@ -36,7 +36,7 @@ from spikeforge.errors import EmulatorError
 from . import families
 from .engine import Trace
 from .families.datapath import Synapses
-from .fast import FastEngine, Lowered, LoweredPopulation, LoweredSynapses, synops_terms
+from .fast import FastEngine, Lowered, LoweredPopulation, LoweredSynapses
 
 if TYPE_CHECKING:
     from compiler.backend.netlist import Netlist
@@ -108,8 +108,7 @@ def lower(netlist: Netlist, spec: HwSpec) -> Lowered:
         inc_col[lo:hi] = datapath.increments(syn, params, pops[q].registers, spec)
         lo = hi
     paths = LoweredSynapses(*cols)
-    # every stored synapse counts as an operation, those integrated stepwise too (as on a Program)
-    synops = synops_terms(paths, [n_channels] + [p.size for p in pops])
+    synops = _synops(netlist, index, port_first, n_channels)
     stepwise = np.concatenate([datapath.stepwise(p.registers) for p in pops])
     if stepwise.any():
         # neurons that integrate synapse by synapse read their sources outside the crossbar products
@@ -122,6 +121,25 @@ def lower(netlist: Netlist, spec: HwSpec) -> Lowered:
                                                         paths.post_pop, paths.post, paths.increment)))
     return Lowered(spec.family, spec, tuple(pops), params, n_channels, paths, synops, max_delay,
                    max_input_delay, frozenset(dependencies), None)
+
+
+def _synops(netlist: Netlist, index: Mapping[str, int], port_first: Mapping[str, int], n_channels: int
+            ) -> tuple[tuple[int, int, NDArray[np.int64]], ...]:
+    """The synaptic-operation terms ``(source, delay, vec)``: ``vec[i]`` counts the stored synapses
+    a spike of source unit ``i`` reaches after ``delay`` steps, those integrated stepwise too (as on
+    a Program); the same terms as :func:`emulator.fast.synops_terms` of the paths, counted per
+    projection (one pass over its pre indices)."""
+    sizes = [n_channels] + [p.size for p in netlist.populations]
+    terms: dict[tuple[int, int], NDArray[np.int64]] = {}
+    for pr in netlist.projections:
+        if not pr.weight.size:
+            continue
+        src = 0 if pr.pre_is_input else 1 + index[pr.pre]
+        first = port_first[pr.pre] if pr.pre_is_input else 0
+        counts = np.bincount(pr.pre_idx, minlength=pr.pre_size).astype(np.int64)
+        vec = terms.setdefault((src, int(pr.delay)), np.zeros(sizes[src], dtype=np.int64))
+        vec[first:first + pr.pre_size] += counts
+    return tuple((src, d, terms[(src, d)]) for src, d in sorted(terms))
 
 
 @dataclass

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from test_engines_agree import draw_registers, draw_weights, extreme, sparse_edges
 
 import emulator
-from emulator.fast import FastEngine
+from emulator.fast import FastEngine, synops_terms
 from emulator.lowering import NetlistSimulator, NetlistTrace, lower
 from spikeforge.errors import DoesNotFit, EmulatorError
 
@@ -138,6 +138,10 @@ def check_agreement(data, target: str) -> None:
     steps = data.draw(st.integers(2, 12), label="steps")
     spikes = draw_spikes(data, b, batch, steps)
     assume(not saturates(b, spikes))
+    net = lower(b.netlist(), b.spec)
+    sizes = [net.n_channels] + [p.size for p in net.populations]
+    assert [(s, d, v.tolist()) for s, d, v in net.synops] == [
+        (s, d, v.tolist()) for s, d, v in synops_terms(net.synapses, sizes)]
     probes = all_probes(b)
     want = emulator.run(program, spikes, probes=probes, engine="fast")
     cuts = sorted(set(data.draw(st.lists(st.integers(1, steps - 1), max_size=2), label="cuts")))
