@@ -201,6 +201,41 @@ def test_a_population_over_several_cores():
     assert want.spikes["out"].any() and want.probes["h.spikes"].any()
 
 
+@pytest.mark.parametrize(("target", "state", "regs", "weight"), [
+    ("loihi", {"u": (20, "wrap"), "v": (20, "saturate")}, {"du": 4095, "dv": 4095, "vth": 131071}, 100),
+    ("xylo", {"isyn": (12, "saturate"), "isyn2": (12, "saturate"), "vmem": (12, "saturate")},
+     {"dash_syn": 15, "dash_mem": 15, "threshold": 30000}, 15),
+    ("truenorth", {"v": (12, "saturate")}, {"type_weights": [255, 0, 0, 0], "threshold": 100000,
+                                            "neg_threshold": 100000}, 1),
+])
+def test_a_narrower_state_in_a_user_spec_narrows_the_netlist_too(tmp_path, target, state, regs, weight):
+    """The widths come from the spec: a user TOML with narrower states wraps or saturates the
+    netlist's states where its Program's do (one input synapse: no delivery order involved)."""
+    from test_widths import user_spec
+
+    def network(spec: str) -> emulator.ProgramBuilder:
+        b = emulator.ProgramBuilder(spec)
+        x = b.input("in", 1)
+        h = b.population("h", 1, **regs)
+        kw = {"loihi": {"weight_exp": 7}, "xylo": {"weight_shift": 7}, "truenorth": {"axon_types": [0]}}[target]
+        b.connect(x, h, weights=[[weight]], **kw)
+        b.output("out", h)
+        return b
+
+    b = network(str(user_spec(tmp_path, target, state)))
+    spikes = np.ones((1, 12, 1), dtype=np.int64)
+    probes = [f"h.{k}" for k in b.spec.state]
+    want = emulator.run(b.build(), spikes, probes=probes)
+    got = NetlistSimulator(b.netlist(), b.spec, probes=probes).run(spikes)
+    for key in probes:
+        np.testing.assert_array_equal(got.probes[key], want.probes[key], err_msg=key)
+    for key, (bits, _) in state.items():
+        assert np.abs(got.probes[f"h.{key}"]).max() <= 1 << (bits - 1), key
+    shipped = network(target)
+    wide = NetlistSimulator(shipped.netlist(), shipped.spec, probes=probes).run(spikes)
+    assert any((got.probes[k] != wide.probes[k]).any() for k in probes)
+
+
 def test_lowered_netlist_shape():
     b = emulator.ProgramBuilder("xylo")
     x = b.input("in", 3)
