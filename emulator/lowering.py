@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["lower", "NetlistSimulator", "NetlistTrace"]
 
+#: synapses per block when the increments are computed (the block's temporaries stay in cache)
+_BLOCK = 1 << 16
+
 
 def lower(netlist: Netlist, spec: HwSpec) -> Lowered:
     """``netlist`` as the fast engine's :class:`~emulator.fast.Lowered` network for ``spec``.
@@ -100,12 +103,17 @@ def lower(netlist: Netlist, spec: HwSpec) -> Lowered:
         delay_col[lo:hi] = pr.delay
         proj_col[lo:hi] = j
         pop_col[lo:hi] = q
-        types = (np.zeros(hi - lo, dtype=np.int64) if pr.axon_types is None
-                 else np.asarray(pr.axon_types, dtype=np.int64)[pr.pre_idx])
-        # the increment of each synapse, read against its post population's registers (local ids)
-        syn = Synapses(weight=np.asarray(pr.weight, dtype=np.int64), proj=proj_col[lo:hi], post=post,
-                       axon_type=types)
-        inc_col[lo:hi] = datapath.increments(syn, params, pops[q].registers, spec)
+        types = None if pr.axon_types is None else np.asarray(pr.axon_types, dtype=np.int64)
+        # the increment of each synapse, read against its post population's registers (local ids);
+        # a block at a time, so that the temporaries stay small
+        for a in range(0, hi - lo, _BLOCK):
+            b = min(hi - lo, a + _BLOCK)
+            block = slice(lo + a, lo + b)
+            weight = inc_col[block]
+            weight[:] = pr.weight[a:b]  # the int64 weights, replaced by the increments below
+            syn = Synapses(weight=weight, proj=proj_col[block], post=post_col[block],
+                           axon_type=np.zeros(b - a, dtype=np.int64) if types is None else types[pr.pre_idx[a:b]])
+            inc_col[block] = datapath.increments(syn, params, pops[q].registers, spec)
         lo = hi
     paths = LoweredSynapses(*cols)
     synops = _synops(netlist, index, port_first, n_channels)
