@@ -37,7 +37,7 @@ per neuron, ``1/scale_j``: ``threshold α_j = round(θ/scale_j)``, ``leak λ_j =
 ``−β`` as deep as the 20-bit V allows less one step of worst-case input, so that V may go negative
 but never saturates. Every input enters on two axons (a positive- and a negative-type copy,
 projections ``name`` and ``name.c1``) when twice the largest fan-in fits ``axons_in_per_core``, else on one.
-A TrueNorth neuron has a single route: :mod:`compiler.passes.replicate` later builds every neuron
+A TrueNorth neuron has a single route: :mod:`compiler.passes.replicate` then builds every neuron
 whose spikes go to several cores or axon copies as identical copies (emission does it). Only IF neurons: the leak
 is linear, so membrane/current time constants have no counterpart.
 """

@@ -28,7 +28,7 @@ from spikeforge.errors import CompileError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a trained PyTorch model (SNN or ReLU network) to a Program")
     p.add_argument("model", help="torch.export archive (.pt2), TorchScript file, or state dict (with --model-class); "
-                   ".onnx/.nir frontends are not available yet")
+                   ".onnx/.nir models are not supported")
     p.add_argument("--model-class", help="for a state dict: the model's class as package.module:Class (built without "
                    "arguments)")
     p.add_argument("--target", "-t", default="loihi", help="target name or .toml spec path (default loihi)")

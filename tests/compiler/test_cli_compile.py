@@ -69,6 +69,6 @@ def test_errors_are_one_line(project, capsys):
     assert main(["compile", "sd.pt", "--target", "loihi", "-o", "m.sfp"]) == 1
     assert "--model-class" in capsys.readouterr().err
     assert main(["compile", "model.onnx", "-o", "m.sfp"]) == 1
-    assert "not available yet" in capsys.readouterr().err
+    assert "not supported" in capsys.readouterr().err
     assert main(["compile", "sd.pt", "--model-class", "nope_module:Net", "-o", "m.sfp"]) == 1
     assert "cannot import" in capsys.readouterr().err
