@@ -22,7 +22,7 @@ from emulator import fixed
 
 __all__ = [
     "decay", "bias_gain", "keep_factors", "decay_registers", "weight_geometry", "state_scale", "exponent_for",
-    "mantissas", "threshold_register", "bias_registers", "current_gain", "FloatNeurons", "QuantisedNeurons",
+    "mantissas", "threshold_register", "bias_registers", "settling", "FloatNeurons", "QuantisedNeurons",
     "QUANTISER", "OVERFLOW_STATE", "OVERFLOW_FIX", "WEIGHT_EXPONENT", "REGISTER_KEYS", "FAN_OUT_LABEL",
     "FAN_OUT_FIX", "FAN_OUT_PER_CORE", "ONE_ROUTE_PER_NEURON", "INPUT_SHIFT",
 ]
@@ -84,10 +84,10 @@ def bias_gain(tau_syn: float | None, dt: float) -> float:
     return 4096.0 / (du + 1)
 
 
-def current_gain(du: int) -> float:
-    """``1 / (1 − keep_u)``: ``u`` settles at ``input × current_gain`` (floored at one 4096th)."""
+def settling(du: int) -> float:
+    """``1 − keep_u`` (at least one 4096th): under a constant input ``u`` settles at ``input / settling``."""
     keep = 1.0 - (4096 - du - 1) / 4096
-    return 1.0 / max(keep, 1.0 / 4096)
+    return max(keep, 1.0 / 4096)
 
 
 # --------------------------------------------------------------------------- weight format
