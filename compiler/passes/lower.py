@@ -93,6 +93,29 @@ def linear_matrix(node: ir.Node, in_shape: tuple[int, ...]) -> tuple[Any, NDArra
     raise CompileError(f"layer {node.name!r}: {type(node).__name__} is not a linear layer")
 
 
+def _diagonal(x: Any) -> NDArray[np.float64] | None:
+    """The diagonal of ``x`` if ``x`` is a square CSR matrix with entries on its diagonal only, else None."""
+    if not sp.issparse(x) or x.format != "csr" or x.shape[0] != x.shape[1]:
+        return None
+    rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+    if not np.array_equal(rows, x.indices):
+        return None
+    return np.asarray(x.diagonal(), dtype=np.float64)
+
+
+def _compose(m: Any, x: Any) -> sp.csr_matrix:
+    """``(m @ x)`` as CSR. A diagonal ``x`` (an identity after a spiking stage, a per-unit scale)
+    scales the columns of ``m``: every entry is the one product ``m_ij · x_jj`` the matrix product
+    would sum alone, so the values are the same, without a sparse product over a large ``m``."""
+    d = _diagonal(x)
+    if d is None or x.dtype != np.float64 or not (sp.issparse(m) and m.format == "csr" and m.has_canonical_format
+                                                   and m.dtype == np.float64):
+        return (m @ x).tocsr()  # (repeated entries would be multiplied one by one, then summed)
+    out = sp.csr_matrix(m, copy=True)
+    out.data *= d[out.indices]
+    return out
+
+
 def lower(graph: ir.Graph) -> ir.Graph:
     """Compose the linear layers between spiking stages; return the population graph."""
     ir.validate(graph, "spiking")
@@ -114,10 +137,14 @@ def lower(graph: ir.Graph) -> ir.Graph:
                 if m.nnz == 0:
                     continue
                 coo = m.tocoo()
-                order = np.lexsort((coo.col, coo.row))
+                if m.has_canonical_format:  # rows in order, columns sorted within: already (row, col) order
+                    rows, cols, vals = coo.row, coo.col, coo.data
+                else:
+                    order = np.lexsort((coo.col, coo.row))
+                    rows, cols, vals = coo.row[order], coo.col[order], coo.data[order]
                 syn = ir.Synapses(f"{src}->{name}", (src,), post=name, shape=(n, m.shape[1]),
-                                  post_idx=coo.row[order].astype(np.int64), pre_idx=coo.col[order].astype(np.int64),
-                                  values=coo.data[order].astype(np.float64), source=layers)
+                                  post_idx=rows.astype(np.int64), pre_idx=cols.astype(np.int64),
+                                  values=vals.astype(np.float64), source=layers)
                 out.add(syn)
                 syn_names.append(syn.name)
             out.add(ir.Neuron(name, tuple(syn_names), kind=node.kind, threshold=node.threshold,
@@ -147,6 +174,6 @@ def lower(graph: ir.Graph) -> ir.Graph:
             in_shape = graph.shape(node.inputs[0])
             m, b = linear_matrix(node, in_shape)
             srcs, bias, layers = forms[node.inputs[0]]
-            forms[name] = ({s: (m @ x).tocsr() for s, x in srcs.items()}, m @ bias + b,
+            forms[name] = ({s: _compose(m, x) for s, x in srcs.items()}, m @ bias + b,
                            layers + (f"{name} ({type(node).__name__})",))
     return ir.validate(out, "lowered")

@@ -145,8 +145,9 @@ def _max_count(graph: ir.Graph, syn: ir.Synapses, spec: HwSpec) -> int:
 
 
 def _worst_input(syn: ir.Synapses, q: NDArray[Any], factor: float, count: int) -> NDArray[np.float64]:
-    out = np.zeros(syn.shape[0])
-    np.add.at(out, syn.post_idx, np.abs(q).astype(np.float64) * factor * count)
+    # integer-valued terms: the sum is exact in any order (bincount is the fast scatter-add)
+    out: NDArray[np.float64] = np.bincount(syn.post_idx, weights=np.abs(q).astype(np.float64) * factor * count,
+                                           minlength=syn.shape[0]).astype(np.float64)
     return out
 
 
@@ -426,7 +427,8 @@ def _binary_type_weights(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | No
             for c in range(copies):
                 cols = slice(c * total_pre + offset, c * total_pre + offset + n_pre)
                 post, pre = fit.bits(cols.start, cols.stop)
-                np.add.at(worst, post, np.abs(tw[post, fit.axon_types[cols][pre]]).astype(np.float64))
+                worst += np.bincount(post, weights=np.abs(tw[post, fit.axon_types[cols][pre]]).astype(np.float64),
+                                     minlength=n)  # integer-valued: exact in any order
                 name = syn.name if c == 0 else f"{syn.name}.c{c}"
                 q = ir.Synapses(name, syn.inputs, post=syn.post, shape=(n, n_pre), post_idx=post.astype(np.int64),
                                 pre_idx=pre.astype(np.int64), values=np.ones(post.size, dtype=np.int64),

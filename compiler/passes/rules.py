@@ -96,6 +96,22 @@ def _hooks(spec: HwSpec) -> Any:
     return families.get(spec.family).compiling
 
 
+def _distinct(idx: NDArray[np.int64], n: int) -> int:
+    """How many distinct values ``idx`` (in ``[0, n)``) holds."""
+    return int(np.count_nonzero(np.bincount(idx, minlength=n)))
+
+
+def _cores_per_source(pre: NDArray[np.int64], core: NDArray[np.int64], n_pre: int) -> NDArray[np.int64]:
+    """Per source neuron, how many distinct cores its synapses (``pre[k] → core[k]``) reach."""
+    span = int(core.max(initial=0)) + 1
+    key = pre.astype(np.int64) * span + core
+    if n_pre * span <= max(1 << 24, 4 * key.size):  # a flag per (source, core): linear time
+        hit = np.zeros(n_pre * span, dtype=bool)
+        hit[key] = True
+        return hit.reshape(n_pre, span).sum(axis=1)
+    return np.bincount(np.unique(key) // span, minlength=n_pre)
+
+
 def layer_stats(graph: ir.Graph, spec: HwSpec, placement: dict[str, NDArray[np.int64]] | None = None
                 ) -> dict[str, dict[str, Any]]:
     """Per population: neurons, fan-in, fan-out, synapses, synapse bits, cores.
@@ -124,7 +140,7 @@ def layer_stats(graph: ir.Graph, spec: HwSpec, placement: dict[str, NDArray[np.i
             fan_in += cnt
             wb = hardware.weight_bits(syn.params) + index
             per_neuron_bits += cnt * (wb + header)
-            bits += int(np.unique(syn.pre_idx).size) * header + int(syn.values.size) * wb
+            bits += _distinct(syn.pre_idx, syn.shape[1]) * header + int(syn.values.size) * wb
             synapses += int(syn.values.size)
         cores = max(math.ceil(p.size / chip.neurons_per_core),
                     math.ceil(bits / chip.synapse_memory_bits_per_core) if chip.synapse_memory_bits_per_core else 1)
@@ -144,9 +160,7 @@ def layer_stats(graph: ir.Graph, spec: HwSpec, placement: dict[str, NDArray[np.i
                     core = placement[syn.post][syn.post_idx]
                 else:
                     core = syn.post_idx // max(1, math.ceil(syn.shape[0] / stats[syn.post]["cores"]))
-                span = int(core.max(initial=0)) + 1
-                cores_hit = np.unique(syn.pre_idx * span + core) // span
-                fan += np.bincount(cores_hit, minlength=p.size)
+                fan += _cores_per_source(syn.pre_idx, core, p.size)
             else:
                 fan += np.bincount(syn.pre_idx, minlength=p.size)
         stats[p.name]["fan_out"] = int(fan.max(initial=0))
