@@ -46,7 +46,7 @@ DENSE_SHARE = 0.1
 #: ... unless its dense form would exceed this many elements
 DENSE_MAX = 1 << 27
 #: default bound on the elements of one ``[steps, batch, neurons]`` chunk array
-CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 23
 _F32_EXACT = float(1 << 24)
 _F64_EXACT = float(1 << 53)
 
@@ -183,14 +183,17 @@ class NetworkSimulation:
 
 def chunks(batch: int, steps: int, width: int, elements: int = CHUNK_ELEMENTS) -> tuple[int, int]:
     """``(samples, steps)`` per chunk so that one ``[steps, samples, width]`` array holds at most
-    ``elements`` values (at least one sample and one step)."""
-    per_sample = max(1, steps * width)
-    if batch * per_sample <= elements:
-        return batch, steps
-    samples = max(1, min(batch, elements // per_sample))
-    if samples > 1:
-        return samples, steps
-    return 1, max(1, min(steps, elements // max(1, width)))
+    ``elements`` values (at least one sample and one step).
+
+    All samples side by side when one step of them fits (a step's update is then one array
+    operation), else as few equal batches as fit; the steps in as few equal chunks as fit.
+    """
+    width = max(1, width)
+    samples = min(batch, max(1, elements // width))
+    samples = -(-batch // -(-batch // samples))  # equal batches: ceil(batch / number of batches)
+    step_chunk = max(1, min(steps, elements // (samples * width)))
+    step_chunk = -(-steps // -(-steps // step_chunk)) if steps else 1
+    return samples, step_chunk
 
 
 def spans(total: int, size: int) -> Iterator[tuple[int, int]]:
@@ -208,7 +211,7 @@ def simulate(graph: ir.Graph, spikes: NDArray[Any], spec: HwSpec, *, quantized: 
     b, t = x.shape[0], x.shape[1]
     sim = NetworkSimulation(graph, spec, quantized=quantized, dt=dt, batch=b)
     width = max(sim.sizes.values())
-    _, step_chunk = chunks(b, t, width, elements)
+    step_chunk = max(1, elements // max(1, b * width))
     out = {pop.name: np.zeros((b, t, pop.size)) for pop, _, _ in sim.populations}
     for lo, hi in spans(t, step_chunk):
         for name, arr in sim.run(x[:, lo:hi]).items():
