@@ -18,17 +18,14 @@ A Program is core-level hardware truth plus a symbol table:
 Weight matrices are ``[post, pre]`` wherever they are shown to users; the crossbar is stored as
 COO so that a 128-core chip file stays proportional to its synapses, not to axons × neurons.
 
-The file format (``docs/program-format.md``) is written by :meth:`Program.to_bytes`.
+The file format (``docs/program-format.md``) is :mod:`emulator.program_file`; :meth:`Program.to_bytes`,
+:meth:`Program.save` and :meth:`Program.load` call it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import struct
-import zlib
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -37,27 +34,26 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-import hw_specs
 from hw_specs import HwSpec
-from spikeforge import __version__
-from spikeforge.errors import DoesNotFit, ProgramError, ProgramFormatError, RegisterError
+from spikeforge.errors import DoesNotFit, ProgramError, RegisterError
 
-__all__ = ["Program", "Population", "Projection", "FORMAT_VERSION", "MAGIC"]
+from . import families
 
-MAGIC = b"\x89SFP\r\n\x1a\n"  # PNG-style: catches text-mode and 7-bit transfers
-FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8sII")  # magic, format version, manifest length
+__all__ = ["Program", "Population", "Projection", "INT_ARRAYS", "DTYPES"]
+
 #: elements per block in the chunked passes: a temporary (128 KiB of int64) stays in cache and within
 #: glibc's mmap threshold (larger ones are mapped and faulted in afresh for every block)
 _BLOCK = 1 << 14
 
-_INT_ARRAYS = (
+#: the Program's integer arrays (attributes of the same names), in file order
+INT_ARRAYS = (
     "core_neurons", "core_axons", "axon_projection", "axon_type",
     "syn_axon", "syn_neuron", "syn_weight",
     "route_src", "route_dst", "route_delay",
     "in_port", "in_channel", "in_dst", "in_delay",
 )
-_DTYPES = {
+#: their dtypes (little-endian in the file, native in memory)
+DTYPES = {
     "core_neurons": "<i4", "core_axons": "<i4", "axon_projection": "<i4", "axon_type": "<i1",
     "syn_axon": "<i4", "syn_neuron": "<i4", "syn_weight": "<i4",
     "route_src": "<i4", "route_dst": "<i4", "route_delay": "<i4",
@@ -84,7 +80,8 @@ class Projection:
 
     ``params`` is the synapse format shared by the projection's axons: Loihi ``weight_exp``,
     ``num_weight_bits``, ``sign_mode`` (0 mixed, 1 excitatory, 2 inhibitory); Xylo ``synapse``
-    (0 or 1) and ``weight_shift``; TrueNorth none. ``plasticity`` is a learning rule string.
+    (0 or 1) and ``weight_shift``; TrueNorth none. ``plasticity`` is kept in the file format for
+    compatibility and is always None (on-chip learning is not supported by this version).
     """
 
     name: str
@@ -112,10 +109,10 @@ class Program:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.spec = spec
-        for key in _INT_ARRAYS:
+        for key in INT_ARRAYS:
             if key not in arrays:
                 raise ProgramError(f"program is missing array {key!r}")
-            value = np.ascontiguousarray(arrays[key], dtype=np.dtype(_DTYPES[key]).newbyteorder("="))
+            value = np.ascontiguousarray(arrays[key], dtype=np.dtype(DTYPES[key]).newbyteorder("="))
             value.flags.writeable = False
             setattr(self, key, value)
         self.registers: Mapping[str, NDArray[np.int64]] = MappingProxyType(
@@ -268,7 +265,7 @@ class Program:
         unsorted, dup = _order_defects(self.syn_axon, self.syn_neuron)
         self._sorted_synapses = not unsorted
         if self.syn_axon.size and (self.axon_projection < 0).any() and (
-                (self._synapses_per_axon() > 0) & (self.axon_projection < 0)).any():
+                (self.synapses_per_axon() > 0) & (self.axon_projection < 0)).any():
             raise ProgramError("a synapse sits on an axon that belongs to no projection")
         # synapses must stay within their core, sorted by (axon, neuron), without duplicates
         if self.syn_axon.size and not self._synapses_within_cores(unsorted):
@@ -318,7 +315,7 @@ class Program:
         offset = self.neuron_offset
         return bool(((lo >= offset[full]) & (hi < offset[full + 1])).all())
 
-    def _synapses_per_axon(self) -> NDArray[np.int64]:
+    def synapses_per_axon(self) -> NDArray[np.int64]:
         """Synapses on every axon, int64 ``[n_axons]`` (computed once: the arrays are read-only)."""
         if self._per_axon is None:
             self._per_axon = _bincount(self.syn_axon, self.n_axons)
@@ -326,14 +323,14 @@ class Program:
 
     def _validate_registers(self) -> None:
         spec = self.spec
-        fam = hw_specs.FAMILIES[spec.family]
-        for key in fam["registers"]:
+        family = families.get(spec.family)
+        for key in family.registers:
             if key not in self.registers:
                 raise ProgramError(f"program lacks neuron register {key!r} required by family {spec.family}")
         for key, values in self.registers.items():
             if key not in spec.registers:
                 raise ProgramError(f"register {key!r} is not a register of target {spec.name} ({spec.where()})")
-            want = (self.n_neurons, 4) if key == "type_weights" else (self.n_neurons,)
+            want = family.register_shape(key, self.n_neurons)
             if values.shape != want:
                 raise ProgramError(f"register {key!r} has shape {values.shape}; expected {want}")
             rng = spec.registers[key]
@@ -354,22 +351,20 @@ class Program:
         d = spec.synapse_range("input_delay")
         if self.in_delay.size and (self.in_delay.min() < d.lo or self.in_delay.max() > d.hi):
             raise RegisterError(f"an input delay lies outside {d} steps of target {spec.name} ({spec.where()})")
-        if spec.family == "truenorth":
+        if "axon_types" in spec.synapse:
             t = spec.synapse_range("axon_types")
             if self.axon_type.size and (self.axon_type.min() < t.lo or self.axon_type.max() > t.hi):
                 raise RegisterError(f"an axon type lies outside {t} ({spec.where()})")
-        bad_j = -1
-        if spec.family == "loihi" and self.syn_axon.size:
-            # (w >> k) << k == w, for w and for -w, exactly when w's low k bits are 0
-            low = np.array([(1 << min(30, _truncation_bits(p.params))) - 1 for p in self.projections] + [0],
-                           dtype=np.int32)
-            if low.any():
-                bad_j = self._first_untruncated(low)
+        hardware = families.get(spec.family).hardware
+        untruncated = hardware.untruncated(self)  # (projection, message): weights the chip cannot hold
+        format_fields: Mapping[str, tuple[int, ...]] = hardware.FORMAT_FIELDS
         for j, proj in enumerate(self.projections):
             for key, value in proj.params.items():
-                if key == "sign_mode":
-                    if value not in (0, 1, 2):
-                        raise RegisterError(f"projection {proj.name!r}: sign_mode={value}; expected 0, 1 or 2")
+                if key in format_fields:
+                    allowed = format_fields[key]
+                    if value not in allowed:
+                        listed = ", ".join(str(v) for v in allowed[:-1]) + f" or {allowed[-1]}"
+                        raise RegisterError(f"projection {proj.name!r}: {key}={value}; expected {listed}")
                     continue
                 if key not in spec.synapse:
                     raise ProgramError(f"projection {proj.name!r}: {key!r} is not a synapse field of {spec.name}")
@@ -379,30 +374,8 @@ class Program:
                         f"projection {proj.name!r}: {key}={value} outside {rng} of target {spec.name} "
                         f"({spec.where()})"
                     )
-            if j == bad_j:
-                raise RegisterError(
-                    f"projection {proj.name!r}: stored weights are not truncated to num_weight_bits="
-                    f"{proj.params.get('num_weight_bits', 8)} (multiples of 2^{_truncation_bits(proj.params)})"
-                )
-
-    def _first_untruncated(self, low: NDArray[np.int32]) -> int:
-        """Smallest projection with a stored weight ``w`` where ``w & low[projection] != 0`` (-1: none).
-
-        ``low``: int32 ``[n_projections + 1]`` (the last entry, for axons of no projection, is 0).
-        Checked per synapse in blocks; with one mask for every projection no lookup is needed.
-        """
-        masks = np.unique(low[:-1])
-        bad_j = len(self.projections)
-        for lo in range(0, self.syn_weight.size, _BLOCK):
-            w = self.syn_weight[lo:lo + _BLOCK]
-            if masks.size == 1:
-                if not (w & masks[0]).any():
-                    continue
-            proj = self.axon_projection[self.syn_axon[lo:lo + _BLOCK]]
-            bad = (w & low[proj]) != 0
-            if bad.any():
-                bad_j = min(bad_j, int(proj[bad].min()))
-        return -1 if bad_j == len(self.projections) else bad_j
+            if untruncated is not None and j == untruncated[0]:
+                raise RegisterError(untruncated[1])
 
     def _validate_resources(self) -> None:
         spec, chip = self.spec, self.spec.chip
@@ -447,22 +420,21 @@ class Program:
                 f"({where}); reduce fan-out"
             )
         if chip.fan_out_per_neuron and self.route_src.size:
-            if spec.family == "xylo":
+            hardware = families.get(spec.family).hardware
+            label = hardware.FAN_OUT_UNIT
+            if label == "target synapses":
                 fan = np.bincount(self.syn_axon, minlength=self.n_axons)
                 per_neuron = np.zeros(self.n_neurons, dtype=np.int64)
                 np.add.at(per_neuron, self.route_src, fan[self.route_dst])
-                label = "target synapses"
             else:
                 per_neuron = self._routes_per_neuron()
-                label = "routes"
             worst = int(per_neuron.max())
             if worst > chip.fan_out_per_neuron:
                 nid = int(per_neuron.argmax())
                 raise DoesNotFit(
                     f"neuron {nid} ({self.neuron_name(nid)}): fan-out {worst} {label} > fan_out_per_neuron "
                     f"{chip.fan_out_per_neuron} ({where}) by {worst - chip.fan_out_per_neuron}; "
-                    "prune its outgoing connections" + ("" if spec.family != "truenorth"
-                                                        else " or insert splitter neurons")
+                    "prune its outgoing connections" + hardware.FAN_OUT_REMEDY
                 )
         if chip.input_channels:
             total = sum(self.input_ports.values())
@@ -484,23 +456,20 @@ class Program:
         """Synapse memory per core in bits, by the spec's cost model.
 
         ``bits = Σ_rows (row_header_bits + entries × (weight_bits + index_bits))`` where a row is an
-        axon with at least one synapse and weight_bits is the projection's ``num_weight_bits``
-        (Loihi), 8 (Xylo) or 1 (TrueNorth's binary crossbar).
+        axon with at least one synapse and weight_bits is the family's cost of one stored weight
+        (``emulator.families.get(family).hardware.weight_bits``: Loihi the projection's
+        ``num_weight_bits``, Xylo 8, TrueNorth 1, its binary crossbar).
         """
         return self._usage_arrays()[1]
 
     def _usage_arrays(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
         """Per core (int64 ``[n_cores]``): synapses, synapse memory bits, output routes."""
         spec = self.spec
-        per_axon = self._synapses_per_axon()
+        per_axon = self.synapses_per_axon()
         wb = np.zeros(len(self.projections) + 1, dtype=np.int64)  # index -1: axons of no projection
+        weight_bits = families.get(spec.family).hardware.weight_bits
         for j, proj in enumerate(self.projections):
-            if spec.family == "loihi":
-                wb[j] = int(proj.params.get("num_weight_bits", 8))
-            elif spec.family == "xylo":
-                wb[j] = 8
-            else:
-                wb[j] = 1
+            wb[j] = int(weight_bits(proj.params))
         entry = wb + int(spec.synapse["synapse_index_bits"])
         header = int(spec.synapse["synapse_row_header_bits"])
         offset = self.axon_offset  # axons are numbered core by core: per-core sums are runs of a cumsum
@@ -530,56 +499,12 @@ class Program:
         ]
 
     # -------------------------------------------------------------- serialisation
-    def _manifest_and_arrays(self) -> tuple[dict[str, Any], list[tuple[str, NDArray[Any]]]]:
-        arrays: list[tuple[str, NDArray[Any]]] = [(k, getattr(self, k)) for k in _INT_ARRAYS]
-        arrays += [(f"reg/{k}", v) for k, v in self.registers.items()]
-        arrays += [(f"pop/{p.name}", p.neurons) for p in self.populations.values()]
-        manifest: dict[str, Any] = {
-            "format": "spikeforge-program",
-            "format_version": FORMAT_VERSION,
-            "spec": {"name": self.spec.name, "family": self.spec.family, "digest": self.spec.digest,
-                     "toml": self.spec.text},
-            "inputs": [[k, v] for k, v in self.input_ports.items()],
-            "outputs": [[k, v] for k, v in self.output_ports.items()],
-            "populations": [{"name": p.name, "readout": p.readout} for p in self.populations.values()],
-            "projections": [
-                {"name": p.name, "pre": p.pre, "post": p.post, "params": dict(sorted(p.params.items())),
-                 "plasticity": p.plasticity}
-                for p in self.projections
-            ],
-            "metadata": dict(self.metadata),
-        }
-        return manifest, arrays
-
     def to_bytes(self) -> bytes:
-        """The file bytes: identical content gives identical bytes (no timestamps, sorted keys)."""
-        if self._bytes is not None:
-            return self._bytes
-        manifest, arrays = self._manifest_and_arrays()
-        table = []
-        places: list[tuple[np.dtype[Any], int]] = []
-        offset = 0
-        for name, arr in arrays:
-            dt = np.dtype(arr.dtype).newbyteorder("<")
-            nbytes = arr.size * dt.itemsize
-            table.append({"name": name, "dtype": dt.str, "shape": list(arr.shape), "offset": offset,
-                          "nbytes": nbytes})
-            places.append((dt, offset))
-            offset += nbytes + (-nbytes) % 8
-        manifest["arrays"] = table
-        text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-        text += b" " * ((-(len(text) + _HEADER.size)) % 8)
-        # the arrays' own buffers are joined once into the file bytes (no per-array copies), the
-        # checksum runs over the same pieces
-        pieces: list[Any] = [_HEADER.pack(MAGIC, FORMAT_VERSION, len(text)), text]
-        for (_, arr), (dt, _at) in zip(arrays, places, strict=True):
-            data = np.ascontiguousarray(arr, dtype=dt)
-            pieces.append(data.reshape(-1).view(np.uint8).data)
-            pad = (-data.nbytes) % 8
-            if pad:
-                pieces.append(b"\0" * pad)
-        pieces.append(struct.pack("<I", _crc32(pieces)))
-        self._bytes = b"".join(pieces)
+        """The file bytes (:mod:`emulator.program_file`): identical content gives identical bytes."""
+        if self._bytes is None:
+            from . import program_file
+
+            self._bytes = program_file.to_bytes(self)
         return self._bytes
 
     @property
@@ -589,159 +514,29 @@ class Program:
 
     def save(self, path: str | Path) -> Path:
         """Write the program to ``path`` (atomically: a partial file never replaces a good one)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(self.to_bytes())
-        tmp.replace(path)
-        return path
+        from . import program_file
+
+        return program_file.save(self, path)
 
     @classmethod
     def load(cls, path: str | Path, target: str | None = None) -> Program:
         """Read a program file; ``target`` (a spec name) rejects a program built for another chip."""
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ProgramFormatError(f"program file {path} does not exist") from None
-        except IsADirectoryError:
-            raise ProgramFormatError(f"{path} is a directory, not a program file") from None
-        return cls.from_bytes(data, target=target, source=str(path))
+        from . import program_file
+
+        return program_file.load(path, target)
 
     @classmethod
     def from_bytes(cls, data: bytes, target: str | None = None, source: str = "<bytes>") -> Program:
         """Parse program file bytes; every defect is a :class:`ProgramFormatError` naming ``source``."""
-        data = bytes(data)
-        if len(data) < _HEADER.size + 4:
-            raise ProgramFormatError(f"{source}: {len(data)} bytes is too short for a spikeforge program (truncated?)")
-        magic, version, mlen = _HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise ProgramFormatError(f"{source}: not a spikeforge program (bad magic {magic!r})")
-        if version != FORMAT_VERSION:
-            raise ProgramFormatError(
-                f"{source}: program format version {version}; this spikeforge ({__version__}) reads version "
-                f"{FORMAT_VERSION}: rebuild the program or upgrade spikeforge"
-            )
-        (crc,) = struct.unpack_from("<I", data, len(data) - 4)
-        if zlib.crc32(data[:-4]) != crc:
-            raise ProgramFormatError(f"{source}: checksum mismatch: the file is corrupted or truncated")
-        start = _HEADER.size
-        if start + mlen > len(data) - 4:
-            raise ProgramFormatError(f"{source}: manifest length {mlen} runs past the end of the file")
-        try:
-            manifest = json.loads(data[start:start + mlen])
-            base = start + mlen
-            spec = hw_specs.loads(manifest["spec"]["toml"].encode(), path=f"{source} (embedded spec)")
-            arrays: dict[str, NDArray[Any]] = {}
-            for entry in manifest["arrays"]:
-                lo = base + int(entry["offset"])
-                hi = lo + int(entry["nbytes"])
-                if hi > len(data) - 4:
-                    raise ProgramFormatError(f"{source}: array {entry['name']!r} runs past the end of the file")
-                arr = np.frombuffer(data[lo:hi], dtype=np.dtype(entry["dtype"])).reshape(entry["shape"])
-                arrays[entry["name"]] = arr
-            registers = {k[4:]: v for k, v in arrays.items() if k.startswith("reg/")}
-            pops = [Population(p["name"], arrays[f"pop/{p['name']}"].astype(np.int32), bool(p["readout"]))
-                    for p in manifest["populations"]]
-            projs = [Projection(p["name"], p["pre"], p["post"], {k: int(v) for k, v in p["params"].items()},
-                                p.get("plasticity")) for p in manifest["projections"]]
-            program = cls(
-                spec,
-                arrays=arrays,
-                registers=registers,
-                inputs={k: int(v) for k, v in manifest["inputs"]},
-                populations=pops,
-                projections=projs,
-                output_ports={k: v for k, v in manifest["outputs"]},
-                metadata=manifest.get("metadata", {}),
-            )
-        except ProgramFormatError:
-            raise
-        except ProgramError as exc:
-            raise ProgramFormatError(f"{source}: invalid program: {exc}") from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProgramFormatError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from None
-        if target is not None and spec.name != target:
-            raise ProgramFormatError(
-                f"{source}: program was built for target {spec.name!r}, not {target!r}; recompile it with "
-                f"--target {target}"
-            )
-        return program
+        from . import program_file
+
+        return program_file.from_bytes(data, target, source)
 
     def __repr__(self) -> str:
         return (
             f"Program(target={self.target!r}, cores={self.n_cores}, neurons={self.n_neurons}, "
             f"synapses={self.syn_axon.size}, inputs={self.inputs}, outputs={self.outputs})"
         )
-
-
-#: above this many bytes the checksum runs in two threads (zlib.crc32 releases the GIL)
-_CRC_SPLIT = 1 << 26
-
-
-def _crc32(pieces: list[Any]) -> int:
-    """``zlib.crc32`` of the concatenated ``pieces`` (bytes-like), without concatenating them; a large
-    input is checksummed as two halves in parallel and the two CRCs combined."""
-    views = [memoryview(p).cast("B") for p in pieces]
-    total = sum(v.nbytes for v in views)
-    if total < _CRC_SPLIT:
-        return _crc32_of(views)
-    first: list[memoryview] = []
-    at = 0
-    while at + views[0].nbytes <= total // 2:
-        at += views[0].nbytes
-        first.append(views.pop(0))
-    cut = total // 2 - at  # split the piece that straddles the middle
-    first.append(views[0][:cut])
-    views[0] = views[0][cut:]
-    with ThreadPoolExecutor(1) as pool:
-        second = pool.submit(_crc32_of, views)
-        crc = _crc32_of(first)
-        return _crc32_combine(crc, second.result(), total - total // 2)
-
-
-def _crc32_of(views: list[memoryview]) -> int:
-    crc = 0
-    for v in views:
-        crc = zlib.crc32(v, crc)
-    return crc
-
-
-def _crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """CRC-32 of ``A + B`` from ``crc1 = crc32(A)``, ``crc2 = crc32(B)`` and ``len2 = len(B)`` (zlib's
-    ``crc32_combine``: ``crc1`` advanced over ``len2`` zero bytes by squaring a GF(2) 32×32 operator)."""
-    if len2 <= 0:
-        return crc1
-    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
-    even = _gf2_square(odd)  # two zero bits
-    odd = _gf2_square(even)  # four zero bits
-    while True:
-        even = _gf2_square(odd)  # first pass: one zero byte
-        if len2 & 1:
-            crc1 = _gf2_times(even, crc1)
-        len2 >>= 1
-        if not len2:
-            break
-        odd = _gf2_square(even)
-        if len2 & 1:
-            crc1 = _gf2_times(odd, crc1)
-        len2 >>= 1
-        if not len2:
-            break
-    return crc1 ^ crc2
-
-
-def _gf2_times(mat: list[int], vec: int) -> int:
-    out, i = 0, 0
-    while vec:
-        if vec & 1:
-            out ^= mat[i]
-        vec >>= 1
-        i += 1
-    return out
-
-
-def _gf2_square(mat: list[int]) -> list[int]:
-    return [_gf2_times(mat, row) for row in mat]
 
 
 def _frozen(a: NDArray[Any]) -> NDArray[Any]:
@@ -815,9 +610,3 @@ def _local_index(ids: NDArray[Any], n: int) -> NDArray[np.int64]:
     out = np.full(n, -1, dtype=np.int64)
     out[ids] = np.arange(ids.size)
     return out
-
-
-def _truncation_bits(params: Mapping[str, int]) -> int:
-    """Loihi weight truncation ``k = 8 - num_weight_bits + is_mixed`` (Lava weightutils)."""
-    mixed = 1 if params.get("sign_mode", 0) == 0 else 0
-    return max(0, 8 - int(params.get("num_weight_bits", 8)) + mixed)

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,6 +68,9 @@ from runtime.protocol import (
 )
 from spikeforge.errors import LinkError, ProtocolError, SpikeforgeError
 
+if TYPE_CHECKING:  # the emulator is imported when a program is uploaded, not with the runtime
+    from emulator import Program, Simulator
+
 
 class Refused(Exception):
     """Raised inside a request handler: answer with NACK ``reason`` and ``text``."""
@@ -78,7 +81,7 @@ class Refused(Exception):
         self.text = text
 
 
-def _default_loader(data: bytes) -> Any:
+def _default_loader(data: bytes) -> Program:
     import emulator
 
     return emulator.Program.from_bytes(data, source="uploaded program")
@@ -105,8 +108,8 @@ class SimBoard:
         max_chunk_steps: int = 256,
         engine: str = "fast",
         seed: int = 0,
-        load_program: Callable[[bytes], Any] | None = None,
-        make_simulator: Callable[[Any], Any] | None = None,
+        load_program: Callable[[bytes], Program] | None = None,
+        make_simulator: Callable[[Program], Simulator] | None = None,
     ) -> None:
         self.link = link
         self.target = target
@@ -119,8 +122,8 @@ class SimBoard:
         self.seed = seed
         self._load = load_program or _default_loader
         self._make_sim = make_simulator or self._default_simulator
-        self.program: Any = None
-        self.sim: Any = None
+        self.program: Program | None = None
+        self.sim: Simulator | None = None
         self.program_digest = bytes(32)
         self.in_ports: list[tuple[str, int]] = []
         self.out_ports: list[tuple[str, int]] = []
@@ -150,7 +153,7 @@ class SimBoard:
             GetStats: self._on_stats,
         }
 
-    def _default_simulator(self, program: Any) -> Any:
+    def _default_simulator(self, program: Program) -> Simulator:
         import emulator
 
         return emulator.Simulator(program, engine=self.engine, batch=1, seed=self.seed)

@@ -38,7 +38,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -77,6 +77,9 @@ from runtime.protocol import (
     seq_before,
 )
 from spikeforge.errors import LinkError, LinkTimeout, ProtocolError
+
+if TYPE_CHECKING:  # uploading needs only the Program's bytes; the emulator is not imported at run time
+    from emulator import Program
 
 
 class BoardRefused(ProtocolError):
@@ -190,7 +193,7 @@ class BoardClient:
             self._queue.clear()
         return caps
 
-    def upload(self, program: Any, chunk_size: int | None = None) -> str:
+    def upload(self, program: Program | bytes | bytearray | memoryview, chunk_size: int | None = None) -> str:
         """Send a Program (or its file bytes) in acknowledged chunks; returns its sha256 hex digest.
 
         The board checks size, digest, format and target; a refusal raises :class:`BoardRefused` whose

@@ -14,7 +14,8 @@ creates itself (:meth:`Link.pty`), which is how a :class:`runtime.board.SimBoard
 * ``faults=FaultInjector(...)`` damages what this side transmits (:mod:`runtime.faults`).
 * Every failure of the port — missing device, permissions, the other side of a pty closing, a USB
   adapter unplugged — is raised as :class:`~spikeforge.errors.LinkError` (``LinkTimeout`` for a write that
-  cannot drain), with the port's name and what to check.
+  cannot drain, ``LinkClosed`` when the other side of a pty closed it), with the port's name and what to
+  check.
 
 Threading: one thread may call :meth:`Link.receive` while others call :meth:`Link.send` (sends are
 serialised by a lock). Stop the receiving thread before :meth:`Link.close`.
@@ -38,7 +39,7 @@ import serial
 
 from runtime.faults import FaultInjector
 from runtime.framing import MAX_PAYLOAD_LIMIT, Deframer, Frame, encode_frame
-from spikeforge.errors import LinkError, LinkTimeout
+from spikeforge.errors import LinkClosed, LinkError, LinkTimeout
 
 #: bits on a UART line per byte with 8N1 framing
 BITS_PER_BYTE = 10
@@ -100,7 +101,7 @@ class PtyPort:
             return b""
         except OSError as exc:
             if exc.errno == errno.EIO:
-                raise LinkError(f"pty {self.path}: the other side closed it (EIO)") from None
+                raise LinkClosed(f"pty {self.path}: the other side closed it (EIO)") from None
             raise
 
     def write(self, data: bytes) -> int:
@@ -119,7 +120,7 @@ class PtyPort:
                 continue
             except OSError as exc:
                 if exc.errno == errno.EIO:
-                    raise LinkError(f"pty {self.path}: the other side closed it (EIO)") from None
+                    raise LinkClosed(f"pty {self.path}: the other side closed it (EIO)") from None
                 raise
             view = view[sent:]
         return len(data)
@@ -288,8 +289,12 @@ class Link:
         return port
 
     def _lost(self, exc: LinkError) -> LinkError:
+        """Remember that the link is gone; later calls raise the same error.
+
+        A ``LinkClosed`` already says the peer went away; any other port failure gets the likely cause.
+        """
         message = str(exc)
-        if "closed" not in message and "unplugged" not in message:
+        if not isinstance(exc, LinkClosed):
             message += "; the other end closed the link or the device was unplugged"
         self.lost = type(exc)(message)
         return self.lost

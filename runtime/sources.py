@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 
 from runtime.edvs import EDVS_HEIGHT, EDVS_WIDTH, EdvsDecoder, EdvsFormat, get_format
-from runtime.events import EVENT_DTYPE
+from runtime.events import EVENT_DTYPE, iter_events, read_header
 from spikeforge.errors import LinkError
 
 __all__ = [
@@ -103,18 +103,11 @@ class FileSource(EventSource):
         self._clock, self._sleep = clock, sleep
         self.width, self.height = width, height
         if width is None or height is None:
-            try:
-                from runtime.events import read_header
-
-                header = read_header(self.path, format)
-                self.width = width if width is not None else header.width
-                self.height = height if height is not None else header.height
-            except (ImportError, AttributeError):
-                pass
+            header = read_header(self.path, format)
+            self.width = width if width is not None else header.width
+            self.height = height if height is not None else header.height
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        from runtime.events import iter_events
-
         chunks = iter_events(self.path, chunk_events=self.chunk_events, format=self.format)
         if not self.realtime:
             yield from chunks

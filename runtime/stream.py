@@ -23,13 +23,18 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from runtime.host import BoardClient
+from runtime.link import Link
 from runtime.sources import EventSource
 from runtime.transforms import Pipeline, Size, TimeBinner, ToAxons, Transform
-from spikeforge.errors import LinkError, ProgramError, SpikeforgeError
+from spikeforge.errors import ProgramError, SpikeforgeError
+
+if TYPE_CHECKING:  # the emulator is imported only when a target runs a Program
+    from emulator import Program
 
 __all__ = ["BoardTarget", "EmulatorTarget", "StreamStats", "Streamer", "load_spikes", "open_target"]
 
@@ -47,7 +52,7 @@ class EmulatorTarget:
 
     name = "emulator"
 
-    def __init__(self, program: Any, engine: str = "fast", seed: int = 0) -> None:
+    def __init__(self, program: Program, engine: str = "fast", seed: int = 0) -> None:
         import emulator
 
         self.program = program
@@ -83,13 +88,8 @@ class BoardTarget:
     name = "board"
 
     def __init__(
-        self, program: Any, url: str, baudrate: int = 3_000_000, drop_policy: str = "drop_oldest"
+        self, program: Program, url: str, baudrate: int = 3_000_000, drop_policy: str = "drop_oldest"
     ) -> None:
-        try:
-            from runtime.host import BoardClient
-            from runtime.link import Link
-        except ImportError as exc:  # pragma: no cover - only before runtime.host is merged
-            raise LinkError(f"board target not available yet: {exc}") from exc
         self.program = program
         self._ports = list(program.outputs)
         self.link = Link(url, baudrate=baudrate)
@@ -139,7 +139,7 @@ class BoardTarget:
             self.link.close()
 
 
-def open_target(target: str, program: Any, **kwargs: Any) -> EmulatorTarget | BoardTarget:
+def open_target(target: str, program: Program, **kwargs: Any) -> EmulatorTarget | BoardTarget:
     """``"emulator"`` (or ``"emulator:reference"``) or a board's serial URL."""
     if target == "emulator" or target.startswith("emulator:"):
         engine = target.partition(":")[2] or "fast"
@@ -214,7 +214,7 @@ class Streamer:
 
     def __init__(
         self,
-        program: Any,
+        program: Program,
         source: EventSource,
         target: EmulatorTarget | BoardTarget,
         *,

@@ -25,7 +25,7 @@ Relation to tonic (``tonic.transforms``, commit d0cb6df), whose per-call version
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ __all__ = [
     "TimeBinner",
     "ToAxons",
     "Transform",
-    "empty_events",
+    "no_events",
     "parse_transforms",
 ]
 
@@ -56,8 +56,8 @@ Size = tuple[int, int, int]
 _NEVER = np.iinfo(np.int64).min // 4
 
 
-def empty_events() -> np.ndarray:
-    """An empty event array."""
+def no_events() -> np.ndarray:
+    """A zero-length event array (``EVENT_DTYPE``, shape ``(0,)``): what a stage emits when it has nothing."""
     return np.zeros(0, dtype=EVENT_DTYPE)
 
 
@@ -93,7 +93,7 @@ class Transform:
 
     def flush(self) -> np.ndarray:
         """Whatever the transform still holds at the end of the stream (nothing for filters)."""
-        return empty_events()
+        return no_events()
 
     def reset(self) -> None:
         """Forget all state and counters."""
@@ -660,7 +660,7 @@ class Pipeline(Transform):
             parts = [] if out is None else [stage(out)]
             parts.append(stage.flush())
             out = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return empty_events() if out is None else out
+        return no_events() if out is None else out
 
     def reset(self) -> None:
         super().reset()
@@ -681,6 +681,42 @@ class Pipeline(Transform):
         return total
 
 
+def _parse_crop(value: str, size: Size) -> Transform:
+    """``WxH`` (centred in ``size``) or ``X0:Y0:WxH``."""
+    origin, _, wh = value.rpartition(":")
+    cw, ch = (int(v) for v in wh.lower().split("x"))
+    if origin:
+        ox, oy = (int(v) for v in origin.split(":"))
+        return Crop(ox, oy, cw, ch)
+    return Crop.center(size, cw, ch)
+
+
+def _parse_downsample(value: str, size: Size) -> Transform:
+    f = [int(v) for v in value.lower().split("x")]
+    return Downsample(f[0], f[-1])
+
+
+def _parse_split(value: str, size: Size) -> Transform:
+    return SplitPolarity({"": None, "on": 1, "off": 0}[value.strip().lower()])
+
+
+#: CLI transform name → parser of its value (``value``, input ``size``) → Transform
+_TRANSFORM_PARSERS: dict[str, Callable[[str, Size], Transform]] = {
+    "crop": _parse_crop,
+    "downsample": _parse_downsample,
+    "pool": _parse_downsample,
+    "refractory": lambda value, size: Refractory(int(value)),
+    "denoise": lambda value, size: Denoise(int(value)),
+    "hot": lambda value, size: HotPixels(float(value)),
+    "hot-pixels": lambda value, size: HotPixels(float(value)),
+    "merge-polarity": lambda value, size: MergePolarity(),
+    "merge": lambda value, size: MergePolarity(),
+    "split-polarity": _parse_split,
+    "split": _parse_split,
+}
+_KNOWN_TRANSFORMS = "crop, downsample, refractory, denoise, hot, merge-polarity, split-polarity"
+
+
 def parse_transforms(spec: str | Sequence[str], size: Size) -> list[Transform]:
     """Event transforms from a CLI string such as ``"crop=32x32,downsample=2,refractory=1000"``.
 
@@ -694,37 +730,12 @@ def parse_transforms(spec: str | Sequence[str], size: Size) -> list[Transform]:
     for item in items:
         name, _, value = item.strip().partition("=")
         name = name.strip().lower().replace("_", "-")
+        make = _TRANSFORM_PARSERS.get(name)
+        if make is None:
+            raise ValueError(f"unknown transform {name!r}; known: {_KNOWN_TRANSFORMS}")
         try:
-            t: Transform
-            if name == "crop":
-                origin, _, wh = value.rpartition(":")
-                cw, ch = (int(v) for v in wh.lower().split("x"))
-                if origin:
-                    ox, oy = (int(v) for v in origin.split(":"))
-                    t = Crop(ox, oy, cw, ch)
-                else:
-                    t = Crop.center(cur, cw, ch)
-            elif name in ("downsample", "pool"):
-                f = [int(v) for v in value.lower().split("x")]
-                t = Downsample(f[0], f[-1])
-            elif name == "refractory":
-                t = Refractory(int(value))
-            elif name == "denoise":
-                t = Denoise(int(value))
-            elif name in ("hot", "hot-pixels"):
-                t = HotPixels(float(value))
-            elif name in ("merge-polarity", "merge"):
-                t = MergePolarity()
-            elif name in ("split-polarity", "split"):
-                t = SplitPolarity({"": None, "on": 1, "off": 0}[value.strip().lower()])
-            else:
-                raise ValueError(
-                    f"unknown transform {name!r}; known: crop, downsample, refractory, denoise, hot, "
-                    "merge-polarity, split-polarity"
-                )
+            t = make(value, cur)
         except (ValueError, KeyError) as exc:
-            if "unknown transform" in str(exc):
-                raise
             raise ValueError(f"bad transform {item!r}: {exc}") from None
         cur = t.output_size(cur)
         out.append(t)

@@ -9,6 +9,8 @@ Messages say what is wrong, where, by how much, and what to do.
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class SpikeforgeError(Exception):
     """Base of every error raised on purpose by spikeforge."""
@@ -68,3 +70,31 @@ class LinkError(SpikeforgeError, OSError):
 
 class LinkTimeout(LinkError, TimeoutError):
     """The peer did not answer within the allowed time and retries."""
+
+
+class LinkClosed(LinkError):
+    """The other end of the link closed it, or the device was unplugged."""
+
+
+# --- optional extras ------------------------------------------------------------------------
+class MissingExtra(SpikeforgeError, ImportError):
+    """A feature needs a package of an optional extra that is not installed; ``extra`` names the extra.
+
+    Build one with :meth:`needs`, whose message ends with the install command.
+    """
+
+    extra: str = ""
+
+    @classmethod
+    def needs(cls, feature: str, package: str, extra: str) -> Self:
+        """``<feature> needs the package '<package>'; install the optional extra: pip install ...``."""
+        err = cls(
+            f"{feature} needs the package {package!r}; "
+            f'install the optional extra: pip install "spikeforge[{extra}]"'
+        )
+        err.extra, err.name = extra, package
+        return err
+
+
+class MissingCodec(EventFormatError, MissingExtra):
+    """An event file is compressed with a codec whose package (an optional extra) is not installed."""

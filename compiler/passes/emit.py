@@ -1,10 +1,12 @@
-"""Emission: a quantised population graph → ``emulator.ProgramBuilder`` calls → a Program.
+"""Emission: a quantised population graph → a netlist (through ``emulator.ProgramBuilder``) → a Program.
 
-The one seam: the compiler's output stage is exactly the register-level API a user can call.
-Placement comes from the partitioner (``compiler.passes.partition.partition``); on TrueNorth
-(one route per neuron) from :func:`compiler.passes.replicate.replicate`, which first builds
-neurons needed on several cores as identical copies. Builder errors (register out of range,
-resources exceeded) are re-raised as :class:`CompileError` subclasses naming the layer.
+The one seam: the compiler declares the network with exactly the register-level API a user can call,
+which checks every register against the spec; the builder's :class:`~compiler.backend.Netlist` then
+goes through the back end: :func:`compiler.backend.place` (the partitioner) or, for a family with one
+route per neuron (TrueNorth), :func:`compiler.passes.replicate.replicate`, which first builds neurons
+needed on several cores as identical copies; then :func:`compiler.backend.layout`. Register errors
+are re-raised as :class:`CompileError` naming the layer; a resource over a limit stays
+:class:`DoesNotFit`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import emulator
+from emulator import families
 from hw_specs import HwSpec
 from spikeforge.errors import CompileError, DoesNotFit, ProgramError
 
 from .. import ir
+from ..backend import place
 from .replicate import Replicated, replicate
 
 __all__ = ["emit", "to_builder"]
@@ -46,32 +50,22 @@ def to_builder(graph: ir.Graph, spec: HwSpec) -> emulator.ProgramBuilder:
     return b
 
 
-def _placement(builder: emulator.ProgramBuilder) -> Mapping[str, Any] | None:
-    try:
-        from .partition import partition  # the partitioner's pass, when it has landed
-    except ImportError:
-        return None
-    return partition(builder)
-
-
 def emit(graph: ir.Graph, spec: HwSpec, metadata: Mapping[str, Any] | None = None,
          layout: Replicated | None = None) -> emulator.Program:
-    """Build the Program for the quantised ``graph`` (see the module doc). TrueNorth: ``layout`` is
-    ``replicate(graph, spec)`` when the caller has it already (the design rules compute it)."""
-    if spec.family == "truenorth":
+    """Build the Program for the quantised ``graph`` (see the module doc). One route per neuron
+    (TrueNorth): ``layout`` is ``replicate(graph, spec)`` when the caller has it already (the
+    design rules compute it)."""
+    if families.get(spec.family).hardware.ONE_ROUTE_PER_NEURON:
         if layout is None:
             layout = replicate(graph, spec)
         builder = to_builder(layout.graph, spec)
-        placement: Mapping[str, Any] | None = layout.placement
+        placement: Mapping[str, Any] = layout.placement
     else:
         builder = to_builder(graph, spec)
-        placement = _placement(builder)
+        placement = place(builder.netlist(), spec).cores
     try:
         return builder.build(placement=placement, metadata=metadata)
     except DoesNotFit:
         raise
     except ProgramError as exc:
-        if "core" in str(exc) and ">" in str(exc):
-            raise DoesNotFit(str(exc)) from None
         raise CompileError(f"building the program: {exc}") from None
-

@@ -28,7 +28,7 @@ processed the cut of every population it feeds is known:
    cores are numbered: copy ``r`` of the pre neuron will carry route ``r``.
 
 Cores are then packed next-fit in topological order (small populations share a core when all
-limits allow) and laid along :func:`compiler.passes.partition.mesh_order`. The result is the
+limits allow) and laid along :func:`compiler.backend.placement.mesh_order`. The result is the
 replicated graph and the core of every neuron (``placement`` for ``ProgramBuilder.build``).
 Host inputs are not limited: the host writes an input event to every axon that listens to it.
 """
@@ -41,10 +41,12 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import NDArray
 
+from emulator import families
 from hw_specs import HwSpec
 from spikeforge.errors import DoesNotFit, UnsupportedOperator
 
 from .. import ir
+from ..backend.placement import mesh_order
 
 __all__ = ["Replicated", "replicate"]
 
@@ -206,7 +208,9 @@ def _cut(name: str, size: int, incoming: list[_Rows], counters: list[NDArray[np.
     chip = spec.chip
     cap = chip.neurons_per_core
     ax_lim, bit_lim = chip.axons_in_per_core, chip.synapse_memory_bits_per_core
-    entry = 1 + int(spec.synapse.get("synapse_index_bits", 0))  # one crossbar bit per synapse
+    index_bits = int(spec.synapse.get("synapse_index_bits", 0))
+    weight_bits = families.get(spec.family).hardware.weight_bits  # TrueNorth: one crossbar bit per synapse
+    entry = [int(weight_bits(r.syn.params)) + index_bits for r in incoming]
     header = int(spec.synapse.get("synapse_row_header_bits", 0))
     big = np.iinfo(np.int64).max
     seen = [np.full(r.syn.shape[1], big, dtype=np.int64) for r in incoming]  # scratch per pre unit, kept at big
@@ -219,9 +223,9 @@ def _cut(name: str, size: int, incoming: list[_Rows], counters: list[NDArray[np.
     while s < size:
         e = min(size, s + cap)
         new_axons = np.zeros(e - s, dtype=np.int64)
-        synapses = np.zeros(e - s, dtype=np.int64)
+        entry_bits = np.zeros(e - s, dtype=np.int64)  # synapse entries, weighted by their bits
         firsts = []
-        for r, f in zip(incoming, seen, strict=True):
+        for r, f, bits in zip(incoming, seen, entry, strict=True):
             a, b = int(r.ptr[s]), int(r.ptr[e])
             pre, post = r.pre[a:b], r.post[a:b]
             # first synapse of every pre unit in the window (rows are sorted by post)
@@ -231,9 +235,9 @@ def _cut(name: str, size: int, incoming: list[_Rows], counters: list[NDArray[np.
             f[pre] = big
             firsts.append(is_first)
             new_axons += np.bincount(post[is_first] - s, minlength=e - s)
-            synapses += np.diff(r.ptr[s:e + 1])
+            entry_bits += np.diff(r.ptr[s:e + 1]) * bits
         cum_ax = np.cumsum(new_axons)
-        cum_bits = np.cumsum(new_axons * header + synapses * entry)
+        cum_bits = np.cumsum(new_axons * header + entry_bits)
         k = min(int(np.searchsorted(cum_ax, ax_lim, side="right")),
                 int(np.searchsorted(cum_bits, bit_lim, side="right")), e - s)
         if k == 0:
@@ -261,8 +265,6 @@ def _pack(pops: list[ir.Neuron], chunks: dict[str, list[tuple[int, int, int, int
           chunk_of: dict[str, NDArray[np.int64]], spec: HwSpec, check_cores: bool
           ) -> tuple[dict[str, NDArray[np.int64]], int]:
     """Next-fit packing of the chunks (topological order) into cores, laid along the mesh curve."""
-    from .partition import mesh_order
-
     chip = spec.chip
     lim = np.array([chip.neurons_per_core, chip.axons_in_per_core, chip.synapse_memory_bits_per_core,
                     chip.axons_out_per_core], dtype=np.int64)

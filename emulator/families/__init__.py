@@ -24,7 +24,7 @@ file in ``hw_specs/`` and its tests (``docs/architecture.md`` lists what each mo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import import_module
 from types import MappingProxyType
@@ -41,13 +41,22 @@ class Family:
 
     ``registers``: per-neuron registers a spec of this family must declare (``[registers]``);
     ``state``: state registers (``[state]``, each with ``bits`` and ``overflow``);
-    ``synapse``: projection fields (``[synapse]`` ranges).
+    ``synapse``: projection fields (``[synapse]`` ranges);
+    ``columns``: registers that hold a row of values per neuron, with the row's length
+    (TrueNorth ``type_weights``: one signed weight per axon type); every other register holds
+    one value per neuron.
     """
 
     name: str
     registers: tuple[str, ...]
     state: tuple[str, ...]
     synapse: tuple[str, ...]
+    columns: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def register_shape(self, key: str, neurons: int) -> tuple[int, ...]:
+        """Shape of register ``key`` for ``neurons`` neurons: ``[neurons]`` or ``[neurons, columns]``."""
+        width = self.columns.get(key)
+        return (neurons,) if width is None else (neurons, width)
 
     @property
     def package(self) -> str:
@@ -93,6 +102,7 @@ REGISTRY: Mapping[str, Family] = MappingProxyType({
         ),
         state=("v",),
         synapse=("weight", "axon_types", "delay", "input_delay"),
+        columns=MappingProxyType({"type_weights": 4}),  # s_j[G] for the 4 axon types (Cassidy 2013)
     ),
 })
 

@@ -6,9 +6,9 @@ Events are ``EVENT_DTYPE`` structured arrays (fields ``x``, ``y`` uint16; ``t`` 
 
 from runtime.events.api import convert, iter_events, read_events, read_header, write_events
 from runtime.events.detect import FORMATS
-from runtime.events.dtype import EVENT_DTYPE, FIELD_ALIASES, as_events, empty_events
+from runtime.events.dtype import EVENT_DTYPE, FIELD_ALIASES, alloc_events, as_events
 from runtime.events.info import EventInfo, event_info
-from runtime.events.stream import EventFormatWarning, Header
+from runtime.events.reader import EventFormatWarning, Header
 
 __all__ = [
     "EVENT_DTYPE",
@@ -17,9 +17,9 @@ __all__ = [
     "EventFormatWarning",
     "EventInfo",
     "Header",
+    "alloc_events",
     "as_events",
     "convert",
-    "empty_events",
     "event_info",
     "iter_events",
     "read_events",

@@ -17,8 +17,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from runtime.events.dtype import empty_events
-from runtime.events.stream import BaseDecoder, Header, format_error
+from runtime.events.dtype import alloc_events
+from runtime.events.reader import BaseDecoder, Header, format_error
 
 NAME = "aedat2"
 GRANULE = 8
@@ -65,7 +65,7 @@ class Decoder(BaseDecoder):
     def decode(self, data: bytes, offset: int) -> tuple[np.ndarray, int]:
         n = len(data) // 8
         if n == 0:
-            return empty_events(0), 0
+            return alloc_events(0), 0
         words = np.frombuffer(data, dtype=">u4", count=2 * n).reshape(n, 2)
         t32 = words[:, 1].astype(np.int64)
         back = np.empty(n, dtype=bool)

@@ -16,8 +16,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from runtime.events.dtype import concat_events, copy_events, empty_events
-from runtime.events.stream import BaseDecoder, Header, format_error
+from runtime.events.dtype import alloc_events, concat_events, copy_events
+from runtime.events.reader import BaseDecoder, Header, format_error
 
 NAME = "aedat31"
 GRANULE = 1
@@ -99,7 +99,7 @@ def _polarity(data: bytes, start: int, number: int, overflow: int) -> np.ndarray
     words = np.frombuffer(data, dtype="<u4", count=2 * number, offset=start).reshape(number, 2)
     d = words[:, 0][(words[:, 0] & 1) == 1]
     ts = words[:, 1][(words[:, 0] & 1) == 1].view(np.int32)
-    out = empty_events(len(d))
+    out = alloc_events(len(d))
     out["x"] = d >> 17
     out["y"] = (d >> 2) & 0x7FFF
     out["p"] = (d >> 1) & 1

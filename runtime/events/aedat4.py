@@ -26,8 +26,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from runtime.events.dtype import EVENT_DTYPE, concat_events, copy_events
-from runtime.events.stream import BaseDecoder, Header, format_error
+from runtime.events.dtype import EVENT_DTYPE, alloc_events, concat_events, copy_events
+from runtime.events.reader import BaseDecoder, Header, format_error
+from spikeforge.errors import MissingCodec
 
 NAME = "aedat4"
 GRANULE = 1
@@ -36,7 +37,13 @@ MAGIC = b"#!AER-DAT4.0\r\n"
 COMPRESSIONS = {0: "none", 1: "lz4", 2: "lz4-high", 3: "zstd", 4: "zstd-high"}
 MAX_PACKET_BYTES = 1 << 30
 EVENTS_PER_PACKET = 1 << 16
-EXTRA_HINT = 'install the optional extra: pip install "spikeforge[events]"'
+
+
+def _missing_codec(feature: str, package: str) -> MissingCodec:
+    """The error for a compressed file whose codec package (the ``events`` extra) is not installed."""
+    err = MissingCodec.needs(feature, package, "events")
+    err.events = alloc_events(0)  # type: ignore[attr-defined]  # like every EventFormatError: nothing decoded
+    return err
 
 
 # --- flatbuffer reading ------------------------------------------------------------------------
@@ -175,16 +182,12 @@ def decompressor(name: str) -> Callable[[bytes], bytes]:
         try:
             import lz4.frame
         except ImportError:
-            raise format_error(
-                f"AEDAT 4.0 file is LZ4-compressed and 'lz4' is not installed; {EXTRA_HINT}", None
-            ) from None
+            raise _missing_codec("reading an LZ4-compressed AEDAT 4.0 file", "lz4") from None
         return lz4.frame.decompress
     try:
         import zstandard
     except ImportError:
-        raise format_error(
-            f"AEDAT 4.0 file is Zstd-compressed and 'zstandard' is not installed; {EXTRA_HINT}", None
-        ) from None
+        raise _missing_codec("reading a Zstd-compressed AEDAT 4.0 file", "zstandard") from None
 
     def unzstd(data: bytes) -> bytes:
         return zstandard.ZstdDecompressor().decompressobj().decompress(data)
@@ -339,13 +342,13 @@ class Writer:
             try:
                 import lz4.frame
             except ImportError:
-                raise format_error(f"writing LZ4-compressed AEDAT 4.0 needs 'lz4'; {EXTRA_HINT}", None) from None
+                raise _missing_codec("writing LZ4-compressed AEDAT 4.0", "lz4") from None
             self.compress = lz4.frame.compress
         elif compression == "zstd":
             try:
                 import zstandard
             except ImportError:
-                raise format_error(f"writing Zstd-compressed AEDAT 4.0 needs 'zstandard'; {EXTRA_HINT}", None) from None
+                raise _missing_codec("writing Zstd-compressed AEDAT 4.0", "zstandard") from None
             self.compress = zstandard.ZstdCompressor().compress
         header = _ioheader(codes[compression], _description(width, height, compression))
         fh.write(MAGIC + struct.pack("<I", len(header)) + header)

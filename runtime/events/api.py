@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from runtime.events import detect
-from runtime.events.dtype import as_events, empty_events
-from runtime.events.stream import (
+from runtime.events.dtype import alloc_events, as_events
+from runtime.events.reader import (
     Arena,
     Header,
     check_on_error,
@@ -82,7 +82,7 @@ def open_blocks(
 
 def _with_events(err: EventFormatError) -> EventFormatError:
     if not hasattr(err, "events"):
-        err.events = empty_events(0)  # type: ignore[attr-defined]
+        err.events = alloc_events(0)  # type: ignore[attr-defined]
     return err
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from spikeforge.errors import MissingExtra
+
 #: EVT 2.0 state vector: last time-high (-1 before the first), wrap count, time offset (µs),
 #: CD words dropped before the first time-high
 TH, LOOPS, T_OFFSET, DROPPED = range(4)
@@ -92,15 +94,21 @@ def _build() -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]
     return count2, decode2, decode_dat
 
 
-def load() -> bool:
+def load(required: bool = False) -> bool:
     """Compile (or load from numba's cache) once; False if numba is missing or disabled by
-    ``SPIKEFORGE_EVENTS_JIT=0`` (read when a decoder is created)."""
+    ``SPIKEFORGE_EVENTS_JIT=0`` (read when a decoder is created).
+
+    ``required`` (a decoder asked for ``jit=True``): a missing numba raises ``MissingExtra`` naming the
+    ``fast`` extra instead of falling back to numpy.
+    """
     global evt2_count, evt2_decode, dat_decode
     if os.environ.get("SPIKEFORGE_EVENTS_JIT", "1") == "0":
         return False
     if evt2_decode is None:
         built = _build()
         if built is None:
+            if required:
+                raise MissingExtra.needs("the compiled EVT 2.0/DAT decoder (jit=True)", "numba", "fast")
             return False
         evt2_count, evt2_decode, dat_decode = built
     return True

@@ -13,8 +13,8 @@ from typing import BinaryIO
 import numpy as np
 
 from runtime.events import cd_jit, prophesee_header
-from runtime.events.dtype import empty_events
-from runtime.events.stream import BaseDecoder, Header, format_error
+from runtime.events.dtype import alloc_events
+from runtime.events.reader import BaseDecoder, Header, format_error
 
 NAME = "dat"
 GRANULE = 8
@@ -51,13 +51,14 @@ class Decoder(BaseDecoder):
         self.t_offset = prophesee_header.t_offset(header)
         self.prev = -1
         self.loops = 0
-        #: use the compiled loop of ``cd_jit`` (default: when numba is installed and not disabled)
-        self.jit = cd_jit.load() if jit is None else jit and cd_jit.load()
+        #: use the compiled loop of ``cd_jit`` (default: when numba is installed and not disabled;
+        #: ``jit=True`` without numba raises ``MissingExtra``)
+        self.jit = False if jit is False else cd_jit.load(required=jit is True)
 
     def decode(self, data: bytes, offset: int) -> tuple[np.ndarray, int]:
         n = len(data) // 8
         if n == 0:
-            return empty_events(0), 0
+            return alloc_events(0), 0
         # each record as one little-endian uint64: t in bits 31..0, x 45..32, y 59..46, p 63..60;
         # contiguous 64-bit passes, stored through the uint64 view of the 16-byte output records
         rec = np.frombuffer(data, dtype="<u8", count=n)

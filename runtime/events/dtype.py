@@ -34,8 +34,8 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 
-def empty_events(n: int) -> np.ndarray:
-    """An uninitialised array of ``n`` events (``EVENT_DTYPE``, shape ``(n,)``)."""
+def alloc_events(n: int) -> np.ndarray:
+    """An uninitialised array of ``n`` events (``EVENT_DTYPE``, shape ``(n,)``) for a decoder to fill."""
     return np.empty(n, dtype=EVENT_DTYPE)
 
 
@@ -61,10 +61,10 @@ def copy_events(dst: np.ndarray, src: np.ndarray) -> None:
 def concat_events(parts: list[np.ndarray]) -> np.ndarray:
     """Concatenate event arrays (as raw memory when possible); an empty list gives an empty array."""
     if not parts:
-        return empty_events(0)
+        return alloc_events(0)
     if len(parts) == 1:
         return parts[0]
-    out = empty_events(sum(len(p) for p in parts))
+    out = alloc_events(sum(len(p) for p in parts))
     at = 0
     for part in parts:
         copy_events(out[at : at + len(part)], part)
@@ -102,7 +102,7 @@ def from_columns(columns: dict[str, Any], *, source: str = "input") -> np.ndarra
     for field, col in picked.items():
         if col.ndim != 1 or len(col) != n:
             raise EventFormatError(f"{source}: field {field!r} has shape {col.shape}, expected ({n},)")
-    out = empty_events(n)
+    out = alloc_events(n)
     for field in ("x", "y"):
         col = picked[field]
         if col.dtype.kind not in "iub":

@@ -19,8 +19,8 @@ from typing import BinaryIO
 import numpy as np
 
 from runtime.events import cd_jit, prophesee_header
-from runtime.events.dtype import empty_events
-from runtime.events.stream import BaseDecoder, Header, format_error
+from runtime.events.dtype import alloc_events
+from runtime.events.reader import BaseDecoder, Header, format_error
 from runtime.events.timecode import check_writable, high_words, interleave
 
 NAME = "evt2"
@@ -135,13 +135,14 @@ class Decoder(BaseDecoder):
     def __init__(self, header: Header, jit: bool | None = None) -> None:
         super().__init__()
         self.time = TimeHighState(header)
-        #: use the compiled loop of ``cd_jit`` (default: when numba is installed and not disabled)
-        self.jit = cd_jit.load() if jit is None else jit and cd_jit.load()
+        #: use the compiled loop of ``cd_jit`` (default: when numba is installed and not disabled;
+        #: ``jit=True`` without numba raises ``MissingExtra``)
+        self.jit = False if jit is False else cd_jit.load(required=jit is True)
 
     def decode(self, data: bytes, offset: int) -> tuple[np.ndarray, int]:
         n = len(data) // 4
         if n == 0:
-            return empty_events(0), 0
+            return alloc_events(0), 0
         w = np.frombuffer(data, dtype="<u4", count=n)
         if self.jit:
             return self._decode_jit(w, offset), 4 * n

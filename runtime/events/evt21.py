@@ -23,9 +23,9 @@ from typing import BinaryIO
 import numpy as np
 
 from runtime.events import prophesee_header
-from runtime.events.dtype import empty_events
+from runtime.events.dtype import alloc_events
 from runtime.events.evt2 import _DEFINED_TYPES, TimeHighState
-from runtime.events.stream import BaseDecoder, Header, format_error
+from runtime.events.reader import BaseDecoder, Header, format_error
 
 NAME = "evt21"
 GRANULE = 8
@@ -71,7 +71,7 @@ class Decoder(BaseDecoder):
     def decode(self, data: bytes, offset: int) -> tuple[np.ndarray, int]:
         n = len(data) // 8
         if n == 0:
-            return empty_events(0), 0
+            return alloc_events(0), 0
         halves = np.frombuffer(data, dtype="<u4", count=2 * n).reshape(n, 2)
         high, mask = (halves[:, 0], halves[:, 1]) if self.legacy else (halves[:, 1], halves[:, 0])
         return self._decode(np.ascontiguousarray(high), mask, offset), 8 * n
@@ -84,7 +84,7 @@ class Decoder(BaseDecoder):
         if bad < 0:
             is_cd, t_base, skip, bad = self.time.split(high)
         if bad >= 0:
-            events = self._decode(high[:bad], mask[:bad], offset) if bad else empty_events(0)
+            events = self._decode(high[:bad], mask[:bad], offset) if bad else alloc_events(0)
             raise format_error(f"EVT 2.1: undefined word type 0x{int(high[bad]) >> 28:X}", offset + 8 * bad, events)
         hw = high[is_cd][skip:]
         mw = mask[is_cd][skip:]

@@ -6,7 +6,7 @@ from typing import BinaryIO
 
 from runtime.events import evt21
 from runtime.events.evt21 import BYTES_PER_EVENT, GRANULE, Decoder
-from runtime.events.stream import Header
+from runtime.events.reader import Header
 
 NAME = "evt21-legacy"
 __all__ = ["BYTES_PER_EVENT", "GRANULE", "NAME", "Decoder", "read_header"]

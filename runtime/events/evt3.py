@@ -25,8 +25,8 @@ from typing import BinaryIO
 import numpy as np
 
 from runtime.events import evt3_jit, prophesee_header
-from runtime.events.dtype import concat_events, empty_events
-from runtime.events.stream import BaseDecoder, Header, format_error
+from runtime.events.dtype import alloc_events, concat_events
+from runtime.events.reader import BaseDecoder, Header, format_error
 from runtime.events.timecode import check_writable, high_words
 from spikeforge.errors import EventFormatError
 
@@ -77,8 +77,9 @@ class Decoder(BaseDecoder):
 
     def __init__(self, header: Header, jit: bool | None = None) -> None:
         super().__init__()
-        #: use the compiled loop of ``evt3_jit`` (default: when numba is installed and not disabled)
-        self.jit = evt3_jit.load() if jit is None else jit and evt3_jit.load()
+        #: use the compiled loop of ``evt3_jit`` (default: when numba is installed and not disabled;
+        #: ``jit=True`` without numba raises ``MissingExtra``)
+        self.jit = False if jit is False else evt3_jit.load(required=jit is True)
         self.t_offset = prophesee_header.t_offset(header)
         self.started = False
         self.high = 0  # last time-high (12 bits)
@@ -92,7 +93,7 @@ class Decoder(BaseDecoder):
     def decode(self, data: bytes, offset: int) -> tuple[np.ndarray, int]:
         n = len(data) // 2
         if n == 0:
-            return empty_events(0), 0
+            return alloc_events(0), 0
         w = np.frombuffer(data, dtype="<u2", count=n)
         skip = 0
         if not self.started:
@@ -106,7 +107,7 @@ class Decoder(BaseDecoder):
                     offset + 2 * int(bad[0]),
                 )
             if not len(th):
-                return empty_events(0), 2 * n
+                return alloc_events(0), 2 * n
             self.started = True
             self.high = int(w[skip]) & 0xFFF
         return self._decode(w[skip:], offset + 2 * skip), 2 * n
@@ -163,7 +164,7 @@ class Decoder(BaseDecoder):
         is_px |= is_high
         times = self._times(np.compress(is_px, w))
         if not m:
-            return empty_events(0)
+            return alloc_events(0)
         # per pixel word: row word, time, and the fields below
         idx = self.scratch("idx", m, np.int64)
         np.bitwise_and(pc, _FIELD, out=idx)

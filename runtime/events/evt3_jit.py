@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from spikeforge.errors import MissingExtra
+
 #: state vector layout shared with ``evt3.Decoder``
 HIGH, LOOPS, LOW, Y, ROW_CD, BASE, POL, T_OFFSET = range(8)
 
@@ -102,10 +104,12 @@ def _build() -> tuple[Callable[..., Any], Callable[..., Any]] | None:
     return count, decode
 
 
-def load() -> bool:
+def load(required: bool = False) -> bool:
     """Compile (or load from numba's cache) the loops once; False if numba is unavailable or disabled.
 
-    ``SPIKEFORGE_EVENTS_JIT=0`` disables the loops for decoders created while it is set.
+    ``SPIKEFORGE_EVENTS_JIT=0`` disables the loops for decoders created while it is set. ``required`` (a
+    decoder asked for ``jit=True``): a missing numba raises ``MissingExtra`` naming the ``fast`` extra
+    instead of falling back to numpy.
     """
     global count_events, decode_words
     if os.environ.get("SPIKEFORGE_EVENTS_JIT", "1") == "0":
@@ -113,6 +117,8 @@ def load() -> bool:
     if count_events is None:
         built = _build()
         if built is None:
+            if required:
+                raise MissingExtra.needs("the compiled EVT 3.0 decoder (jit=True)", "numba", "fast")
             return False
         count_events, decode_words = built
     return True

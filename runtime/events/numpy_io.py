@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.events.dtype import EVENT_DTYPE, as_events, concat_events, copy_events, empty_events, from_columns
-from runtime.events.stream import Header, format_error
+from runtime.events.dtype import EVENT_DTYPE, alloc_events, as_events, concat_events, copy_events, from_columns
+from runtime.events.reader import Header, format_error
 
 BYTES_PER_EVENT = 16
 #: what the writer stores: EVENT_DTYPE itself (16 bytes, aligned), so reading back is one copy
@@ -86,7 +86,7 @@ def _npy_blocks(
             if native:
                 if len(part) and int(part["p"].view(np.uint8).max()) > 1:
                     raise format_error("npy: polarity values other than 0 and 1", offset + start * 16)
-                out = empty_events(len(part))
+                out = alloc_events(len(part))
                 copy_events(out, part)
                 yield out
             else:

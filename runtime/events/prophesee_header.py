@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from runtime.events.stream import Header, format_error
+from runtime.events.reader import Header, format_error
 
 #: a header longer than this is taken as a corrupt file rather than read on forever
 MAX_HEADER_BYTES = 1 << 20

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from emulator import ENGINES, Program, Simulator, Trace
-from spikeforge.errors import EmulatorError
+from spikeforge.errors import EmulatorError, MissingExtra
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk", type=int, default=0, help="run in chunks of this many steps (bounded memory)")
     p.add_argument("-o", "--output", help="write spikes, probes and synaptic-op counts to this .npz")
     p.add_argument("--plot", help="save a PNG: output spike raster and probed states of sample 0 "
-                   "(needs matplotlib: pip install 'spikeforge[plot]')")
+                   '(needs matplotlib: pip install "spikeforge[plot]")')
     p.set_defaults(func=run)
 
 
@@ -114,7 +114,7 @@ def plot_trace(path: str, spikes: dict[str, np.ndarray], probed: dict[str, np.nd
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise EmulatorError("--plot needs matplotlib: pip install 'spikeforge[plot]'") from None
+        raise MissingExtra.needs("--plot", "matplotlib", "plot") from None
     panels = len(spikes) + len(probed) + 1
     fig, axes = plt.subplots(panels, 1, figsize=(9, 1.8 * panels + 0.6), sharex=True, squeeze=False)
     ax_iter = iter(axes[:, 0])

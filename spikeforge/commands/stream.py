@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the runtime is imported when the command runs, not when the CLI starts
+    from runtime.sources import EventSource
 
 
 def register(sub: Any) -> None:
@@ -53,7 +56,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _sensor(text: str | None, source: Any) -> tuple[int, int, int] | None:
+def _sensor(text: str | None, source: EventSource) -> tuple[int, int, int] | None:
     if text is None:
         if source.width is None or source.height is None:
             return None

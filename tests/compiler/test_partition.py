@@ -72,7 +72,7 @@ def test_limits_respected_and_every_neuron_placed(target, sizes, fan_in):
     placement = partition(b)
     assert set(placement) == {f"l{i}" for i in range(len(sizes) - 1)}
     for name, cores in placement.items():
-        assert cores.dtype == np.int64 and cores.shape == (b._pops[name].size,)
+        assert cores.dtype == np.int64 and cores.shape == (b.netlist().population(name).size,)
     program = b.build(placement=placement)  # Program validation re-checks every limit
     assert_within_limits(program)
 
@@ -355,10 +355,10 @@ def test_projection_without_synapses_builds():
 @pytest.mark.parametrize("local,recurrent", [(False, False), (True, False), (False, True)])
 def test_pairs_found_while_cutting_are_the_distinct_pre_chunk_pairs(local, recurrent):
     # the (pre unit, chunk) pairs recorded from the cutting windows equal the distinct pairs of the cut
-    from compiler.passes import partition as part
+    from compiler.backend import placement as part
 
     b = layered("tiny", [60, 200, 150, 40], 12, local=local, recurrent=recurrent)
-    model = part._Model(b)
+    model = part._Model(b.netlist(), b.spec)
     for name in model.order:
         routes = np.ones(model.sizes[name], dtype=np.int64)
         chunks, pairs = part._chunk_population(model, name, routes)
@@ -377,7 +377,7 @@ def test_pairs_found_while_cutting_are_the_distinct_pre_chunk_pairs(local, recur
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 def test_sorted_unique_equals_np_unique(dtype):
-    from compiler.passes.partition import _sorted_unique
+    from compiler.backend.placement import _sorted_unique
 
     rng = np.random.default_rng(3)
     key = rng.integers(0, 1000, 5000).astype(dtype)
@@ -387,7 +387,7 @@ def test_sorted_unique_equals_np_unique(dtype):
 
 @pytest.mark.parametrize("n_pre", [50, 1 << 25, 1 << 29])  # marker, int32 sort, int64 sort
 def test_axon_pairs_equal_np_unique(n_pre):
-    from compiler.passes.partition import _axon_pairs, _Edge
+    from compiler.backend.placement import _axon_pairs, _Edge
 
     rng = np.random.default_rng(4)
     pre = rng.integers(0, n_pre, 3000)
@@ -401,7 +401,7 @@ def test_axon_pairs_equal_np_unique(n_pre):
 
 
 def test_traffic_in_blocks_equals_the_whole_route_list(monkeypatch):
-    from compiler.passes import partition as part
+    from compiler.backend import placement as part
 
     b = layered("tiny", [50, 150, 100, 30], 40)
     program = b.build(placement=partition(b))

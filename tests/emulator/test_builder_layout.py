@@ -1,4 +1,4 @@
-"""The builder's layout (axon numbering, synapse and route order) against a plain per-synapse reference,
+"""The layout pass (axon numbering, synapse and route order) against a plain per-synapse reference,
 its three sorting paths against each other, and the Program's blockwise validation helpers."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import emulator
-from emulator import builder as builder_mod
+from compiler.backend import crossbar as layout_mod
 from emulator import program as program_mod
+from emulator import program_file
+from emulator.families.loihi import hardware as loihi_hardware
 from emulator.program import Program
 from spikeforge.errors import RegisterError
 
@@ -53,7 +55,8 @@ def placements(b, kind, seed=0):
     core per population (``single``)."""
     rng = np.random.default_rng(seed)
     out, core = {}, 0
-    for name, pop in b._pops.items():
+    for pop in b.netlist().populations:
+        name = pop.name
         if kind == "single":
             out[name] = np.full(pop.size, core)
             core += 1
@@ -67,21 +70,22 @@ def placements(b, kind, seed=0):
 
 def reference_layout(b, placement):
     """The layout by its definition, one synapse at a time (dicts and sorted lists)."""
-    pops = list(b._pops.values())
+    net = b.netlist()
+    pops = list(net.populations)
     flat = [(int(placement[p.name][i]), k, i) for k, p in enumerate(pops) for i in range(p.size)]
     gid = {(k, i): g for g, (_, k, i) in enumerate(sorted(flat))}
     index = {p.name: k for k, p in enumerate(pops)}
-    conns = [c for c in b._conns if c.pre.kind == "input"] + [c for c in b._conns if c.pre.kind != "input"]
-    pairs = sorted({(int(placement[c.post.name][q]), j, int(p))
+    conns = [c for c in net.projections if c.pre_is_input] + [c for c in net.projections if not c.pre_is_input]
+    pairs = sorted({(int(placement[c.post][q]), j, int(p))
                     for j, c in enumerate(conns) for q, p in zip(c.post_idx, c.pre_idx, strict=True)})
     axon = {pair: a for a, pair in enumerate(pairs)}
-    syn = sorted((axon[(int(placement[c.post.name][q]), j, int(p))], gid[(index[c.post.name], int(q))], int(w))
+    syn = sorted((axon[(int(placement[c.post][q]), j, int(p))], gid[(index[c.post], int(q))], int(w))
                  for j, c in enumerate(conns) for q, p, w in zip(c.post_idx, c.pre_idx, c.weight, strict=True))
-    ports = list(b._inputs)
-    routes = sorted((gid[(index[conns[j].pre.name], p)], a, conns[j].delay)
-                    for (_, j, p), a in axon.items() if conns[j].pre.kind != "input")
-    inputs = sorted(((j, a), (ports.index(conns[j].pre.name), p, a, conns[j].delay))
-                    for (_, j, p), a in axon.items() if conns[j].pre.kind == "input")
+    ports = [port.name for port in net.inputs]
+    routes = sorted((gid[(index[conns[j].pre], p)], a, conns[j].delay)
+                    for (_, j, p), a in axon.items() if not conns[j].pre_is_input)
+    inputs = sorted(((j, a), (ports.index(conns[j].pre), p, a, conns[j].delay))
+                    for (_, j, p), a in axon.items() if conns[j].pre_is_input)
     return {
         "syn": np.array(syn, dtype=np.int64).reshape(-1, 3),
         "routes": np.array(routes, dtype=np.int64).reshape(-1, 3),
@@ -105,7 +109,8 @@ def test_layout_matches_the_per_synapse_definition(target, kind):
                                            axis=1), ref["inputs"])
     np.testing.assert_array_equal(program.axon_projection, ref["axon_projection"])
     if target == "truenorth":
-        conns = [c for c in b._conns if c.pre.kind == "input"] + [c for c in b._conns if c.pre.kind != "input"]
+        net = b.netlist()
+        conns = [c for c in net.projections if c.pre_is_input] + [c for c in net.projections if not c.pre_is_input]
         want = [conns[j].axon_types[p] for j, p in zip(ref["axon_projection"], ref["pre"], strict=True)]
         np.testing.assert_array_equal(program.axon_type, want)
     assert program.syn_axon.dtype == program.route_src.dtype == program.in_channel.dtype == np.int32
@@ -118,40 +123,41 @@ def test_sort_paths_and_block_sizes_give_the_same_bytes(monkeypatch, kind, shuff
     b = network(shuffle=shuffle)
     placement = placements(b, kind)
     want = b.build(placement=placement).to_bytes()
-    assert (builder_mod._segments(b._conns, placement) is not None) == (kind == "runs" and not shuffle)
+    segments = layout_mod._segments(list(b.netlist().projections), placement)
+    assert (segments is not None) == (kind == "runs" and not shuffle)
     with monkeypatch.context() as m:
-        m.setattr(builder_mod, "_BLOCK", 7)
+        m.setattr(layout_mod, "_BLOCK", 7)
         m.setattr(program_mod, "_BLOCK", 5)
         assert b.build(placement=placement).to_bytes() == want
     with monkeypatch.context() as m:
-        m.setattr(builder_mod, "_segments", lambda conns, core_of: None)
+        m.setattr(layout_mod, "_segments", lambda conns, core_of: None)
         assert b.build(placement=placement).to_bytes() == want
     with monkeypatch.context() as m:
-        m.setattr(builder_mod._KeyFields, "total", property(lambda self: 64))
+        m.setattr(layout_mod._KeyFields, "total", property(lambda self: 64))
         assert b.build(placement=placement).to_bytes() == want
 
 
 def test_segments_need_one_run_per_core_and_connection():
     b = network(shuffle=False)
     placement = placements(b, "runs")
-    segments = builder_mod._segments(b._conns, placement)
+    segments = layout_mod._segments(list(b.netlist().projections), placement)
     assert segments is not None
     lengths = segments[:, 2] - segments[:, 1]
     np.testing.assert_array_equal(segments[:, 3], np.cumsum(lengths) - lengths)
-    assert lengths.sum() == sum(c.weight.size for c in b._conns)
+    assert lengths.sum() == sum(c.weight.size for c in b.netlist().projections)
     placement["l2"] = placement["l2"].copy()
     placement["l2"][-1] = placement["l2"][0]  # core of l2's first run comes back at its end
-    assert builder_mod._segments(b._conns, placement) is None
+    assert layout_mod._segments(list(b.netlist().projections), placement) is None
 
 
 def test_non_decreasing_across_blocks(monkeypatch):
-    monkeypatch.setattr(builder_mod, "_BLOCK", 4)
+    monkeypatch.setattr(layout_mod, "_BLOCK", 4)
     a = np.arange(30)
-    assert builder_mod._non_decreasing(a) and builder_mod._non_decreasing(a[:1])
+    assert layout_mod._non_decreasing(a) and layout_mod._non_decreasing(a[:1])
     for i in (1, 4, 5, 29):
         bad = a.copy()
         bad[i] = -1
-        assert not builder_mod._non_decreasing(bad)
+        assert not layout_mod._non_decreasing(bad)
 
 
 # ------------------------------------------------------------------- Program helpers
@@ -180,7 +186,7 @@ def test_blockwise_run_sums_equal_cumsum_differences(monkeypatch):
 
 def rebuilt(program, **arrays):
     """``program`` with some arrays replaced (validation runs again)."""
-    keys = program_mod._INT_ARRAYS
+    keys = program_mod.INT_ARRAYS
     return Program(program.spec, arrays={k: arrays.get(k, getattr(program, k)) for k in keys},
                    registers=program.registers, inputs=program.inputs, populations=list(program.populations.values()),
                    projections=list(program.projections), output_ports=program.output_ports,
@@ -189,7 +195,7 @@ def rebuilt(program, **arrays):
 
 @pytest.mark.parametrize("block", [3, 1 << 16])
 def test_untruncated_weight_names_its_projection(monkeypatch, block):
-    monkeypatch.setattr(program_mod, "_BLOCK", block)
+    monkeypatch.setattr(loihi_hardware, "_BLOCK", block)
     program = network(shuffle=False).build(placement=placements(network(), "runs"))
     assert rebuilt(program).to_bytes() == program.to_bytes()
     proj = program.axon_projection[program.syn_axon]
@@ -230,13 +236,13 @@ def test_usage_per_core_matches_direct_sums(monkeypatch):
 def test_crc32_combine_equals_crc_of_the_concatenation(sizes):
     rng = np.random.default_rng(sum(sizes))
     a, b = (rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes)
-    assert program_mod._crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+    assert program_file._crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
 
 
 @pytest.mark.parametrize("split", [1, 10, 1 << 26])
 def test_crc32_of_pieces_split_in_two_threads(monkeypatch, split):
-    monkeypatch.setattr(program_mod, "_CRC_SPLIT", split)
+    monkeypatch.setattr(program_file, "_CRC_SPLIT", split)
     rng = np.random.default_rng(5)
     pieces = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (3, 100, 7, 64, 1)]
     pieces.append(np.arange(9, dtype=np.int32).view(np.uint8).data)
-    assert program_mod._crc32(pieces) == zlib.crc32(b"".join(bytes(p) for p in pieces))
+    assert program_file._crc32(pieces) == zlib.crc32(b"".join(bytes(p) for p in pieces))

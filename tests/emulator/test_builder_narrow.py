@@ -10,6 +10,7 @@ import pytest
 from test_builder_layout import network, placements
 
 import emulator
+from compiler.backend import layout, place
 from compiler.passes.partition import partition
 from emulator import builder as builder_mod
 from spikeforge.errors import ProgramError, RegisterError
@@ -31,19 +32,34 @@ def xylo_network(seed=0):
     return b
 
 
+class Widened:
+    """``b``'s netlist with every projection's arrays widened to int64 (the storage before narrowing),
+    built as ``b.build`` builds: the same back end."""
+
+    def __init__(self, b):
+        net = b.netlist()
+        self.spec = b.spec
+        self.net = dataclasses.replace(net, projections=tuple(
+            dataclasses.replace(c, post_idx=c.post_idx.astype(np.int64), pre_idx=c.pre_idx.astype(np.int64),
+                                weight=c.weight.astype(np.int64)) for c in net.projections))
+
+    def netlist(self):
+        return self.net
+
+    def build(self, placement=None):
+        where = place(self.net, self.spec, strategy="per_population", fixed=placement)
+        return layout(self.net, where, self.spec, metadata={"builder": "emulator.ProgramBuilder"})
+
+
 def widened(b):
-    """``b`` with every connection's arrays widened to int64 (the storage before narrowing)."""
-    for i, c in enumerate(b._conns):
-        b._conns[i] = dataclasses.replace(c, post_idx=c.post_idx.astype(np.int64), pre_idx=c.pre_idx.astype(np.int64),
-                                          weight=c.weight.astype(np.int64))
-    return b
+    return Widened(b)
 
 
 @pytest.mark.parametrize("target", ["loihi", "truenorth", "xylo"])
 def test_connect_stores_narrow_dtypes(target):
     b = xylo_network() if target == "xylo" else network(target)
     lo, hi = b.spec.synapse_range("weight").lo, b.spec.synapse_range("weight").hi
-    for c in b._conns:
+    for c in b.netlist().projections:
         assert c.post_idx.dtype == np.int32 and c.pre_idx.dtype == np.int32
         assert c.weight.dtype == np.int16
         assert int(np.iinfo(c.weight.dtype).min) <= -max(abs(lo), abs(hi))
@@ -71,7 +87,7 @@ def test_build_equals_int64_storage(target, shuffle):
         pl = placements(narrow, kind)
         assert narrow.build(placement=pl).to_bytes() == wide.build(placement=pl).to_bytes()
     if target != "truenorth":  # (the layout network's TrueNorth neurons have several target cores)
-        pn, pw = partition(narrow), partition(wide)
+        pn, pw = partition(narrow), partition(wide.netlist(), spec=wide.spec)
         assert pn.keys() == pw.keys() and all(np.array_equal(pn[k], pw[k]) for k in pn)
         assert narrow.build(placement=pn).to_bytes() == wide.build(placement=pw).to_bytes()
 
@@ -105,7 +121,7 @@ def test_connect_does_not_alias_the_callers_weights():
     w = np.array([10, 20, 30], dtype=np.int16)
     b.connect(x, p, weights=(np.arange(3), np.arange(3), w))
     w[:] = 0
-    assert b._conns[0].weight.tolist() == [10, 20, 30]
+    assert b.netlist().projections[0].weight.tolist() == [10, 20, 30]
 
 
 def test_errors_unchanged():
@@ -118,7 +134,7 @@ def test_errors_unchanged():
     with pytest.raises(RegisterError, match=r"weight -300 at \[post 1, pre 2\] outside"):
         b.connect(x, p, weights=(np.array([0, 1]), np.array([0, 2]), np.array([5, -300], dtype=np.int64)))
     b.connect(x, p, weights=(np.array([0]), np.array([0]), np.array([2**64 - 1], dtype=np.uint64)))  # wraps, as before
-    assert b._conns[-1].weight.tolist() == [-1]
+    assert b.netlist().projections[-1].weight.tolist() == [-1]
     with pytest.raises(ProgramError, match="COO index outside"):
         b.connect(x, p, weights=(np.array([3], dtype=np.uint8), np.array([0]), np.array([1])), name="q")
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import emulator
-from emulator.program import _INT_ARRAYS, FORMAT_VERSION, MAGIC
+from emulator.program import INT_ARRAYS
+from emulator.program_file import FORMAT_VERSION, MAGIC
 from spikeforge.errors import ProgramFormatError
 
 HEADER = struct.Struct("<8sII")
@@ -47,7 +48,7 @@ def spikes(n_in: int, steps: int = 30):
 
 def assert_programs_equal(a, b):
     assert a.to_bytes() == b.to_bytes()
-    for key in _INT_ARRAYS:
+    for key in INT_ARRAYS:
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key), err_msg=key)
     assert a.registers.keys() == b.registers.keys()
     for key in a.registers:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from runtime.events import dat, evt2, evt3, evt3_jit
-from runtime.events.dtype import empty_events
-from runtime.events.stream import Header
+from runtime.events.dtype import alloc_events
+from runtime.events.reader import Header
 from spikeforge.errors import EventFormatError
 
 HAS_NUMBA = importlib.util.find_spec("numba") is not None
@@ -24,7 +24,7 @@ JIT_PATHS = EVT3_PATHS  # EVT 2.0 and DAT: numpy, and the optional loops of ``cd
 
 
 def events_of(rows: list[tuple[int, int, int, int]]) -> np.ndarray:
-    out = empty_events(len(rows))
+    out = alloc_events(len(rows))
     if rows:
         t, x, y, p = (np.array(c) for c in zip(*rows, strict=True))
         out["t"], out["x"], out["y"], out["p"] = t, x, y, p
@@ -101,7 +101,7 @@ def decode_blocks(decoder, data: bytes, block: int) -> np.ndarray:
     finally:
         # nothing handed out may be overwritten by a later block (work arrays are reused)
         assert all(same(a, b) for a, b in zip(parts, kept, strict=True))
-    return np.concatenate(parts) if parts else empty_events(0)
+    return np.concatenate(parts) if parts else alloc_events(0)
 
 
 @pytest.mark.parametrize("jit", EVT3_PATHS)

@@ -14,7 +14,7 @@ import pytest
 from runtime.events import read_events, read_header
 from runtime.events.api import open_blocks
 from runtime.events.dtype import concat_events
-from runtime.events.stream import collect
+from runtime.events.reader import collect
 
 
 def rows(events: np.ndarray) -> list[tuple[int, int, int, int]]:

@@ -1,4 +1,4 @@
-"""Streaming machinery shared by every binary format: read blocks of bytes, decode, re-chunk.
+"""The chunked file reader shared by every binary event format: read blocks of bytes, decode, re-chunk.
 
 A format supplies a header reader and a stateful ``Decoder``; this module owns the file, feeds the
 decoder blocks of bytes (so memory stays bounded by the block size, not the file size), carries the
@@ -17,8 +17,8 @@ from typing import BinaryIO, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from runtime.events.dtype import concat_events, copy_events, empty_events
-from spikeforge.errors import EventFormatError
+from runtime.events.dtype import alloc_events, concat_events, copy_events
+from spikeforge.errors import EventFormatError, MissingExtra
 
 
 class EventFormatWarning(UserWarning):
@@ -57,7 +57,7 @@ class Decoder(Protocol):
 def format_error(message: str, offset: int | None, events: np.ndarray | None = None) -> EventFormatError:
     """An ``EventFormatError`` carrying the events decoded before the defect in ``.events``."""
     err = EventFormatError(f"{message} (at byte offset {offset})" if offset is not None else message, offset)
-    err.events = events if events is not None else empty_events(0)  # type: ignore[attr-defined]
+    err.events = events if events is not None else alloc_events(0)  # type: ignore[attr-defined]
     return err
 
 
@@ -219,11 +219,11 @@ def rechunk(blocks: Iterator[np.ndarray], chunk_events: int) -> Iterator[np.ndar
         partial = getattr(err, "events", None)
         if partial is not None and len(partial):
             parts.append(partial)
-        merged = concat_events(parts)
-        cut = len(merged) - len(merged) % chunk_events
+        joined = concat_events(parts)
+        cut = len(joined) - len(joined) % chunk_events
         for start in range(0, cut, chunk_events):
-            yield merged[start : start + chunk_events]
-        err.events = merged[cut:]  # type: ignore[attr-defined]
+            yield joined[start : start + chunk_events]
+        err.events = joined[cut:]  # type: ignore[attr-defined]
         raise
     if held:
         yield concat_events(parts)
@@ -254,11 +254,15 @@ def collect(blocks: Iterator[np.ndarray], arena: Arena | None = None) -> np.ndar
 
 
 def stop_or_raise(err: EventFormatError, on_error: str, path: str | os.PathLike[str]) -> np.ndarray:
-    """Apply the ``on_error`` policy: re-raise, or warn and hand back the events decoded so far."""
-    if on_error == "raise":
+    """Apply the ``on_error`` policy: re-raise, or warn and hand back the events decoded so far.
+
+    A missing codec (``MissingCodec``) is raised under either policy: the file is not defective, this
+    installation cannot read it.
+    """
+    if on_error == "raise" or isinstance(err, MissingExtra):
         raise err
     warnings.warn(f"{os.fspath(path)}: {err}; kept the events decoded before it", EventFormatWarning, stacklevel=3)
-    return getattr(err, "events", empty_events(0))
+    return getattr(err, "events", alloc_events(0))
 
 
 def check_on_error(on_error: str) -> None:
@@ -280,7 +284,7 @@ class BaseDecoder:
     record = "record"
 
     def __init__(self, header: Header | None = None) -> None:
-        self.alloc: Callable[[int], np.ndarray] = empty_events
+        self.alloc: Callable[[int], np.ndarray] = alloc_events
         self._scratch: dict[str, np.ndarray] = {}
 
     def scratch(self, key: str, n: int, dtype: npt.DTypeLike) -> np.ndarray:
@@ -305,7 +309,7 @@ class Arena:
     """Hands out consecutive slices of one preallocated event array while it has room."""
 
     def __init__(self, capacity: int) -> None:
-        self.buf = empty_events(capacity)
+        self.buf = alloc_events(capacity)
         self.used = 0
 
     def alloc(self, n: int) -> np.ndarray:
@@ -313,7 +317,7 @@ class Arena:
             view = self.buf[self.used : self.used + n]
             self.used += n
             return view
-        return empty_events(n)
+        return alloc_events(n)
 
     def owns_in_order(self, parts: list[np.ndarray]) -> bool:
         """True if ``parts`` are exactly ``buf[:used]`` cut in order (then no copy is needed)."""
