@@ -70,6 +70,7 @@ class _Projection:
     sparse: sp.csr_matrix | None
     row_abs: float
     dense32: NDArray[np.float32] | None = None
+    sparse_t: sp.csr_matrix | None = None  # [pre, post], for sparse activity
     history: NDArray[np.float32] | None = None  # [delay, batch, n_pre]: the source's last steps
 
 
@@ -170,7 +171,9 @@ class NetworkSimulation:
             assert proj.sparse is not None
             flat64 = flat.astype(np.float64)
             if np.count_nonzero(flat64) < 0.25 * flat64.size:  # sparse activity: sparse × sparse is cheaper
-                cur = (sp.csr_matrix(flat64) @ proj.sparse.T.tocsr()).toarray()
+                if proj.sparse_t is None:
+                    proj.sparse_t = proj.sparse.T.tocsr()
+                cur = (sp.csr_matrix(flat64) @ proj.sparse_t).toarray()
             else:
                 cur = np.asarray(proj.sparse @ flat64.T).T
         cur = cur.reshape(steps, self.batch, n_post)
