@@ -25,7 +25,7 @@ grow, so it is the peak of the size just run, network included). Times on a shar
 noisy: compare sizes within one run.
 
 ``--user-path``: ``compiler.compile`` of a random ReLU MLP (default 2048-4096-4096-4096-10, 42 M
-synapses, and 4096-6144-6144-6144-10, 101 M synapses) for loihi with ``--samples`` calibration
+synapses, and six 4096-wide layers after a 4096 input, 101 M synapses: loihi's fan-in limit is 4096) for loihi with ``--samples`` calibration
 samples (verification on the same samples, ``--steps`` steps), its stage timings from the compile
 report, and two baselines measured in the same run on the same samples × steps: one float32 torch
 forward pass of the ANN over ``samples × steps`` rows (what the hardware-free model costs) and the
@@ -87,7 +87,7 @@ def network(n_neurons: int, fan_in: int, kind: str, seed: int = 0) -> tuple[emul
 
 
 #: (layer widths, target seconds) of the user-path workloads
-USER_PATH = ((2048, 4096, 4096, 4096, 10), 25.0), ((4096, 6144, 6144, 6144, 10), 60.0)
+USER_PATH = ((2048, 4096, 4096, 4096, 10), 25.0), ((4096,) * 7 + (10,), 60.0)
 
 
 def user_path(widths: tuple[int, ...], samples: int, steps: int, seed: int = 0) -> dict[str, float]:
