@@ -24,12 +24,13 @@ total per million synapses, and the process's peak resident memory so far (``get
 grow, so it is the peak of the size just run, network included). Times on a shared machine are
 noisy: compare sizes within one run.
 
-``--user-path``: ``compiler.compile`` of a random ReLU MLP (default 2048-4096-4096-4096-10, 42 M
-synapses, and six 4096-wide layers after a 4096 input, 101 M synapses: loihi's fan-in limit is 4096) for loihi with ``--samples`` calibration
-samples (verification on the same samples, ``--steps`` steps), its stage timings from the compile
-report, and two baselines measured in the same run on the same samples × steps: one float32 torch
-forward pass of the ANN over ``samples × steps`` rows (what the hardware-free model costs) and the
-emulator alone (``Simulator`` set-up + run of the Program on the verification spikes).
+``--user-path``: ``compiler.compile`` of a random ReLU MLP for loihi (default 2048-4096-4096-4096-10,
+42 M synapses, and six 4096-wide layers after a 4096-wide input, 101 M synapses: loihi's fan-in
+limit is 4096) with ``--samples`` calibration samples (verification on the same samples, ``--steps``
+steps), its stage timings from the compile report, and two baselines measured in the same run on the
+same samples × steps: one float32 torch forward pass of the ANN over ``samples × steps`` rows (what
+the hardware-free model costs) and the emulator alone (``Simulator`` set-up + run of the Program on
+the verification spikes).
 Targets: under 25 s at 42 M synapses, under 60 s at 100 M.
 """
 

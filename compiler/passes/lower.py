@@ -14,6 +14,7 @@ matrix becomes one ``Synapses`` node; ``b`` becomes the population's bias.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,22 @@ from .. import ir
 __all__ = ["lower", "linear_matrix", "conv_matrix", "pool_matrix"]
 
 Form = tuple[dict[str, Any], NDArray[np.float64], tuple[str, ...]]  # {source: csr}, bias, layer names
+
+
+#: CSR form of each Dense weight array still alive (conversion, its evaluation and lowering all need it;
+#: an entry goes with its array). Shared: callers do not modify the matrices they get.
+_DENSE_CSR: dict[int, sp.csr_matrix] = {}
+
+
+def _dense_csr(weight: NDArray[Any]) -> sp.csr_matrix:
+    """``sp.csr_matrix(weight)``, made once per weight array."""
+    key = id(weight)
+    m = _DENSE_CSR.get(key)
+    if m is None:
+        m = sp.csr_matrix(weight)
+        _DENSE_CSR[key] = m
+        weakref.finalize(weight, _DENSE_CSR.pop, key, None)
+    return m
 
 
 def conv_matrix(node: ir.Conv2d, in_shape: tuple[int, ...]) -> sp.csr_matrix:
@@ -76,7 +93,7 @@ def linear_matrix(node: ir.Node, in_shape: tuple[int, ...]) -> tuple[Any, NDArra
     """``(M, b)`` of a linear layer node: ``y = M x + b`` on flattened per-sample tensors."""
     if isinstance(node, ir.Dense):
         b = node.bias if node.bias is not None else np.zeros(node.weight.shape[0])
-        return sp.csr_matrix(node.weight), np.asarray(b, dtype=np.float64)
+        return _dense_csr(node.weight), np.asarray(b, dtype=np.float64)
     if isinstance(node, ir.Conv2d):
         m = conv_matrix(node, in_shape)
         _, ho, wo = node.out_shape([in_shape])
@@ -144,7 +161,7 @@ def lower(graph: ir.Graph) -> ir.Graph:
                     rows, cols, vals = coo.row[order], coo.col[order], coo.data[order]
                 syn = ir.Synapses(f"{src}->{name}", (src,), post=name, shape=(n, m.shape[1]),
                                   post_idx=rows.astype(np.int64), pre_idx=cols.astype(np.int64),
-                                  values=vals.astype(np.float64), source=layers)
+                                  values=vals.astype(np.float64, copy=False), source=layers)
                 out.add(syn)
                 syn_names.append(syn.name)
             out.add(ir.Neuron(name, tuple(syn_names), kind=node.kind, threshold=node.threshold,

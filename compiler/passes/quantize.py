@@ -146,8 +146,8 @@ def _max_count(graph: ir.Graph, syn: ir.Synapses, spec: HwSpec) -> int:
 
 def _worst_input(syn: ir.Synapses, q: NDArray[Any], factor: float, count: int) -> NDArray[np.float64]:
     # integer-valued terms: the sum is exact in any order (bincount is the fast scatter-add)
-    out: NDArray[np.float64] = np.bincount(syn.post_idx, weights=np.abs(q).astype(np.float64) * factor * count,
-                                           minlength=syn.shape[0]).astype(np.float64)
+    out: NDArray[np.float64] = np.bincount(syn.post_idx, weights=np.abs(q) * float(factor * count),
+                                           minlength=syn.shape[0]).astype(np.float64, copy=False)
     return out
 
 
@@ -246,7 +246,7 @@ def _mantissa_exponent(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None
             keep_nz = q != 0
             qsyn = ir.Synapses(syn.name, syn.inputs, post=syn.post, shape=syn.shape,
                                post_idx=syn.post_idx[keep_nz], pre_idx=syn.pre_idx[keep_nz],
-                               values=q[keep_nz].astype(np.int64),
+                               values=q[keep_nz].astype(np.int64, copy=False),
                                params=MappingProxyType({"weight_exp": int(ej), "num_weight_bits": bits}),
                                delay=syn.delay, source=syn.source)
             recon = q * 2.0 ** (ej + fam.INPUT_SHIFT) / s

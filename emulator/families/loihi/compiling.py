@@ -118,7 +118,7 @@ def exponent_for(w_max: float, s: float, q_max: int, lo: int, hi: int) -> int:
 def mantissas(values: NDArray[Any], s: float, e: int, step: int, q_max: int) -> NDArray[np.int64]:
     """``clip(round(w·s / (2^(e+6)·step))·step, ±q_max)`` as int64."""
     q = np.clip(np.round(values * s / (2.0 ** (e + INPUT_SHIFT) * step)) * step, -q_max, q_max)
-    return q.astype(np.int64)
+    return q.astype(np.int64, copy=False)
 
 
 def threshold_register(threshold: float, s: float) -> tuple[int, float]:
