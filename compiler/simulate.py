@@ -140,7 +140,7 @@ class NetworkSimulation:
                 c = model.input(self._current(proj, acts[proj.pre], steps), proj.syn.params)
                 a = c if a is None else a + c
             if a is None:
-                a = np.zeros((steps, self.batch, pop.size), dtype=np.int64 if self.quantized else np.float64)
+                a = np.zeros((steps, self.batch, pop.size), dtype=model.dtype)
             state = self.states[pop.name]
             out = np.empty((steps, self.batch, pop.size), dtype=np.float32)
             for t in range(steps):
@@ -151,7 +151,7 @@ class NetworkSimulation:
 
     def _current(self, proj: _Projection, pre: NDArray[np.float32], steps: int) -> NDArray[Any]:
         """The projection's weighted input at every step of the chunk, ``[steps, batch, n_post]``
-        (int64 when quantised, else float64), its delay applied."""
+        float64 (integer-valued when quantised), its delay applied."""
         assert proj.history is not None
         d = proj.delay
         if d:
@@ -177,11 +177,9 @@ class NetworkSimulation:
             else:
                 cur = np.asarray(proj.sparse @ flat64.T).T
         cur = cur.reshape(steps, self.batch, n_post)
-        if self.quantized:
-            if proj.row_abs * float(flat.max(initial=0.0)) >= _F64_EXACT:
-                raise OverflowError(f"projection {proj.syn.name!r}: a step's input exceeds 2^53")
-            return cur.astype(np.int64)
-        return np.asarray(cur, dtype=np.float64)
+        if self.quantized and proj.row_abs * float(flat.max(initial=0.0)) >= _F64_EXACT:
+            raise OverflowError(f"projection {proj.syn.name!r}: a step's input exceeds 2^53")
+        return np.asarray(cur, dtype=np.float64)  # integer-valued when quantised: the family's input() converts
 
 
 def chunks(batch: int, steps: int, width: int, elements: int = CHUNK_ELEMENTS) -> tuple[int, int]:

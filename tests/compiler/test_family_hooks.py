@@ -74,3 +74,30 @@ def test_quantised_neurons_use_the_spec_widths(name):
     model.step(state, big)
     bits = spec.state[hooks.OVERFLOW_STATE].bits
     assert np.abs(state[hooks.OVERFLOW_STATE]).max() <= 1 << (bits - 1)
+
+
+def test_loihi_int64_path_for_wide_states_agrees_with_the_float_path():
+    """A spec whose ``u``/``v`` are too wide for exact float64 products runs the int64 form of the
+    same update; where neither wraps nor saturates both give the same integers."""
+    from pathlib import Path
+
+    base = hw_specs.load("loihi")
+    text = (Path(hw_specs.__file__).parent / "loihi.toml").read_text()
+    wide_text = text.replace("u = { bits = 24", "u = { bits = 44").replace("v = { bits = 24", "v = { bits = 44")
+    assert wide_text != text
+    wide = hw_specs.loads(wide_text.encode(), "wide.toml")
+    hooks = families.get("loihi").compiling
+    rng = np.random.default_rng(0)
+    n = 50
+    regs = {"du": rng.integers(0, 4096, n), "dv": rng.integers(0, 4096, n), "vth": rng.integers(1, 2000, n),
+            "bias_mant": rng.integers(-100, 100, n), "bias_exp": rng.integers(0, 3, n)}
+    narrow_model, wide_model = hooks.QuantisedNeurons(regs, base), hooks.QuantisedNeurons(regs, wide)
+    assert narrow_model.dtype is np.float64 and wide_model.dtype is np.int64
+    s1, s2 = narrow_model.state(4), wide_model.state(4)
+    for _ in range(40):
+        cur = rng.integers(-300, 300, (4, n))
+        a1 = narrow_model.input(cur.astype(np.float64), {"weight_exp": -1})
+        a2 = wide_model.input(cur, {"weight_exp": -1})
+        np.testing.assert_array_equal(narrow_model.step(s1, a1), wide_model.step(s2, a2))
+        np.testing.assert_array_equal(s1["u"], s2["u"])
+        np.testing.assert_array_equal(s1["v"], s2["v"])

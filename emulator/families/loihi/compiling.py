@@ -159,6 +159,8 @@ class FloatNeurons:
     def state(self, batch: int) -> dict[str, NDArray[np.float64]]:
         return {"u": np.zeros((batch, self.size)), "v": np.zeros((batch, self.size))}
 
+    dtype: Any = np.float64
+
     def input(self, current: NDArray[np.float64], params: Mapping[str, int]) -> NDArray[np.float64]:
         return current
 
@@ -172,7 +174,7 @@ class FloatNeurons:
 
 
 class QuantisedNeurons:
-    """The integer datapath of one population on its registers (int64 state, widths from the spec)::
+    """The integer datapath of one population on its registers (widths from the spec)::
 
         u ← wrap(trunc(u·(4096 − du − 1)/4096) + (a << 6), bits_u)
         v ← sat(trunc(v·(4096 − dv)/4096) + u + bias_mant·2^bias_exp, ±(2^(bits_v − 1) − 1))
@@ -180,29 +182,48 @@ class QuantisedNeurons:
 
     ``input`` applies a projection's ``weight_exp`` to its summed weights (floor shift);
     refractory counters and voltage limits are not modelled (the compiler leaves them at 0).
+    The state is integer-valued float64 (:mod:`emulator.fixed`'s float forms: every product is
+    below 2^53) when the widths allow, else int64; ``dtype`` says which.
     """
 
     def __init__(self, registers: Mapping[str, NDArray[np.int64]], spec: Any, max_spikes: int = 1) -> None:
         r = registers
-        self.keep_u = 4096 - (r["du"] + 1)
-        self.keep_v = 4096 - r["dv"]
-        self.bias = r["bias_mant"] << r["bias_exp"]  # bias_exp is unsigned (the spec's range starts at 0)
-        self.vth = r["vth"] << INPUT_SHIFT
         self.u_bits = int(spec.state["u"].bits)
         self.v_lim = int(spec.state["v"].hi)
+        # exact in float64 while |state| · 4096 and the input's shifted sums stay below 2^53
+        exact = max(self.u_bits, int(spec.state["v"].bits)) + 12 < 53
+        self.dtype: Any = np.float64 if exact else np.int64
+        self.keep_u: NDArray[Any] = (4096 - (r["du"] + 1)).astype(self.dtype)
+        self.keep_v: NDArray[Any] = (4096 - r["dv"]).astype(self.dtype)
+        self.bias: NDArray[Any] = (r["bias_mant"] << r["bias_exp"]).astype(self.dtype)  # bias_exp is unsigned
+        self.vth: NDArray[Any] = (r["vth"] << INPUT_SHIFT).astype(self.dtype)
         self.size = int(r["vth"].size)
 
-    def state(self, batch: int) -> dict[str, NDArray[np.int64]]:
-        return {"u": np.zeros((batch, self.size), dtype=np.int64), "v": np.zeros((batch, self.size), dtype=np.int64)}
+    def state(self, batch: int) -> dict[str, NDArray[Any]]:
+        return {"u": np.zeros((batch, self.size), dtype=self.dtype), "v": np.zeros((batch, self.size),
+                                                                                   dtype=self.dtype)}
 
-    def input(self, current: NDArray[np.int64], params: Mapping[str, int]) -> NDArray[np.int64]:
-        return fixed.shift_array(current, int(params["weight_exp"]))
+    def input(self, current: NDArray[Any], params: Mapping[str, int]) -> NDArray[Any]:
+        """``current`` (integer-valued, any dtype) ``<< weight_exp`` (floor for a negative exponent)."""
+        e = int(params["weight_exp"])
+        if self.dtype is np.float64:
+            return fixed.shift_float(np.asarray(current, dtype=np.float64), e)
+        return fixed.shift_array(np.asarray(current).astype(np.int64), e)
 
-    def step(self, state: dict[str, NDArray[np.int64]], a: NDArray[np.int64]) -> NDArray[np.int64]:
-        u = fixed.wrap_array(fixed.mul_shift_trunc_array(state["u"], self.keep_u, 12) + (a << INPUT_SHIFT),
-                             self.u_bits)
-        v = np.clip(fixed.mul_shift_trunc_array(state["v"], self.keep_v, 12) + u + self.bias, -self.v_lim, self.v_lim)
+    def step(self, state: dict[str, NDArray[Any]], a: NDArray[Any]) -> NDArray[Any]:
+        u: NDArray[Any]
+        v: NDArray[Any]
+        if self.dtype is np.float64:
+            u = fixed.wrap_float(fixed.mul_shift_trunc_float(state["u"], self.keep_u, 12) + a * 64.0, self.u_bits)
+            v = fixed.mul_shift_trunc_float(state["v"], self.keep_v, 12)
+        else:
+            u = fixed.wrap_array(fixed.mul_shift_trunc_array(state["u"], self.keep_u, 12) + (a << INPUT_SHIFT),
+                                 self.u_bits)
+            v = fixed.mul_shift_trunc_array(state["v"], self.keep_v, 12)
+        v += u
+        v += self.bias
+        np.clip(v, -self.v_lim, self.v_lim, out=v)
         s = v > self.vth
         v[s] = 0
         state["u"], state["v"] = u, v
-        return s.astype(np.int64)
+        return s

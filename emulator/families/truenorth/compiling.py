@@ -102,6 +102,8 @@ class FloatNeurons:
     def state(self, batch: int) -> dict[str, NDArray[np.float64]]:
         return {"v": np.zeros((batch, self.size))}
 
+    dtype: Any = np.float64
+
     def input(self, current: NDArray[np.float64], params: Mapping[str, int]) -> NDArray[np.float64]:
         return current
 
@@ -130,8 +132,11 @@ class QuantisedNeurons:
     def state(self, batch: int) -> dict[str, NDArray[np.int64]]:
         return {"v": np.zeros((batch, self.size), dtype=np.int64)}
 
-    def input(self, current: NDArray[np.int64], params: Mapping[str, int]) -> NDArray[np.int64]:
-        return current
+    dtype: Any = np.int64
+
+    def input(self, current: NDArray[Any], params: Mapping[str, int]) -> NDArray[np.int64]:
+        """``current`` (integer-valued, any dtype) as int64."""
+        return np.asarray(current).astype(np.int64)
 
     def step(self, state: dict[str, NDArray[np.int64]], a: NDArray[np.int64]) -> NDArray[np.int64]:
         v = fixed.sat_array(fixed.sat_array(state["v"] + a, self.v_bits) + self.leak, self.v_bits)

@@ -143,6 +143,8 @@ class FloatNeurons:
     def state(self, batch: int) -> dict[str, NDArray[np.float64]]:
         return {"isyn": np.zeros((batch, self.size)), "vmem": np.zeros((batch, self.size))}
 
+    dtype: Any = np.float64
+
     def input(self, current: NDArray[np.float64], params: Mapping[str, int]) -> NDArray[np.float64]:
         return current
 
@@ -180,8 +182,11 @@ class QuantisedNeurons:
         return {"isyn": np.zeros((batch, self.size), dtype=np.int64),
                 "vmem": np.zeros((batch, self.size), dtype=np.int64)}
 
-    def input(self, current: NDArray[np.int64], params: Mapping[str, int]) -> NDArray[np.int64]:
-        return fixed.shift_array(current, int(params["weight_shift"]))
+    dtype: Any = np.int64
+
+    def input(self, current: NDArray[Any], params: Mapping[str, int]) -> NDArray[np.int64]:
+        """``current`` (integer-valued, any dtype) ``<< weight_shift``, int64."""
+        return fixed.shift_array(np.asarray(current).astype(np.int64), int(params["weight_shift"]))
 
     def step(self, state: dict[str, NDArray[np.int64]], a: NDArray[np.int64]) -> NDArray[np.int64]:
         isyn = fixed.sat_array(state["isyn"] + a, self.isyn_bits)
