@@ -284,8 +284,9 @@ def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph,
     return res
 
 
-def _spike_input(x: NDArray[Any], shape: tuple[int, ...], spec: HwSpec) -> NDArray[np.int64]:
-    """Check spiking-model data ``[batch, time, *shape]`` of spike counts the target accepts."""
+def _spike_input(x: NDArray[Any], shape: tuple[int, ...], spec: HwSpec) -> NDArray[Any]:
+    """Check spiking-model data ``[batch, time, *shape]`` of spike counts the target accepts; return
+    it as ``[batch, time, n]`` (a view: verification converts a batch at a time)."""
     if x.ndim != len(shape) + 2 or tuple(x.shape[2:]) != tuple(shape):
         raise CompileError(f"data for a spiking model must be spike counts [batch, time, *{tuple(shape)}]; got shape "
                            f"{x.shape}")
@@ -296,7 +297,7 @@ def _spike_input(x: NDArray[Any], shape: tuple[int, ...], spec: HwSpec) -> NDArr
     if x.size and x.max() > limit and not spec.chip.clip_input_counts:
         raise CompileError(f"a channel receives {int(x.max())} spikes in one step; target {spec.name} accepts at most "
                            f"{limit} ({spec.where()}: chip.max_input_count)")
-    return x.reshape(len(x), x.shape[1], -1).astype(np.int64)
+    return x.reshape(len(x), x.shape[1], -1)
 
 
 def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *,
@@ -361,7 +362,9 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
                 return encode_rate(xs[lo:hi], steps, scale)
 
             (o,) = ann_graph.of_type(ir.Output)
-            ann_pred = evaluate_analog(ann_graph, xs)[o.name].argmax(axis=1)
+            rows = max(1, CHUNK_ELEMENTS // max(1, max(ann_graph.size(v.name) for v in ann_graph)))
+            ann_pred = np.concatenate([evaluate_analog(ann_graph, xs[i:i + rows])[o.name].argmax(axis=1)
+                                       for i in range(0, n, rows)])  # in batches: memory stays bounded
         else:
             source = _spike_input(xs, lowered.of_type(ir.Input)[0].shape, spec)
         report.verification = verification(program, lowered, qgraph, spec, source, y, dt, ann_pred, samples=n)
