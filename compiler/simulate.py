@@ -66,26 +66,38 @@ class _Projection:
     syn: ir.Synapses
     pre: str
     delay: int
-    dense: NDArray[np.float64] | None
+    dense: NDArray[np.float64] | None  # [post, pre] float weights (or integer ones beyond the float32 bound)
+    dense32: NDArray[np.float32] | None  # [post, pre] integer weights, exact in float32 products
     sparse: sp.csr_matrix | None
-    row_abs: float
-    dense32: NDArray[np.float32] | None = None
+    max_count: int  # spikes one source sends per step at most
+    row_abs: float  # the largest Σ|w| into one neuron
     sparse_t: sp.csr_matrix | None = None  # [pre, post], for sparse activity
     history: NDArray[np.float32] | None = None  # [delay, batch, n_pre]: the source's last steps
 
 
-def _projection(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec, type_weights: NDArray[np.int64] | None
-                ) -> _Projection:
+def _projection(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec, type_weights: NDArray[np.int64] | None,
+                quantized: bool) -> _Projection:
     values = syn.effective(type_weights).astype(np.float64)
     n_post, n_pre = syn.shape
+    source = graph[syn.inputs[0]]
+    if isinstance(source, ir.Input):
+        max_count = int(spec.chip.max_input_count)
+    else:
+        readout = isinstance(source, ir.Neuron) and source.readout
+        max_count = int(spec.chip.readout_max_spikes_per_step if readout else spec.chip.max_spikes_per_step)
+    # the exactness bound of a float32 product: |Σ w · count| ≤ max_post Σ|w| · max count < 2^24
     row_abs = float(np.bincount(syn.post_idx, weights=np.abs(values), minlength=n_post).max(initial=0.0))
     size = n_post * n_pre
-    dense = sparse = None
+    dense = dense32 = sparse = None
     if size and values.size >= DENSE_SHARE * size and size <= DENSE_MAX:
-        dense = sp.coo_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape).toarray()  # sums repeats
+        full = sp.coo_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape).toarray()  # sums repeats
+        if quantized and row_abs * max_count < _F32_EXACT:
+            dense32 = full.astype(np.float32)
+        else:
+            dense = full
     else:
         sparse = sp.csr_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape)
-    return _Projection(syn, syn.inputs[0], _delay(syn, graph, spec), dense, sparse, row_abs)
+    return _Projection(syn, syn.inputs[0], _delay(syn, graph, spec), dense, dense32, sparse, max_count, row_abs)
 
 
 class NetworkSimulation:
@@ -116,7 +128,7 @@ class NetworkSimulation:
             for sname in pop.inputs:
                 syn = graph[sname]
                 assert isinstance(syn, ir.Synapses)
-                projs.append(_projection(syn, graph, spec, tw))
+                projs.append(_projection(syn, graph, spec, tw, quantized))
             self.populations.append((pop, model, projs))
         self.sizes = {self.input.name: graph.size(self.input.name), **{p.name: p.size for p, _, _ in self.populations}}
         self.reset()
@@ -159,20 +171,18 @@ class NetworkSimulation:
             pre, proj.history = ext[:steps], ext[steps:]
         n_post = proj.syn.shape[0]
         flat = pre.reshape(-1, pre.shape[-1])
-        if proj.dense is not None:
-            peak = float(flat.max(initial=0.0))
-            if self.quantized and proj.row_abs * peak < _F32_EXACT:
-                if proj.dense32 is None:
-                    proj.dense32 = proj.dense.astype(np.float32)
-                # every partial sum is an integer below 2^24: exact in any order, so sources silent all
-                # chunk long may be left out
-                active = np.flatnonzero(flat.any(axis=0))
-                if active.size < 0.5 * flat.shape[1]:
-                    cur: NDArray[Any] = flat[:, active] @ proj.dense32[:, active].T
-                else:
-                    cur = flat @ proj.dense32.T
+        peak = float(flat.max(initial=0.0))
+        if proj.dense32 is not None and peak <= proj.max_count:
+            # every partial sum is an integer below 2^24: exact in any order, so sources silent all
+            # chunk long may be left out
+            active = np.flatnonzero(flat.any(axis=0))
+            if active.size < 0.5 * flat.shape[1]:
+                cur: NDArray[Any] = flat[:, active] @ proj.dense32[:, active].T
             else:
-                cur = flat.astype(np.float64) @ proj.dense.T
+                cur = flat @ proj.dense32.T
+        elif proj.dense is not None or proj.dense32 is not None:
+            w = proj.dense if proj.dense is not None else np.asarray(proj.dense32, dtype=np.float64)
+            cur = flat.astype(np.float64) @ w.T
         else:
             assert proj.sparse is not None
             flat64 = flat.astype(np.float64)
@@ -183,7 +193,7 @@ class NetworkSimulation:
             else:
                 cur = np.asarray(proj.sparse @ flat64.T).T
         cur = cur.reshape(steps, self.batch, n_post)
-        if self.quantized and proj.row_abs * float(flat.max(initial=0.0)) >= _F64_EXACT:
+        if self.quantized and proj.row_abs * peak >= _F64_EXACT:
             raise OverflowError(f"projection {proj.syn.name!r}: a step's input exceeds 2^53")
         return np.asarray(cur, dtype=np.float64)  # integer-valued when quantised: the family's input() converts
 
