@@ -35,12 +35,26 @@ Form = tuple[dict[str, Any], NDArray[np.float64], tuple[str, ...]]  # {source: c
 _DENSE_CSR: dict[int, sp.csr_matrix] = {}
 
 
+def _csr_of_dense(weight: NDArray[Any]) -> sp.csr_matrix:
+    """``sp.csr_matrix(weight)`` of a 2-D array; a matrix without zeros is laid out directly (the
+    general conversion finds the nonzeros first, the slow part for a large dense layer)."""
+    w = np.asarray(weight)
+    n, m = w.shape
+    if w.size == 0 or w.size >= 1 << 31 or not np.all(w != 0):
+        return sp.csr_matrix(w)
+    indices = np.tile(np.arange(m, dtype=np.int32), n)
+    indptr = np.arange(0, n * m + 1, m, dtype=np.int32)
+    out = sp.csr_matrix((w.ravel().copy(), indices, indptr), shape=(n, m))
+    out.has_sorted_indices = True
+    return out
+
+
 def _dense_csr(weight: NDArray[Any]) -> sp.csr_matrix:
     """``sp.csr_matrix(weight)``, made once per weight array."""
     key = id(weight)
     m = _DENSE_CSR.get(key)
     if m is None:
-        m = sp.csr_matrix(weight)
+        m = _csr_of_dense(weight)
         _DENSE_CSR[key] = m
         weakref.finalize(weight, _DENSE_CSR.pop, key, None)
     return m
