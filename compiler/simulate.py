@@ -12,6 +12,12 @@ Two modes; the per-family neuron update comes from the family's compile hooks
   the chip's decay factors, spike test and reset — the model the quantised one approximates.
   Biases add to ``v`` as on the chip, scaled by the family's ``bias_gain``.
 
+The population update is a small object — ``dtype``, ``state(batch) → {name: [batch, n]}``,
+``input(current, params)`` (a projection's summed weights → its contribution, e.g. Loihi's
+``weight_exp`` shift) and ``step(state, a) → spikes [batch, n]`` — so the quantised one can be
+replaced by any family update of that shape (the emulator's vectorised step) without touching the
+loop below.
+
 Input ``spikes``: ``[batch, time, n_in]`` counts. Delays come from each projection (or the spec's
 defaults): a spike emitted at step ``t`` is integrated at ``t + delay``.
 
