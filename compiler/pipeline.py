@@ -206,9 +206,9 @@ def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[
 
 
 def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph, spec: HwSpec,
-           spikes: NDArray[Any] | Callable[[int, int], NDArray[Any]], labels: NDArray[Any] | None, dt: float,
-           ann_pred: NDArray[Any] | None = None, *, samples: int | None = None, elements: int = CHUNK_ELEMENTS
-           ) -> dict[str, Any]:
+                 spikes: NDArray[Any] | Callable[[int, int], NDArray[Any]], labels: NDArray[Any] | None, dt: float,
+                 ann_pred: NDArray[Any] | None = None, *, samples: int | None = None,
+                 elements: int = CHUNK_ELEMENTS) -> dict[str, Any]:
     """Emulate ``program`` on ``spikes`` and compare with the network-level simulations.
 
     ``spikes``: ``[samples, steps, n_in]`` counts, or a function ``(start, stop) → spikes`` of those
@@ -226,7 +226,8 @@ def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph,
     pop = out.inputs[0]
     if callable(spikes):
         source = spikes
-        assert samples is not None, "samples= is needed with a function of (start, stop)"
+        if samples is None:
+            raise TypeError("verification: pass samples= with a function of (start, stop)")
         n = samples
         steps = int(source(0, min(1, n)).shape[1]) if n else 0
     else:
@@ -236,6 +237,7 @@ def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph,
         def source(lo: int, hi: int) -> NDArray[Any]:
             return arr[lo:hi]
 
+    # the widest population bounds the simulations' chunk arrays (the emulator's hold its neuron copies too)
     width = max([lowered.size(p.name) for p in lowered.of_type(ir.Neuron)]
                 + [qgraph.size(p.name) for p in qgraph.of_type(ir.Neuron)] + [1])
     batch, step_chunk = chunks(max(n, 1), max(steps, 1), width, elements)
