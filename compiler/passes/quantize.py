@@ -243,10 +243,10 @@ def _mantissa_exponent(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None
         vth = min(max(vth, max(vth_rng.lo, 1)), vth_rng.hi)
         names = []
         for syn, q, ej, (step, qmax, _) in zip(syns, qs, exps, geom, strict=True):
-            keep_nz = q != 0
+            keep_nz = np.flatnonzero(q)  # positions once, for the three arrays
             qsyn = ir.Synapses(syn.name, syn.inputs, post=syn.post, shape=syn.shape,
-                               post_idx=syn.post_idx[keep_nz], pre_idx=syn.pre_idx[keep_nz],
-                               values=q[keep_nz].astype(np.int64, copy=False),
+                               post_idx=syn.post_idx.take(keep_nz), pre_idx=syn.pre_idx.take(keep_nz),
+                               values=q.take(keep_nz).astype(np.int64, copy=False),
                                params=MappingProxyType({"weight_exp": int(ej), "num_weight_bits": bits}),
                                delay=syn.delay, source=syn.source)
             recon = q * 2.0 ** (ej + fam.INPUT_SHIFT) / s
