@@ -249,10 +249,17 @@ def _mantissa_exponent(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None
                                values=q.take(keep_nz).astype(np.int64, copy=False),
                                params=MappingProxyType({"weight_exp": int(ej), "num_weight_bits": bits}),
                                delay=syn.delay, source=syn.source)
-            recon = q * 2.0 ** (ej + fam.INPUT_SHIFT) / s
-            clipped = float(np.mean(np.abs(syn.values * s / 2.0 ** (ej + fam.INPUT_SHIFT)) > qmax + step / 2))
+            # the same arithmetic as (q·2^(e+6)/s − w) and |w·s/2^(e+6)|, in place: fewer large temporaries
+            err = q * 2.0 ** (ej + fam.INPUT_SHIFT)
+            err /= s
+            err -= syn.values
+            scaled = syn.values * s
+            scaled /= 2.0 ** (ej + fam.INPUT_SHIFT)
+            np.abs(scaled, out=scaled)
+            over = np.count_nonzero(scaled > qmax + step / 2)
+            clipped = over / scaled.size if scaled.size else float(np.mean(scaled))
             report.projections.append(ProjectionQuant(syn.name, node.name, int(ej), bits,
-                                                      _rel_rms(recon - syn.values, syn.values), clipped, int(qmax)))
+                                                      _rel_rms(err, syn.values), clipped, int(qmax)))
             if qsyn.values.size == 0:
                 continue
             out.add(qsyn)
