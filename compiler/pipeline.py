@@ -19,8 +19,7 @@ used for verification only). Either may be ``(x, labels)``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -243,43 +242,30 @@ def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph,
                 + [qgraph.size(p.name) for p in qgraph.of_type(ir.Neuron)] + [1])
     batch, step_chunk = chunks(max(n, 1), max(steps, 1), width, elements)
     n_out = qgraph.size(pop)
-
-    def batches() -> Iterator[tuple[int, int, NDArray[np.int64]]]:
-        for lo, hi in spans(n, batch):
-            x = np.asarray(source(lo, hi)).astype(np.int64)
-            if hi - lo < batch:  # the last batch: pad with silent samples, dropped below
-                x = np.concatenate([x, np.zeros((batch - hi + lo, *x.shape[1:]), dtype=x.dtype)])
-            yield lo, hi, x
-
-    def emulate() -> NDArray[np.int16]:
-        """The Program's output spikes on the fast engine, ``[n, steps, n_out]``."""
-        spikes = np.zeros((n, steps, n_out), dtype=np.int16)
-        emu = emulator.Simulator(program, engine="fast", batch=batch)
-        for lo, hi, x in batches():
-            emu.reset()
-            for t0, t1 in spans(steps, step_chunk):
-                spikes[lo:hi, t0:t1] = emu.run(x[:, t0:t1]).spikes[out.name][: hi - lo]
-        return spikes
-
-    # the emulator (its set-up is long for a large Program) runs beside the simulations: both spend
-    # their time in numpy and BLAS, which release the interpreter lock
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        emulated = pool.submit(emulate)
-        quantised = np.zeros((n, steps, n_out), dtype=np.float32)
-        float_counts = np.zeros((n, n_out))
-        sim_q = NetworkSimulation(qgraph, spec, quantized=True, dt=dt, batch=batch, keep=(pop,))
-        sim_f = NetworkSimulation(lowered, spec, quantized=False, dt=dt, batch=batch, keep=(pop,))
-        for lo, hi, x in batches():
-            sim_q.reset()
-            sim_f.reset()
-            for t0, t1 in spans(steps, step_chunk):
-                chunk = x[:, t0:t1]
-                quantised[lo:hi, t0:t1] = sim_q.run(chunk)[pop][: hi - lo]
-                float_counts[lo:hi] += sim_f.run(chunk)[pop][: hi - lo].sum(axis=1, dtype=np.float64)
-        emu = emulated.result()
-    mismatched = int(np.count_nonzero(emu != quantised))
-    exact = mismatched == 0
-    emu_counts = emu.sum(axis=1, dtype=np.float64)
+    emu_counts = np.zeros((n, n_out))
+    float_counts = np.zeros((n, n_out))
+    exact, mismatched = True, 0
+    emu = emulator.Simulator(program, engine="fast", batch=batch)
+    sim_q = NetworkSimulation(qgraph, spec, quantized=True, dt=dt, batch=batch, keep=(pop,))
+    sim_f = NetworkSimulation(lowered, spec, quantized=False, dt=dt, batch=batch, keep=(pop,))
+    for lo, hi in spans(n, batch):
+        x = np.asarray(source(lo, hi)).astype(np.int64)
+        m = hi - lo
+        if m < batch:  # the last batch: pad with silent samples, dropped below
+            x = np.concatenate([x, np.zeros((batch - m, *x.shape[1:]), dtype=x.dtype)])
+        emu.reset()
+        sim_q.reset()
+        sim_f.reset()
+        for t0, t1 in spans(steps, step_chunk):
+            chunk = x[:, t0:t1]
+            e = emu.run(chunk).spikes[out.name][:m].astype(np.float64)
+            q = sim_q.run(chunk)[pop][:m]
+            f = sim_f.run(chunk)[pop][:m]
+            diff = int(np.count_nonzero(e != q))
+            exact = exact and diff == 0
+            mismatched += diff
+            emu_counts[lo:hi] += e.sum(axis=1)
+            float_counts[lo:hi] += f.sum(axis=1, dtype=np.float64)
     p_emu, p_float = emu_counts.argmax(axis=1), float_counts.argmax(axis=1)
     res: dict[str, Any] = {
         "samples": n, "steps": steps,
