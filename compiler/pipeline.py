@@ -335,38 +335,42 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
                          f"{len(check_report.errors)} violation(s):\n"
                          + "\n".join(f"  - {v}" for v in check_report.errors))
     report = CompileReport(check_report, conversion=conv)
+    data = "calibration"
+    if test is not None:
+        x, y = _split(test, None)
+        data = "test"
+    xs = None if verify == "off" or x is None or not len(x) else (x if verify == "full" else x[:verify_samples])
+    ann_pred = None
+    if xs is not None and ann_graph is not None:
+        # the ANN's classes now, so that its weights are freed before the Program is built and emulated
+        (o,) = ann_graph.of_type(ir.Output)
+        rows = max(1, CHUNK_ELEMENTS // max(1, max(ann_graph.size(v.name) for v in ann_graph)))
+        ann_pred = np.concatenate([evaluate_analog(ann_graph, xs[i:i + rows])[o.name].argmax(axis=1)
+                                   for i in range(0, len(xs), rows)])  # in batches: memory stays bounded
+    ann_graph = None
     meta: dict[str, Any] = {"compiler": {"target": spec.name, "dt": dt, "steps": steps,
                                          "converted": ann, "input_scale": conv.input_scale if conv else None}}
     program = _build_into(check_report, qgraph, spec, meta, layout)
     st.done("emit", 0.8)
     if program is None:
         raise DoesNotFit("the model does not fit: " + str(check_report.violations[-1]))
-    data = "calibration"
-    if test is not None:
-        x, y = _split(test, None)
-        data = "test"
     if verify == "off":
         report.verified_on = "not verified (verify='off')"
-    elif x is None or not len(x):
+    elif xs is None or x is None:
         report.verified_on = "not verified (no calibration or test data)"
     else:
-        xs = x if verify == "full" else x[:verify_samples]
         n = len(xs)
         report.verified_on = (f"{data} samples 0..{n - 1} ({'all' if n == len(x) else f'first {n} of {len(x)}'}), "
                               f"fast engine vs the simulated network")
-        ann_pred = None
         source: NDArray[Any] | Callable[[int, int], NDArray[Any]]
-        if ann_graph is not None:
+        if ann:
             assert conv is not None
             scale = conv.input_scale
+            samples_x = xs
 
             def source(lo: int, hi: int) -> NDArray[Any]:
-                return encode_rate(xs[lo:hi], steps, scale)
+                return encode_rate(samples_x[lo:hi], steps, scale)
 
-            (o,) = ann_graph.of_type(ir.Output)
-            rows = max(1, CHUNK_ELEMENTS // max(1, max(ann_graph.size(v.name) for v in ann_graph)))
-            ann_pred = np.concatenate([evaluate_analog(ann_graph, xs[i:i + rows])[o.name].argmax(axis=1)
-                                       for i in range(0, n, rows)])  # in batches: memory stays bounded
         else:
             source = _spike_input(xs, lowered.of_type(ir.Input)[0].shape, spec)
         report.verification = verification(program, lowered, qgraph, spec, source, y, dt, ann_pred, samples=n)
