@@ -1,5 +1,6 @@
-"""What both engines share: the Program lowered to per-axon and per-neuron tables (``Wiring``),
-input checking, the ``Trace`` they return and the ``Simulator`` that carries state between calls.
+"""What both engines share: the Program lowered to per-axon and per-neuron tables (``Wiring``,
+and ``WiringLists`` for the reference engine), input checking, the ``Trace`` they return and the
+``Simulator`` that carries state between calls.
 """
 
 from __future__ import annotations
@@ -14,21 +15,29 @@ from numpy.typing import ArrayLike, NDArray
 
 from spikeforge.errors import EmulatorError
 
-from . import fixed
+from . import families
+from .families.datapath import Synapses
 from .program import Program
 
-__all__ = ["Wiring", "Trace", "Simulator", "run", "ENGINES"]
+__all__ = ["Wiring", "WiringLists", "Trace", "Simulator", "run", "ENGINES"]
 
 ENGINES = ("fast", "reference")
 
 
 class Wiring:
-    """A Program lowered to the tables an engine iterates over (global neuron/axon ids)."""
+    """A Program lowered to the numpy tables both engines start from (global neuron/axon ids).
+
+    Family-agnostic: the synaptic increment of each stored synapse comes from the family's
+    datapath (``families.get(program.family).datapath.increments``). The Python-list forms the
+    reference engine iterates over are on :attr:`lists` (built on first use).
+    """
 
     def __init__(self, program: Program) -> None:
         p = program
         self.program = p
+        self.spec = p.spec
         self.family = p.family
+        self.datapath = families.get(p.family).datapath
         self.n_neurons = p.n_neurons
         self.n_axons = p.n_axons
         ports = list(p.input_ports.values())
@@ -39,43 +48,40 @@ class Wiring:
         self.max_input_delay = int(p.in_delay.max()) if p.in_delay.size else 0
         # sources of every axon: kind 0 = input channel (global channel index), 1 = neuron
         self.in_channel_global = (self.port_offset[p.in_port] + p.in_channel).astype(np.int64)
-        self.axon_fanout_np = np.bincount(p.syn_axon, minlength=self.n_axons).astype(np.int64)
-        self.axon_projection_np = p.axon_projection.astype(np.int64)
-        self.readout_np = p.readout_mask
+        self.axon_fanout = np.bincount(p.syn_axon, minlength=self.n_axons).astype(np.int64)
+        self.axon_projection = p.axon_projection.astype(np.int64)
+        self.axon_local = np.arange(self.n_axons) - p.axon_offset[p.axon_core]
+        self.readout = p.readout_mask
         chip = p.spec.chip
-        self.max_spikes_np = np.where(self.readout_np, chip.readout_max_spikes_per_step,
-                                      chip.max_spikes_per_step).astype(np.int64)
-        # effective synaptic increment stored per synapse, as the datapath adds it
-        w = p.syn_weight.astype(np.int64)
-        if self.family == "xylo":
-            shift = np.array([pr.params.get("weight_shift", 0) for pr in p.projections] or [0], dtype=np.int64)
-            # XyloSim: int8 weight << shift, converted to the int16 increment
-            w = fixed.wrap_signed_array(np.left_shift(w, shift[p.axon_projection[p.syn_axon]]), 16)
-        self.syn_increment = w
-        self.reg_np = {k: v.astype(np.int64) for k, v in p.registers.items()}
-        if self.family == "loihi":
-            vmin_exp = self.reg_np["vmin_exp"]
-            vmax_exp = self.reg_np["vmax_exp"]
-            hi = (1 << (p.spec.state["v"].bits - 1)) - 1
-            # NengoLoihi's per-compartment limits, bounded by the 24-bit register (Lava: +-(2^23 - 1))
-            self.vmin_np = np.maximum(-(np.left_shift(np.int64(1), vmin_exp)) + 1, -hi)
-            self.vmax_np = np.minimum(np.left_shift(np.int64(1), 9 + 2 * vmax_exp) - 1, hi)
-            self.weight_exp = [int(pr.params.get("weight_exp", 0)) for pr in p.projections]
-        if self.family == "xylo":
-            self.synapse_index_np = np.array(
-                [pr.params.get("synapse", 0) for pr in p.projections] or [0], dtype=np.int64
-            )[np.maximum(p.axon_projection, 0)]
-        if self.family == "truenorth":
-            fmt = p.spec.state["v"]
-            self.v_lo, self.v_hi = fmt.lo, fmt.hi
-            self.rng_bits = p.spec.chip.threshold_rng_bits
-            self.axon_local_np = np.arange(self.n_axons) - p.axon_offset[p.axon_core]
+        #: spikes a neuron may emit in one step, int64 [n_neurons]
+        self.max_spikes = np.where(self.readout, chip.readout_max_spikes_per_step,
+                                   chip.max_spikes_per_step).astype(np.int64)
+        self.projection_params = [pr.params for pr in p.projections]
+        self.registers = {k: v.astype(np.int64) for k, v in p.registers.items()}
+        syn_axon = p.syn_axon.astype(np.int64)
+        synapses = Synapses(weight=p.syn_weight.astype(np.int64), proj=self.axon_projection[syn_axon],
+                            post=p.syn_neuron.astype(np.int64), axon_type=p.axon_type.astype(np.int64)[syn_axon])
+        #: what each stored synapse adds to its post neuron per spike, int64 [n_synapses]
+        self.syn_increment = self.datapath.increments(synapses, self.projection_params, self.registers, p.spec)
 
-    # ---------------------------------------------- Python tables for the reference engine
+    @cached_property
+    def lists(self) -> WiringLists:
+        """The same tables as Python lists, for the reference engine."""
+        return WiringLists(self)
+
+
+class WiringLists:
+    """A :class:`Wiring`'s tables as Python lists (the reference engine's plain integers)."""
+
+    def __init__(self, wiring: Wiring) -> None:
+        self.wiring = wiring
+
     @cached_property
     def axon_sources(self) -> list[tuple[int, int, int, int]]:
-        p = self.program
-        out = [(int(a), 0, int(c), int(d)) for a, c, d in zip(p.in_dst, self.in_channel_global, p.in_delay,
+        """Every (axon, kind, source, delay): kind 0 = global input channel, 1 = neuron."""
+        w = self.wiring
+        p = w.program
+        out = [(int(a), 0, int(c), int(d)) for a, c, d in zip(p.in_dst, w.in_channel_global, p.in_delay,
                                                                strict=True)]
         out += [(int(a), 1, int(s), int(d)) for a, s, d in zip(p.route_dst, p.route_src, p.route_delay,
                                                                strict=True)]
@@ -83,63 +89,44 @@ class Wiring:
 
     @cached_property
     def axon_fanout(self) -> list[int]:
-        return self.axon_fanout_np.tolist()
+        return self.wiring.axon_fanout.tolist()
 
     @cached_property
     def neuron_synapses(self) -> list[list[tuple[int, int]]]:
-        p = self.program
-        out: list[list[tuple[int, int]]] = [[] for _ in range(self.n_neurons)]
-        for a, n, wt in zip(p.syn_axon.tolist(), p.syn_neuron.tolist(), self.syn_increment.tolist(), strict=True):
+        """Per neuron, its (axon, increment) pairs in ascending axon order."""
+        w = self.wiring
+        p = w.program
+        out: list[list[tuple[int, int]]] = [[] for _ in range(w.n_neurons)]
+        for a, n, wt in zip(p.syn_axon.tolist(), p.syn_neuron.tolist(), w.syn_increment.tolist(), strict=True):
             out[n].append((a, wt))  # syn arrays are sorted by axon: each list ascends
         return out
 
     @cached_property
     def axon_synapses(self) -> list[list[tuple[int, int]]]:
-        p = self.program
-        out: list[list[tuple[int, int]]] = [[] for _ in range(self.n_axons)]
-        for a, n, wt in zip(p.syn_axon.tolist(), p.syn_neuron.tolist(), self.syn_increment.tolist(), strict=True):
+        """Per axon, its (neuron, increment) pairs."""
+        w = self.wiring
+        p = w.program
+        out: list[list[tuple[int, int]]] = [[] for _ in range(w.n_axons)]
+        for a, n, wt in zip(p.syn_axon.tolist(), p.syn_neuron.tolist(), w.syn_increment.tolist(), strict=True):
             out[a].append((n, wt))
         return out
 
     @cached_property
     def reg(self) -> dict[str, list[int]]:
-        return {k: v.tolist() for k, v in self.reg_np.items() if k != "type_weights"}
-
-    @cached_property
-    def type_weights(self) -> list[list[int]]:
-        return self.reg_np["type_weights"].tolist()
+        """Per-neuron registers (one value per neuron; multi-valued registers are left out)."""
+        return {k: v.tolist() for k, v in self.wiring.registers.items() if v.ndim == 1}
 
     @cached_property
     def axon_projection(self) -> list[int]:
-        return self.axon_projection_np.tolist()
-
-    @cached_property
-    def vmin(self) -> list[int]:
-        return self.vmin_np.tolist()
-
-    @cached_property
-    def vmax(self) -> list[int]:
-        return self.vmax_np.tolist()
-
-    @cached_property
-    def synapse_index(self) -> list[int]:
-        return self.synapse_index_np.tolist()
-
-    @cached_property
-    def readout(self) -> list[bool]:
-        return self.readout_np.tolist()
-
-    @cached_property
-    def max_spikes(self) -> list[int]:
-        return self.max_spikes_np.tolist()
+        return self.wiring.axon_projection.tolist()
 
     @cached_property
     def axon_type(self) -> list[int]:
-        return self.program.axon_type.astype(np.int64).tolist()
+        return self.wiring.program.axon_type.astype(np.int64).tolist()
 
     @cached_property
     def axon_local(self) -> list[int]:
-        return self.axon_local_np.tolist()
+        return self.wiring.axon_local.tolist()
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""The fast engine: vectorised over neurons and batch, layer-major where the graph allows.
+"""The fast engine: the family-agnostic driver, vectorised over neurons and batch, layer-major where
+the graph allows. The neuron updates are the families' (``families.get(family).datapath``); this
+module lowers a network to edges, schedules strongly connected blocks, computes drives over whole
+chunks, keeps spike histories and counts synaptic operations.
 
 It computes exactly what :mod:`emulator.reference` defines, bit for bit, by three facts:
 
@@ -12,20 +15,26 @@ It computes exactly what :mod:`emulator.reference` defines, bit for bit, by thre
   every step of a chunk known at once: one matrix product over ``[batch·time, pre]``. Only
   projections inside a strongly connected group of populations (recurrence) are multiplied
   step by step.
-* Where a datapath saturates on every addition in a set order (Xylo's synaptic states,
-  TrueNorth's V), the order only matters if some partial sum could leave the register. With
-  the sums of the positive and of the negative contributions, ``x + Σ⁺ <= hi`` and
-  ``x + Σ⁻ >= lo`` prove that no ordering saturates; the (rare) neurons where that proof fails
-  are re-accumulated one synapse at a time in the chip's order.
+* Where a datapath saturates on every addition in a set order (``datapath.ORDERED``: Xylo's
+  synaptic states, TrueNorth's V), the order only matters if some partial sum could leave the
+  register. With the sums of the positive and of the negative contributions, ``x + Σ⁺ <= hi``
+  and ``x + Σ⁻ >= lo`` prove that no ordering saturates; the (rare) neurons where that proof
+  fails are re-accumulated one synapse at a time in the chip's order (:meth:`FastEngine.in_order`).
 
-The Loihi neuron update runs on integer-valued float64: ``trunc(u · (4096 - d) / 4096)``
-equals ``sign(p)·(|p| >> 12)`` for ``p = u·(4096 - d)`` because every operand fits in 53 bits.
+The driver runs a :class:`Lowered` network: populations with their registers, synapses as flat
+COO arrays (source, local pre index, delay, projection, post population, local post index,
+increment), synaptic-operation terms and, for a Program, the axon order of the chip
+(:meth:`Lowered.from_wiring`). A network that was not made from a Program (a quantised netlist)
+is lowered by building the same value with ``order=None``: every family step then runs on it
+unchanged, and an ordered family saturates the step's summed drive once instead of following an
+axon order it does not have.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -33,15 +42,180 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from . import fixed, xylo_jit
+from hw_specs import HwSpec
+
+from . import families
 from .engine import Wiring
+from .families.datapath import PopulationStep
 
-__all__ = ["FastEngine"]
+__all__ = ["FastEngine", "Lowered", "LoweredPopulation", "LoweredSynapses", "synops_terms"]
 
-# The engine keeps exact integers in float64 (Loihi) or int64 (Xylo, TrueNorth) arrays; the
-# aliases name the intent, numpy's stubs cannot follow the mixed arithmetic.
+# The engine keeps exact integers in float32/float64 or int64 arrays; the aliases name the intent,
+# numpy's stubs cannot follow the mixed arithmetic.
 F64 = NDArray[Any]
 I64 = NDArray[Any]
+
+
+@dataclass(frozen=True, eq=False)
+class LoweredPopulation:
+    """A population of a lowered network.
+
+    ``neurons``: global neuron ids ``int64 [n]`` (the keys of the stochastic draws);
+    ``registers``: per-neuron register values, first axis ``n`` (the family's registers);
+    ``readout``: a readout population (Xylo: one synaptic state, its own spike limit);
+    ``max_spikes``: spikes a neuron may emit per step ``int64 [n]`` (bounds the exact dtype).
+    """
+
+    name: str
+    neurons: NDArray[np.int64]
+    registers: Mapping[str, NDArray[np.int64]]
+    readout: bool
+    max_spikes: NDArray[np.int64]
+
+    @property
+    def size(self) -> int:
+        return int(self.neurons.size)
+
+
+@dataclass(frozen=True, eq=False)
+class LoweredSynapses:
+    """Every (source unit → post neuron) synapse path as flat ``int64 [n_paths]`` arrays, repeated
+    pairs allowed (they add): ``src`` 0 = the input channels, ``1 + q`` = population ``q``; ``pre``
+    the unit's index in its source; ``delay`` in steps; ``proj`` the projection index; ``post_pop``
+    and ``post`` the post population and the neuron's index in it; ``increment`` what one spike
+    adds (the family's synaptic increment)."""
+
+    src: NDArray[np.int64]
+    pre: NDArray[np.int64]
+    delay: NDArray[np.int64]
+    proj: NDArray[np.int64]
+    post_pop: NDArray[np.int64]
+    post: NDArray[np.int64]
+    increment: NDArray[np.int64]
+
+    @classmethod
+    def empty(cls) -> LoweredSynapses:
+        """No synapses."""
+        return cls(*(np.zeros(0, dtype=np.int64) for _ in range(7)))
+
+
+@dataclass(frozen=True, eq=False)
+class Lowered:
+    """A network as the fast engine runs it; see the module docstring.
+
+    ``projections``: each projection's parameters (``weight_exp``, ``synapse``, ...), indexed by
+    ``LoweredSynapses.proj``. ``n_channels``: input channels, all ports concatenated.
+    ``synops``: ``(source, delay, vec)`` terms, ``synaptic_ops(t) = Σ spikes_source(t - delay) · vec``.
+    ``dependencies``: extra (source population → post population) orderings for neurons whose
+    synapses the family step reads itself (``datapath.stepwise``). ``order``: the Program's
+    :class:`Wiring` (axon order for the in-order fallback and stepwise neurons), or None.
+
+    A network that is not a Program (a quantised netlist) is built directly: per population its
+    register arrays, readout flag, spike limit and distinct neuron ids; per projection its
+    params; its synapse paths with ``increment = families.get(family).datapath.increments(...)``
+    (leaving out neurons the family's ``stepwise`` marks); ``synops=synops_terms(synapses,
+    sizes)``; and ``order=None``.
+    """
+
+    family: str
+    spec: HwSpec
+    populations: tuple[LoweredPopulation, ...]
+    projections: tuple[Mapping[str, int], ...]
+    n_channels: int
+    synapses: LoweredSynapses
+    synops: tuple[tuple[int, int, NDArray[np.int64]], ...]
+    max_delay: int
+    max_input_delay: int
+    dependencies: frozenset[tuple[int, int]] = frozenset()
+    order: Wiring | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_wiring(cls, wiring: Wiring) -> Lowered:
+        """A Program's :class:`Wiring` lowered: every (source unit → route → axon → synapse →
+        neuron) path, with the axon order kept for the exact in-order fallback."""
+        w = wiring
+        p = w.program
+        pops = list(p.populations.values())
+        n = w.n_neurons
+        pop_of = np.zeros(n, dtype=np.int64)
+        local_of = np.zeros(n, dtype=np.int64)
+        for i, pop in enumerate(pops):
+            pop_of[pop.neurons] = i
+            local_of[pop.neurons] = np.arange(pop.size)
+        lowered_pops = tuple(
+            LoweredPopulation(pop.name, pop.neurons.astype(np.int64),
+                              {k: v[pop.neurons] for k, v in w.registers.items()},
+                              bool(pop.readout), w.max_spikes[pop.neurons])
+            for pop in pops
+        )
+        # compose routes and synapses: every path as flat arrays
+        src_ids = np.concatenate([w.in_channel_global, p.route_src.astype(np.int64)])
+        src_kind = np.concatenate([np.zeros(p.in_dst.size, dtype=np.int64), 1 + pop_of[p.route_src]])
+        src_local = np.where(src_kind == 0, src_ids, local_of[np.where(src_kind == 0, 0, src_ids)])
+        dst = np.concatenate([p.in_dst, p.route_dst]).astype(np.int64)
+        delay = np.concatenate([p.in_delay, p.route_delay]).astype(np.int64)
+        start = np.searchsorted(p.syn_axon, dst, side="left")
+        stop = np.searchsorted(p.syn_axon, dst, side="right")
+        counts = stop - start
+        route = np.repeat(np.arange(dst.size), counts)
+        offs = np.arange(route.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        syn = start[route] + offs
+        post = p.syn_neuron[syn].astype(np.int64)
+        kind, local, delay, proj, inc = (src_kind[route], src_local[route], delay[route],
+                                         w.axon_projection[dst[route]], w.syn_increment[syn])
+        stepwise = w.datapath.stepwise(w.registers)
+        dependencies: set[tuple[int, int]] = set()
+        if stepwise.any():
+            # neurons that integrate synapse by synapse read their sources outside the edges
+            keep = ~stepwise[post]
+            from_pops = ~keep & (kind >= 1)
+            dependencies = {(int(a) - 1, int(b)) for a, b in zip(kind[from_pops], pop_of[post[from_pops]], strict=True)}
+            kind, local, delay, proj, post, inc = (a[keep] for a in (kind, local, delay, proj, post, inc))
+        synapses = LoweredSynapses(kind, local, delay, proj, pop_of[post], local_of[post], inc)
+        return cls(w.family, w.spec, lowered_pops, tuple(w.projection_params), w.n_channels, synapses,
+                   _synops_terms(w, pop_of, local_of, len(pops)), w.max_delay, w.max_input_delay,
+                   frozenset(dependencies), w)
+
+
+def synops_terms(synapses: LoweredSynapses, sizes: list[int]) -> tuple[tuple[int, int, NDArray[np.int64]], ...]:
+    """Synaptic-operation terms of a lowered network from its synapse paths: a spike of source unit
+    ``i`` (``sizes[src]`` units per source) reaches every path leaving it, so ``vec[i]`` counts
+    the paths per ``(source, delay)``. For a netlist built without a Program (each path one
+    synapse), this is the crossbar's count; a Program's :meth:`Lowered.from_wiring` counts its
+    axons' synapses instead (the same, plus synapses its family integrates stepwise)."""
+    terms: list[tuple[int, int, NDArray[np.int64]]] = []
+    if not synapses.src.size:
+        return ()
+    keys = np.unique(np.stack([synapses.src, synapses.delay], axis=1), axis=0)
+    for src, d in keys.tolist():
+        m = (synapses.src == src) & (synapses.delay == d)
+        terms.append((int(src), int(d), np.bincount(synapses.pre[m], minlength=sizes[src]).astype(np.int64)))
+    return tuple(terms)
+
+
+def _synops_terms(w: Wiring, pop_of: I64, local_of: I64, n_pops: int) -> tuple[tuple[int, int, I64], ...]:
+    """Synapses reached per source unit and delay: synops(t) = Σ_d spikes(t - d) · fan_d."""
+    p = w.program
+    fan = w.axon_fanout
+    terms: list[tuple[int, int, I64]] = []
+    for kind, units, dst, delays in (
+        (0, w.in_channel_global, p.in_dst.astype(np.int64), p.in_delay.astype(np.int64)),
+        (1, p.route_src.astype(np.int64), p.route_dst.astype(np.int64), p.route_delay.astype(np.int64)),
+    ):
+        for d in np.unique(delays).tolist():
+            m = delays == d
+            if kind == 0:
+                vec = np.bincount(units[m], weights=fan[dst[m]], minlength=w.n_channels).astype(np.int64)
+                terms.append((0, d, vec))
+            else:
+                for q in range(n_pops):
+                    mm = m & (pop_of[units] == q)
+                    if mm.any():
+                        size = int((pop_of == q).sum())
+                        vec = np.bincount(local_of[units[mm]], weights=fan[dst[mm]],
+                                          minlength=size).astype(np.int64)
+                        terms.append((1 + q, d, vec))
+    return tuple(terms)
 
 
 @dataclass
@@ -54,94 +228,57 @@ class _Edge:
     proj: int           # projection index
     delay: int
     # pre-major ``[src_n, post_n]`` (C order): a step's active sources gather contiguous rows.
-    # Order-insensitive families (Loihi) keep the increments; order-sensitive ones (Xylo, TrueNorth)
+    # Order-insensitive families keep the increments; order-sensitive ones (``datapath.ORDERED``)
     # keep the positive and negative parts, whose sum is the increment.
     mats: tuple[NDArray[Any], ...]
-    synapse: int = 0    # Xylo synaptic state
+    synapse: int = 0    # the post neuron's synaptic state (``datapath.slot``)
 
 
 class FastEngine:
+    """Runs a :class:`Lowered` network (or a Program's :class:`Wiring`) over ``[batch, n]`` arrays;
+    keeps state between :meth:`run` calls. Implements :class:`emulator.families.datapath.Delivery`
+    for the family steps."""
+
     name = "fast"
 
-    def __init__(self, wiring: Wiring, batch: int, seed: int) -> None:
-        self.w = wiring
+    def __init__(self, network: Wiring | Lowered, batch: int, seed: int) -> None:
+        net = Lowered.from_wiring(network) if isinstance(network, Wiring) else network
+        self.net = net
         self.batch = batch
         self.seed = seed
-        p = wiring.program
-        self.family = wiring.family
-        self.pops = list(p.populations.values())
+        self.datapath = families.get(net.family).datapath
+        self.ordered = bool(self.datapath.ORDERED)
+        self.pops = list(net.populations)
         self.pop_index = {pop.name: i for i, pop in enumerate(self.pops)}
-        n = wiring.n_neurons
-        self.pop_of = np.zeros(n, dtype=np.int64)
-        self.local_of = np.zeros(n, dtype=np.int64)
-        for i, pop in enumerate(self.pops):
-            self.pop_of[pop.neurons] = i
-            self.local_of[pop.neurons] = np.arange(pop.size)
-        self.src_sizes = [wiring.n_channels] + [pop.size for pop in self.pops]
-        self.dmax = wiring.max_delay
-        self.din = wiring.max_input_delay
-        self._regs: list[dict[str, Any]] = [
-            {k: _uniform(v[pop.neurons]) for k, v in wiring.reg_np.items()} for pop in self.pops
-        ]
-        self._stochastic = np.zeros(n, dtype=bool)
-        if self.family == "truenorth":
-            self._stochastic = wiring.reg_np["stochastic_synapse"] != 0
-        self._n_syn = [1] * len(self.pops)
-        if self.family == "xylo":
-            self._n_syn = [1 if pop.size and wiring.readout_np[pop.neurons[0]] else 2 for pop in self.pops]
-            for q, r in enumerate(self._regs):
-                r["dash_each"] = [r["dash_syn"], r["dash_syn2"]][: self._n_syn[q]]
-                r["has_bias"] = bool(np.any(r["bias"] != 0))
-                r["max_spikes"] = _uniform(wiring.max_spikes_np[self.pops[q].neurons])
-                # one shift for all synaptic states: [1, S, 1] when each state's dash is uniform
-                r["dash_stack"] = np.stack([np.broadcast_to(d, (self.pops[q].size,)) for d in r["dash_each"]])[None]
-                if all(np.ndim(d) == 0 for d in r["dash_each"]):
-                    r["dash_stack"] = r["dash_stack"][:, :, :1]
-        # the optional compiled Xylo datapath (numba, the [fast] extra) replaces the numpy step loop
-        self._jit = self.family == "xylo" and xylo_jit.load()
-        if self._jit:
-            self._jit_tables = xylo_jit.tables(wiring)
+        self.src_sizes = [net.n_channels] + [pop.size for pop in self.pops]
+        self.dmax = net.max_delay
+        self.din = net.max_input_delay
+        self.n_slots = [self.datapath.slots(pop.readout) for pop in self.pops]
+        self.steps: list[PopulationStep] = [self.datapath.population(net, q, batch, seed)
+                                            for q in range(len(self.pops))]
+        # a family's compiled whole-program runner (Xylo's numba kernel) replaces the step loop
+        self.runner = self.datapath.compiled(network, batch) if isinstance(network, Wiring) else None
         self._build_edges()
+        # the edge matrices hold the synapses now: drop the paths (7 int64 arrays per synapse)
+        self.net = net = replace(net, synapses=LoweredSynapses.empty())
         self._build_schedule()
-        self._build_synops()
         self.reset()
 
-    # ----------------------------------------------------------------- lowering
-    def _compose(self) -> tuple[I64, I64, I64, I64, I64, I64]:
-        """Every (source unit → route → axon → synapse → neuron) path as flat arrays:
-        source kind-index (0 inputs, 1+pop), source local index, delay, projection, post neuron, axon."""
-        w = self.w
-        p = w.program
-        src_ids = np.concatenate([w.in_channel_global, p.route_src.astype(np.int64)])
-        src_kind = np.concatenate([np.zeros(p.in_dst.size, dtype=np.int64),
-                                   1 + self.pop_of[p.route_src]])
-        src_local = np.where(src_kind == 0, src_ids, self.local_of[np.where(src_kind == 0, 0, src_ids)])
-        dst = np.concatenate([p.in_dst, p.route_dst]).astype(np.int64)
-        delay = np.concatenate([p.in_delay, p.route_delay]).astype(np.int64)
-        start = np.searchsorted(p.syn_axon, dst, side="left")
-        stop = np.searchsorted(p.syn_axon, dst, side="right")
-        counts = stop - start
-        route = np.repeat(np.arange(dst.size), counts)
-        offs = np.arange(route.size) - np.repeat(np.cumsum(counts) - counts, counts)
-        syn = start[route] + offs
-        return (src_kind[route], src_local[route], delay[route], self.w.axon_projection_np[dst[route]],
-                p.syn_neuron[syn].astype(np.int64), syn)
+    @property
+    def compiled(self) -> bool:
+        """Whether a compiled runner (not the numpy step loop) runs this network."""
+        return self.runner is not None
 
+    # ----------------------------------------------------------------- lowering
     def _build_edges(self) -> None:
-        w = self.w
-        p = w.program
-        kind, local, delay, proj, post, syn = self._compose()
-        inc = w.syn_increment[syn].astype(np.float64)
-        if self.family == "truenorth":
-            axon = p.syn_axon[syn].astype(np.int64)
-            inc = w.reg_np["type_weights"][post, p.axon_type[axon].astype(np.int64)].astype(np.float64)
-            keep = ~self._stochastic[post]  # stochastic-synapse neurons integrate one synapse at a time
-            kind, local, delay, proj, post, inc = (a[keep] for a in (kind, local, delay, proj, post, inc))
-        post_pop = self.pop_of[post]
-        post_local = self.local_of[post]
-        max_count = np.array([p.spec.chip.max_input_count]
-                             + [int(w.max_spikes_np[pop.neurons].max()) for pop in self.pops], dtype=np.float64)
-        dims = np.array([len(self.src_sizes), len(self.pops), max(1, len(p.projections)),
+        net = self.net
+        syn = net.synapses
+        kind, local, delay, proj, post_pop, post_local = (syn.src, syn.pre, syn.delay, syn.proj, syn.post_pop,
+                                                          syn.post)
+        inc = syn.increment.astype(np.float64)
+        max_count = np.array([net.spec.chip.max_input_count]
+                             + [int(pop.max_spikes.max(initial=0)) for pop in self.pops], dtype=np.float64)
+        dims = np.array([len(self.src_sizes), len(self.pops), max(1, len(net.projections)),
                          max(self.dmax, self.din) + 1], dtype=np.int64)
         flat = ((kind * dims[1] + post_pop) * dims[2] + proj) * dims[3] + delay
         order = np.argsort(flat, kind="stable")
@@ -156,19 +293,12 @@ class FastEngine:
             j = key % dims[2]
             key //= dims[2]
             uniq.append((key // dims[1], key % dims[1], j, d))
-        ordered = self.family in ("xylo", "truenorth")
         self.edges: list[_Edge] = []
         for g, (k, q, j, d) in enumerate(uniq):
             sel = order[bounds[g]:bounds[g + 1]]
             shape = (self.src_sizes[k], self.pops[q].size)  # pre-major
-            mats = _edge_matrices(local[sel], post_local[sel], inc[sel], shape, max_count[k], ordered)
-            synapse = int(p.projections[j].params.get("synapse", 0)) if self.family == "xylo" else 0
-            self.edges.append(_Edge(k, q, j, d, mats, synapse))
-
-    @property
-    def _syn_by_neuron(self) -> list[list[tuple[int, int]]]:
-        """Per-neuron incoming (axon, weight) lists for the in-order fallback (built on first use)."""
-        return self.w.neuron_synapses
+            mats = _edge_matrices(local[sel], post_local[sel], inc[sel], shape, max_count[k], self.ordered)
+            self.edges.append(_Edge(k, q, j, d, mats, self.datapath.slot(net.projections[j])))
 
     def _build_schedule(self) -> None:
         """Strongly connected groups of populations, in dependency order (Tarjan's algorithm)."""
@@ -177,15 +307,8 @@ class FastEngine:
         for e in self.edges:
             if e.src > 0:
                 succ[e.src - 1].add(e.post)
-        if self.family == "truenorth" and self._stochastic.any():
-            # stochastic-synapse neurons read sources outside the edge list
-            p = self.w.program
-            stoch_syn = self._stochastic[p.syn_neuron]
-            axons = np.unique(p.syn_axon[stoch_syn])
-            for a in axons.tolist():
-                targets = {int(q) for q in self.pop_of[p.syn_neuron[(p.syn_axon == a) & stoch_syn]]}
-                for src in np.unique(self.pop_of[p.route_src[p.route_dst == a]]).tolist():
-                    succ[int(src)] |= targets
+        for src, post in self.net.dependencies:
+            succ[src].add(post)
         index: dict[int, int] = {}
         low: dict[int, int] = {}
         stack: list[int] = []
@@ -224,66 +347,112 @@ class FastEngine:
         self.external = [e for e in self.edges if not (e.src > 0 and block_of[e.src - 1] == block_of[e.post])]
         self.block_of = block_of
 
-    def _build_synops(self) -> None:
-        """Synapses reached per source unit and delay: synops(t) = Σ_d spikes(t - d) · fan_d."""
-        w = self.w
-        p = w.program
-        fan = w.axon_fanout_np
-        self.synops_terms: list[tuple[int, int, NDArray[np.int64]]] = []
-        for kind, units, dst, delays in (
-            (0, w.in_channel_global, p.in_dst.astype(np.int64), p.in_delay.astype(np.int64)),
-            (1, p.route_src.astype(np.int64), p.route_dst.astype(np.int64), p.route_delay.astype(np.int64)),
-        ):
-            for d in np.unique(delays).tolist():
-                m = delays == d
-                if kind == 0:
-                    vec = np.bincount(units[m], weights=fan[dst[m]], minlength=w.n_channels).astype(np.int64)
-                    self.synops_terms.append((0, d, vec))
-                else:
-                    for q, pop in enumerate(self.pops):
-                        mm = m & (self.pop_of[units] == q)
-                        if mm.any():
-                            vec = np.bincount(self.local_of[units[mm]], weights=fan[dst[mm]],
-                                              minlength=pop.size).astype(np.int64)
-                            self.synops_terms.append((1 + q, d, vec))
+    # ----------------------------------------------------- the chip's axon order
+    @cached_property
+    def _order_maps(self) -> tuple[I64, I64]:
+        """Global neuron → (population index, local index), for the axon tables of ``net.order``."""
+        assert self.net.order is not None
+        n = self.net.order.n_neurons
+        pop_of = np.zeros(n, dtype=np.int64)
+        local_of = np.zeros(n, dtype=np.int64)
+        for i, pop in enumerate(self.pops):
+            pop_of[pop.neurons] = i
+            local_of[pop.neurons] = np.arange(pop.size)
+        return pop_of, local_of
 
     @cached_property
     def axon_src(self) -> dict[int, list[tuple[int, int, int]]]:
         """Sources of every axon, ``{axon: [(source index, local unit, delay)]}``, for the in-order
-        fallback and stochastic synapses (built on first use: a Python table, slow for big programs)."""
+        fallback and stepwise neurons (built on first use: a Python table, slow for big programs)."""
+        assert self.net.order is not None
+        pop_of, local_of = self._order_maps
         per_axon: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-        for axon, kind, src, delay in self.w.axon_sources:
+        for axon, kind, src, delay in self.net.order.lists.axon_sources:
             if kind == 0:
                 per_axon[axon].append((0, src, delay))
             else:
-                per_axon[axon].append((1 + int(self.pop_of[src]), int(self.local_of[src]), delay))
+                per_axon[axon].append((1 + int(pop_of[src]), int(local_of[src]), delay))
         return per_axon
 
+    @cached_property
+    def _axon_src_groups(self) -> list[tuple[int, int, I64]]:
+        rows = [(axon, src, local, delay) for axon, lst in self.axon_src.items() for src, local, delay in lst]
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        return [(src, delay, arr[(arr[:, 1] == src) & (arr[:, 3] == delay)][:, [0, 2]])
+                for src, delay in {(int(r[1]), int(r[3])) for r in arr}]
+
+    @cached_property
+    def _axon_tables(self) -> tuple[list[list[int]], I64, I64]:
+        """Per axon its synapse range, the synaptic state each axon feeds, the stepwise neurons."""
+        w = self.net.order
+        assert w is not None
+        p = w.program
+        axes = np.arange(w.n_axons)
+        bounds = np.stack([np.searchsorted(p.syn_axon, axes, side="left"),
+                           np.searchsorted(p.syn_axon, axes, side="right")], axis=1).tolist()
+        slot = np.array([self.datapath.slot(pr) for pr in w.projection_params] or [0], dtype=np.int64)
+        return bounds, slot[np.maximum(w.axon_projection, 0)], self.datapath.stepwise(w.registers)
+
+    def arrivals(self, axon: int, b: int, t: int) -> int:
+        """Spike count arriving at ``axon`` at chunk step ``t`` for batch element ``b``."""
+        ext, offsets = self._ext, self._offsets
+        total = 0
+        for src, local, delay in self.axon_src.get(axon, ()):
+            total += int(ext[src][offsets[src] + t - delay, b, local])
+        return total
+
+    def _axon_counts(self, b: int, t: int) -> I64:
+        """Spike count arriving at every axon at step ``t`` for batch element ``b``: ``[A]``."""
+        assert self.net.order is not None
+        ext, offsets = self._ext, self._offsets
+        counts = np.zeros(self.net.order.n_axons, dtype=np.int64)
+        for src, delay, pairs in self._axon_src_groups:
+            row = ext[src][offsets[src] + t - delay, b]
+            np.add.at(counts, pairs[:, 0], row[pairs[:, 1]].astype(np.int64))
+        return counts
+
+    def in_order(self, q: int, b: int, start: I64, add: I64, t: int, lo: int, hi: int, slot: int) -> I64:
+        """Accumulate population ``q``'s synaptic state ``slot`` (batch ``b``) one axon at a time in
+        ascending axon order, each spike a saturating addition: the chip's order, vectorised over
+        the neurons. Without an axon order (a lowered netlist) the summed drive saturates once."""
+        w = self.net.order
+        if w is None:
+            return np.clip(start + add, lo, hi)
+        p = w.program
+        pop_of, local_of = self._order_maps
+        bounds, axon_slot, stepwise = self._axon_tables
+        x = start.copy()
+        counts = self._axon_counts(b, t)
+        for axon in np.flatnonzero(counts).tolist():
+            if axon_slot[axon] != slot:
+                continue
+            lo_i, hi_i = bounds[axon]
+            nids = p.syn_neuron[lo_i:hi_i].astype(np.int64)
+            keep = (pop_of[nids] == q) & ~stepwise[nids]
+            nids = nids[keep]
+            if not nids.size:
+                continue
+            inc = w.syn_increment[lo_i:hi_i][keep]
+            idx = local_of[nids]
+            for _ in range(int(counts[axon])):
+                x[idx] = np.minimum(np.maximum(x[idx] + inc, lo), hi)
+        return x
+
     # -------------------------------------------------------------------- state
+    @property
+    def state(self) -> list[dict[str, NDArray[Any]]]:
+        """Per population, its registers (``{name: [B, n]}``)."""
+        return [s.state for s in self.steps]
+
     def reset(self) -> None:
-        b = self.batch
         self.t = 0
-        self.state: list[dict[str, NDArray[Any]]] = [
-            {k: np.zeros((b, pop.size), dtype=np.float64 if self.family == "loihi" else np.int64)
-             for k in self.w.state_names} for pop in self.pops]
-        if self.family == "xylo":
-            # both synaptic states as one [B, S, n] array (S = 1 for a readout): one numpy call
-            # updates both; "isyn"/"isyn2" stay as views for probes
-            for q, st in enumerate(self.state):
-                syn = np.zeros((b, self._n_syn[q], self.pops[q].size), dtype=np.int64)
-                st["syn"] = syn
-                st["isyn"] = syn[:, 0]
-                if self._n_syn[q] == 2:
-                    st["isyn2"] = syn[:, 1]
-        self.refractory = [np.zeros((b, pop.size), dtype=np.int64) for pop in self.pops]
-        if self._jit:
-            n = self.w.n_neurons
-            self._jit_syn = np.zeros((b, 2, n), dtype=np.int64)
-            self._jit_vmem = np.zeros((b, n), dtype=np.int64)
-            self._jit_in = np.zeros((b, self.din, self.w.n_channels), dtype=np.int64)
-            self._jit_sp = np.zeros((b, self.dmax, n), dtype=np.int64)
+        for s in self.steps:
+            s.reset()
+        if self.runner is not None:
+            self.runner.reset()
+        b = self.batch
         # spike history, time-major [delay, batch, n]: the last steps' spikes still travelling on routes
-        self.hist = [np.zeros((self.din, b, self.w.n_channels), dtype=np.float32)]
+        self.hist = [np.zeros((self.din, b, self.net.n_channels), dtype=np.float32)]
         self.hist += [np.zeros((self.dmax, b, pop.size), dtype=np.float32) for pop in self.pops]
 
     # ---------------------------------------------------------------------- run
@@ -292,19 +461,23 @@ class FastEngine:
         """Spikes per population ``{pop: [B, T, n]}`` (float32 views holding exact counts), probed
         values ``{probe: [B, T, n]}`` and synaptic operations ``[B, T]``.
 
-        Internally every spike array is time-major ``[history + T, B, n]`` so that a delayed
-        window over all steps is one contiguous block for one matrix product.
+        ``inputs`` ``[B, T, channels]``. Internally every spike array is time-major
+        ``[history + T, B, n]`` so that a delayed window over all steps is one contiguous block
+        for one matrix product.
         """
-        if self._jit:
-            return self._run_jit(inputs, probes)
+        if self.runner is not None:
+            out = self.runner.run(inputs, probes)
+            self.t += inputs.shape[1]
+            return out
         b_n, t_n, _ = inputs.shape
-        w = self.w
-        x_now = np.ascontiguousarray(np.moveaxis(inputs[:, :, : w.n_channels], 1, 0), dtype=np.float32)
+        net = self.net
+        x_now = np.ascontiguousarray(np.moveaxis(inputs[:, :, : net.n_channels], 1, 0), dtype=np.float32)
         x_in = np.concatenate([self.hist[0], x_now], axis=0)
         ext: list[NDArray[np.float32]] = [x_in]
         ext += [np.concatenate([self.hist[1 + q], np.zeros((t_n, b_n, pop.size), dtype=np.float32)], axis=0)
                 for q, pop in enumerate(self.pops)]
         offsets = [self.din] + [self.dmax] * len(self.pops)
+        self._ext, self._offsets = ext, offsets
         want: dict[int, set[str]] = defaultdict(set)
         for pop, var in probes.values():
             want[self.pop_index[pop]].add(var)
@@ -315,7 +488,7 @@ class FastEngine:
         for comp in self.blocks:
             self._run_block(comp, ext, offsets, t_n, recorded)
         synops = np.zeros((t_n, b_n), dtype=np.int64)
-        for src, d, vec in self.synops_terms:
+        for src, d, vec in net.synops:
             off = offsets[src] - d
             window = ext[src][off:off + t_n]
             synops += np.rint(window.astype(np.float64) @ vec.astype(np.float64)).astype(np.int64)
@@ -325,6 +498,7 @@ class FastEngine:
             arr = ext[1 + q]
             self.hist[1 + q] = arr[arr.shape[0] - self.dmax:].copy()
         self.t += t_n
+        self._ext, self._offsets = [], []
         by_pop = {pop.name: np.moveaxis(ext[1 + q][self.dmax:], 0, 1) for q, pop in enumerate(self.pops)}
         probed: dict[str, I64] = {}
         for name, (pop, var) in probes.items():
@@ -333,76 +507,37 @@ class FastEngine:
             probed[name] = np.ascontiguousarray(arr, dtype=np.int64)
         return by_pop, probed, np.ascontiguousarray(synops.T)
 
-    def _run_jit(self, inputs: I64, probes: dict[str, tuple[str, str]]
-                 ) -> tuple[dict[str, NDArray[Any]], dict[str, I64], I64]:
-        """:meth:`run` through the compiled Xylo kernel of :mod:`emulator.xylo_jit`."""
-        assert xylo_jit.kernel is not None
-        b_n, t_n, _ = inputs.shape
-        w = self.w
-        in_ext = np.concatenate([self._jit_in, inputs[:, :, : w.n_channels].astype(np.int64)], axis=1)
-        sp_ext = np.zeros((b_n, self.dmax + t_n, w.n_neurons), dtype=np.int64)
-        sp_ext[:, : self.dmax] = self._jit_sp
-        record = bool(probes) and any(var != "spikes" for _, var in probes.values())
-        rec = np.zeros((3, b_n, t_n, w.n_neurons) if record else (3, 1, 1, 1), dtype=np.int64)
-        synops = np.zeros((b_n, t_n), dtype=np.int64)
-        tb = self._jit_tables
-        xylo_jit.kernel(in_ext, sp_ext, self.din, self.dmax, tb["ax_ptr"], tb["ax_kind"], tb["ax_src"],
-                        tb["ax_delay"], tb["syn_ptr"], tb["syn_neuron"], tb["syn_inc"], tb["axon_syn"],
-                        tb["dash_syn"], tb["dash_syn2"], tb["dash_mem"], tb["bias"], tb["threshold"],
-                        tb["max_spikes"], tb["readout"], self._jit_syn, self._jit_vmem, rec, record, synops)
-        self._jit_in = in_ext[:, in_ext.shape[1] - self.din:].copy()
-        self._jit_sp = sp_ext[:, sp_ext.shape[1] - self.dmax:].copy()
-        self.t += t_n
-        spikes = sp_ext[:, self.dmax:]
-        by_pop = {pop.name: spikes[:, :, pop.neurons] for pop in self.pops}
-        index = {"isyn": 0, "isyn2": 1, "vmem": 2}
-        probed: dict[str, I64] = {}
-        for name, (pop, var) in probes.items():
-            ids = self.pops[self.pop_index[pop]].neurons
-            probed[name] = by_pop[pop] if var == "spikes" else rec[index[var]][:, :, ids]
-        return by_pop, probed, synops
-
-    def _drive(self, edges: list[_Edge], ext: list[NDArray[np.float32]], offsets: list[int], t0: int, t_n: int
-               ) -> dict[str, dict[tuple[int, int, int], NDArray[np.floating]]]:
-        """Σ over edges of delayed source spikes × matrix, for steps t0 .. t0+t_n-1, per
-        (post population, projection, synapse) → time-major ``[t_n, B, post_n]`` (exact integers).
-
-        Returns ``{"sum": ...}`` for Loihi and ``{"sum", "pos", "neg"}`` for order-sensitive families.
-        """
-        ordered = self.family != "loihi"
-        names = ("pos", "neg") if ordered else ("sum",)
-        out: dict[str, dict[tuple[int, int, int], NDArray[np.floating]]] = {n: {} for n in names}
+    def _sum_drive(self, edges: list[_Edge], ext: list[NDArray[np.float32]], offsets: list[int], t0: int,
+                   t_n: int) -> dict[int, dict[int, NDArray[np.floating]]]:
+        """Σ over edges of delayed source spikes × matrix, for steps t0 .. t0+t_n-1, per post
+        population and projection → time-major ``[t_n, B, post_n]`` (exact integers)."""
+        out: dict[int, dict[int, NDArray[np.floating]]] = {}
         for e in edges:
             off = offsets[e.src] + t0 - e.delay
             window = ext[e.src][off:off + t_n]
             if e.mats[0].dtype == np.float64:
                 window = window.astype(np.float64)
             b_n = window.shape[1]
-            key = (e.post, e.proj, e.synapse)
             if t_n == 1 and b_n == 1:
                 x = window[0, 0]
                 nz = np.flatnonzero(x)
                 if not nz.size:
                     continue
-                xs = x[nz]
-                prods = [_matmul(xs, m[nz])[None, None, :] for m in e.mats]
+                prod = _matmul(x[nz], e.mats[0][nz])[None, None, :]
             else:
-                flat = window.reshape(t_n * b_n, -1)
-                prods = [_matmul(flat, m).reshape(t_n, b_n, -1) for m in e.mats]
-            for name, prod in zip(names, prods, strict=True):
-                acc = out[name]
-                if key in acc:
-                    acc[key] = acc[key] + prod if acc[key].dtype == prod.dtype else acc[key] + prod.astype(np.float64)
-                else:
-                    acc[key] = prod
-        if ordered:
-            out["sum"] = {k: out["pos"][k] + out["neg"][k] for k in out["pos"]}
+                prod = _matmul(window.reshape(t_n * b_n, -1), e.mats[0]).reshape(t_n, b_n, -1)
+            acc = out.setdefault(e.post, {})
+            if e.proj in acc:
+                old = acc[e.proj]
+                acc[e.proj] = old + prod if old.dtype == prod.dtype else old + prod.astype(np.float64)
+            else:
+                acc[e.proj] = prod
         return out
 
     def _ordered_drive(self, edges: list[_Edge], ext: list[NDArray[np.float32]], offsets: list[int], t0: int,
                        t_n: int) -> dict[int, tuple[F64, F64]]:
         """Positive and negative parts of the drive per population, ``[t_n, B, S, n]`` float64
-        (S synaptic states: Xylo 2, or 1 for a readout; TrueNorth 1). Exact integers."""
+        (S synaptic states, ``datapath.slots``). Exact integers."""
         out: dict[int, tuple[F64, F64]] = {}
         for e in edges:
             off = offsets[e.src] + t0 - e.delay
@@ -419,7 +554,7 @@ class FastEngine:
                 flat = window.reshape(t_n * b_n, -1).astype(e.mats[0].dtype)
                 pp, nn = _matmul(flat, e.mats[0]), _matmul(flat, e.mats[1])
             if e.post not in out:
-                shape = (t_n, b_n, self._n_syn[e.post], self.pops[e.post].size)
+                shape = (t_n, b_n, self.n_slots[e.post], self.pops[e.post].size)
                 out[e.post] = (np.zeros(shape), np.zeros(shape))
             pos, neg = out[e.post]
             pos[:, :, e.synapse, :] += pp.reshape(t_n, b_n, -1)
@@ -431,353 +566,41 @@ class FastEngine:
         members = set(comp)
         ext_edges = [e for e in self.external if e.post in members]
         int_edges = [e for e in self.internal if e.post in members]
-        if self.family == "loihi":
-            pre_current = self._loihi_current(self._drive(ext_edges, ext, offsets, 0, t_n)["sum"], comp, t_n)
-        else:
-            pre_ord = self._ordered_drive(ext_edges, ext, offsets, 0, t_n)
+        steps = self.steps
         rec = [(q, var, arr) for (q, var), arr in recorded.items() if q in members]
-        for t in range(t_n):
-            if int_edges:
-                if self.family == "loihi":
-                    step = self._drive(int_edges, ext, offsets, t, 1)
-                else:
-                    step_ord = self._ordered_drive(int_edges, ext, offsets, t, 1)
-            for q in comp:
-                if self.family == "loihi":
-                    a = pre_current[q][t] if q in pre_current else np.zeros((self.batch, self.pops[q].size))
-                    if int_edges:
-                        extra = self._loihi_current(step["sum"], [q], 1)
-                        if q in extra:
-                            a = a + extra[q][0]
-                    spikes = self._loihi_step(q, a)
-                else:
+        t_global = self.t
+        if self.ordered:
+            pre_ord = self._ordered_drive(ext_edges, ext, offsets, 0, t_n)
+            for t in range(t_n):
+                step_ord = self._ordered_drive(int_edges, ext, offsets, t, 1) if int_edges else {}
+                for q in comp:
                     pos, neg = _at(pre_ord.get(q), t)
-                    if int_edges and q in step_ord:
+                    if q in step_ord:
                         spos, sneg = step_ord[q]
                         pos = spos[0] if pos is None else pos + spos[0]
                         neg = sneg[0] if neg is None else neg + sneg[0]
-                    if self.family == "xylo":
-                        spikes = self._xylo_step(q, pos, neg, ext, offsets, t)
-                    else:
-                        spikes = self._truenorth_step(q, pos, neg, ext, offsets, t)
-                ext[1 + q][offsets[1 + q] + t] = spikes
+                    ext[1 + q][offsets[1 + q] + t] = steps[q].step((pos, neg), self, t, t_global + t)
+                for q, var, arr in rec:
+                    arr[t] = steps[q].state[var]
+            return
+        sums = self._sum_drive(ext_edges, ext, offsets, 0, t_n)
+        pre_current = {q: steps[q].current(sums[q]) for q in comp if q in sums}
+        for t in range(t_n):
+            step_sums = self._sum_drive(int_edges, ext, offsets, t, 1) if int_edges else {}
+            for q in comp:
+                pre = pre_current.get(q)
+                a = pre[t] if pre is not None else np.zeros((self.batch, self.pops[q].size))
+                if q in step_sums:
+                    extra = steps[q].current(step_sums[q])
+                    if extra is not None:
+                        a = a + extra[0]
+                ext[1 + q][offsets[1 + q] + t] = steps[q].step(a, self, t, t_global + t)
             for q, var, arr in rec:
-                arr[t] = self.state[q][var]
-
-    # -------------------------------------------------------------------- loihi
-    def _loihi_current(self, sums: dict[tuple[int, int, int], NDArray[np.floating]], comp: list[int], t_n: int
-                       ) -> dict[int, NDArray[np.floating]]:
-        """a · 2^6 with a = Σ_projections shift(Σ w·count, weight_exp), per population, time-major
-        ``[t_n, B, n]`` (the 6-bit MSB alignment of the input is folded in here, once per chunk).
-
-        Scaling by a power of two keeps float32 exact, so a single exponent-0 projection stays float32."""
-        out: dict[int, NDArray[np.floating]] = {}
-        for (q, j, _s), total in sums.items():
-            if q not in comp:
-                continue
-            exp = self.w.weight_exp[j]
-            term = total if exp == 0 else fixed.shift_float(total.astype(np.float64), exp)
-            out[q] = term if q not in out else out[q].astype(np.float64) + term
-        for q in out:
-            out[q] = out[q] * 64.0
-        return out
-
-    def _loihi_step(self, q: int, a64: F64) -> F64:
-        """One Loihi step of population ``q``; ``a64`` is the synaptic input already shifted by 6."""
-        r = self._regs[q]
-        st = self.state[q]
-        u, v = st["u"], st["v"]
-        cache = self._loihi_consts(q)
-        np.trunc(np.multiply(u, cache["ku"], out=u), out=u)  # == sign(p)(|p| >> 12), see module doc
-        u += a64
-        if u.max() > 8388608.0 or u.min() <= -8388608.0:
-            u[:] = fixed.wrap_float(u, 24)
-        np.trunc(np.multiply(v, cache["kv"], out=v), out=v)
-        v += u
-        if cache["has_bias"]:
-            v += cache["bias"]
-        np.minimum(v, cache["vmax"], out=v)
-        np.maximum(v, cache["vmin"], out=v)
-        spikes = v > cache["vth"]
-        if cache["has_refractory"]:
-            ref = self.refractory[q]
-            held = ref > 0
-            spikes &= ~held
-            v[held] = 0.0
-            ref[held] -= 1
-            ref[spikes] = np.broadcast_to(r["refractory"], spikes.shape)[spikes]
-        np.copyto(v, 0.0, where=spikes)
-        return spikes
-
-    def _loihi_consts(self, q: int) -> dict[str, F64 | bool]:
-        key = f"_loihi_{q}"
-        cached = self.__dict__.get(key)
-        if cached is None:
-            r = self._regs[q]
-            idx = self.pops[q].neurons
-            cached = {
-                # (4096 - d)/4096 is exact in float64, and so is u times it (< 2^36 significant bits)
-                "ku": (4096.0 - (r["du"] + 1)) / 4096.0,
-                "kv": (4096.0 - r["dv"]) / 4096.0,
-                "bias": np.left_shift(r["bias_mant"], r["bias_exp"]).astype(np.float64),
-                "vth": np.left_shift(r["vth"], 6).astype(np.float64),
-                "vmin": self.w.vmin_np[idx].astype(np.float64),
-                "vmax": self.w.vmax_np[idx].astype(np.float64),
-                "has_refractory": bool((r["refractory"] > 0).any()),
-                "has_bias": bool((r["bias_mant"] != 0).any()),
-            }
-            self.__dict__[key] = cached
-        return cached
-
-    # --------------------------------------------------------------------- xylo
-    def _arrivals(self, axon: int, b: int, ext: list[NDArray[np.float32]], offsets: list[int], t: int) -> int:
-        total = 0
-        for src, local, delay in self.axon_src.get(axon, ()):
-            total += int(ext[src][offsets[src] + t - delay, b, local])
-        return total
-
-    def _axon_counts(self, b: int, ext: list[NDArray[np.float32]], offsets: list[int], t: int) -> I64:
-        """Spike count arriving at every axon at step ``t`` for batch element ``b``: ``[A]``."""
-        if not hasattr(self, "_axsrc"):
-            rows = [(axon, src, local, delay) for axon, lst in self.axon_src.items() for src, local, delay in lst]
-            arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
-            self._axsrc = [(src, delay, arr[(arr[:, 1] == src) & (arr[:, 3] == delay)][:, [0, 2]])
-                           for src, delay in {(int(r[1]), int(r[3])) for r in arr}]
-        counts = np.zeros(self.w.n_axons, dtype=np.int64)
-        for src, delay, pairs in self._axsrc:
-            row = ext[src][offsets[src] + t - delay, b]
-            np.add.at(counts, pairs[:, 0], row[pairs[:, 1]].astype(np.int64))
-        return counts
-
-    def _ordered_vector(self, q: int, b: int, start: I64, ext: list[NDArray[np.float32]], offsets: list[int],
-                        t: int, lo: int, hi: int, synapse: int | None = None) -> I64:
-        """Accumulate population ``q`` (batch ``b``) one axon at a time in ascending axon order,
-        each spike a saturating addition: the chip's order, vectorised over the neurons."""
-        w = self.w
-        p = w.program
-        x = start.copy()
-        counts = self._axon_counts(b, ext, offsets, t)
-        if not hasattr(self, "_ax_bounds"):
-            axes = np.arange(w.n_axons)
-            self._ax_bounds = np.stack([np.searchsorted(p.syn_axon, axes, side="left"),
-                                        np.searchsorted(p.syn_axon, axes, side="right")], axis=1).tolist()
-        for axon in np.flatnonzero(counts).tolist():
-            if synapse is not None and w.synapse_index_np[axon] != synapse:
-                continue
-            lo_i, hi_i = self._ax_bounds[axon]
-            nids = p.syn_neuron[lo_i:hi_i].astype(np.int64)
-            keep = (self.pop_of[nids] == q) & ~self._stochastic[nids]
-            nids = nids[keep]
-            if not nids.size:
-                continue
-            if self.family == "truenorth":
-                inc = w.reg_np["type_weights"][nids, int(p.axon_type[axon])]
-            else:
-                inc = w.syn_increment[lo_i:hi_i][keep]
-            idx = self.local_of[nids]
-            for _ in range(int(counts[axon])):
-                x[idx] = np.minimum(np.maximum(x[idx] + inc, lo), hi)
-        return x
-
-    def _xylo_step_small(self, q: int, pos: F64 | None, neg: F64 | None, ext: list[NDArray[np.float32]],
-                         offsets: list[int], t: int) -> I64:
-        """:meth:`_xylo_step` on Python integers, for populations so small (a readout layer) that
-        numpy's per-call cost would dominate; same equations, same fallback."""
-        pop = self.pops[q]
-        regs = self.__dict__.get(f"_small_{q}")
-        if regs is None:
-            r = self._regs[q]
-            n = pop.size
-            regs = {k: np.broadcast_to(r[k], (n,)).tolist() for k in ("dash_mem", "bias", "threshold")}
-            regs["dash_each"] = [np.broadcast_to(d, (n,)).tolist() for d in r["dash_each"]]
-            regs["max_spikes"] = self.w.max_spikes_np[pop.neurons].tolist()
-            self.__dict__[f"_small_{q}"] = regs
-        st = self.state[q]
-        syn, vmem = st["syn"], st["vmem"]
-        lo, hi = -(1 << 15), (1 << 15) - 1
-        b_n, s_n, n = syn.shape
-        sy = syn.tolist()
-        vm = vmem.tolist()
-        pl = pos.tolist() if pos is not None else None
-        nl = neg.tolist() if neg is not None else None
-        out = [[0] * n for _ in range(b_n)]
-        dash_each, dash_mem = regs["dash_each"], regs["dash_mem"]
-        bias, thresholds, max_spikes = regs["bias"], regs["threshold"], regs["max_spikes"]
-        for b in range(b_n):
-            for s_ in range(s_n):
-                row = sy[b][s_]
-                if pl is not None and nl is not None:
-                    prow, nrow = pl[b][s_], nl[b][s_]
-                    if any(row[i] + prow[i] > hi or row[i] + nrow[i] < lo for i in range(n)):
-                        row = self._ordered_vector(q, b, syn[b, s_], ext, offsets, t, lo, hi, synapse=s_).tolist()
-                    else:
-                        row = [row[i] + int(prow[i] + nrow[i]) for i in range(n)]
-                dashes = dash_each[s_]
-                for i in range(n):
-                    x = row[i]
-                    d = x >> dashes[i]  # fixed.shift_decay, inlined: this loop is the hot path
-                    if d == 0 and x > 0:
-                        d = 1
-                    row[i] = x - d
-                sy[b][s_] = row
-            for i in range(n):
-                total = sy[b][0][i] + sy[b][1][i] if s_n > 1 else sy[b][0][i]
-                x = vm[b][i]
-                d = x >> dash_mem[i]
-                if d == 0 and x > 0:
-                    d = 1
-                dv = min(hi, max(lo, total - d))  # fixed.sat_add, inlined
-                dv = min(hi, max(lo, dv + bias[i]))
-                v = min(hi, max(lo, x + dv))
-                theta = thresholds[i]
-                k = min(max(v // theta, 0), max_spikes[i])
-                vm[b][i] = v - k * theta
-                out[b][i] = k
-        syn[...] = sy
-        vmem[...] = vm
-        return np.array(out, dtype=np.int64)
-
-    def _xylo_step(self, q: int, pos: F64 | None, neg: F64 | None, ext: list[NDArray[np.float32]],
-                   offsets: list[int], t: int) -> I64:
-        """One Xylo step of population ``q``; ``pos``/``neg`` ``[B, S, n]`` drive parts or None."""
-        if self.state[q]["syn"].size <= 32:
-            return self._xylo_step_small(q, pos, neg, ext, offsets, t)
-        r = self._regs[q]
-        st = self.state[q]
-        lo, hi = -(1 << 15), (1 << 15) - 1
-        syn = st["syn"]
-        if pos is not None and neg is not None:
-            add = (pos + neg).astype(np.int64)
-            # no ordering of the additions can saturate: the plain sum is the chip's result.
-            # Cheap conservative test first (4 reductions), the element-wise one only if it fails.
-            risky = syn.max() + pos.max() > hi or syn.min() + neg.min() < lo
-            if risky:
-                up, down = syn + pos, syn + neg
-                risky = up.max() > hi or down.min() < lo
-            if risky:
-                bad = ((up > hi) | (down < lo)).any(axis=2)
-                new = syn + add
-                for b, s_ in zip(*np.nonzero(bad), strict=True):
-                    new[b, s_] = self._ordered_vector(q, int(b), syn[b, s_], ext, offsets, t, lo, hi,
-                                                      synapse=int(s_))
-                syn[...] = new
-            else:
-                syn += add
-        syn -= _xylo_decay(syn, r["dash_stack"])
-        total = syn[:, 0] + syn[:, 1] if syn.shape[1] > 1 else syn[:, 0].copy()
-        vmem = st["vmem"]
-        dv = _sat16(total - _xylo_decay(vmem, r["dash_mem"]))
-        if r["has_bias"]:
-            dv += r["bias"]
-            _sat16(dv)
-        vmem += dv
-        _sat16(vmem)
-        theta = r["threshold"]
-        k = vmem // theta
-        np.maximum(k, 0, out=k)
-        np.minimum(k, r["max_spikes"], out=k)
-        vmem -= k * theta
-        return k
-
-    # ---------------------------------------------------------------- truenorth
-    def _truenorth_step(self, q: int, pos: F64 | None, neg: F64 | None, ext: list[NDArray[np.float32]],
-                        offsets: list[int], t: int) -> I64:
-        w = self.w
-        r = self._regs[q]
-        pop = self.pops[q]
-        v = self.state[q]["v"]
-        lo, hi = w.v_lo, w.v_hi
-        step = self.t + t
-        if pos is not None and neg is not None:
-            add = (pos[:, 0] + neg[:, 0]).astype(np.int64)
-            up = v + pos[:, 0]
-            down = v + neg[:, 0]
-            bad = (up > hi) | (down < lo)
-            new = v + add
-            for b in np.flatnonzero(bad.any(axis=1)).tolist():
-                new[b] = self._ordered_vector(q, b, v[b], ext, offsets, t, lo, hi)
-            v[:] = new
-        stoch = np.flatnonzero(self._stochastic[pop.neurons])
-        for i in stoch.tolist():
-            nid = int(pop.neurons[i])
-            tw = w.reg_np["type_weights"][nid]
-            mask = int(w.reg_np["stochastic_synapse"][nid])
-            for b in range(self.batch):
-                x = int(v[b, i])
-                for axon, _bit in self._syn_by_neuron[nid]:
-                    c = self._arrivals(axon, b, ext, offsets, t)
-                    if not c:
-                        continue
-                    g = int(w.program.axon_type[axon])
-                    s = int(tw[g])
-                    for _ in range(c):
-                        if mask >> g & 1:
-                            rho = fixed.draw(self.seed, step, nid, int(w.axon_local_np[axon]), w.rng_bits)
-                            x = fixed.saturate(x + (fixed.sign(s) if rho < abs(s) else 0), lo, hi)
-                        else:
-                            x = fixed.saturate(x + s, lo, hi)
-                v[b, i] = x
-        lam = r["leak"]
-        omega = np.where(r["leak_reversal"] != 0, np.sign(v), 1)
-        if (r["stochastic_leak"] != 0).any():
-            rho_leak = fixed.draw_array(self.seed, step, pop.neurons.astype(np.int64), 256, w.rng_bits)
-            stoch_leak = np.where(rho_leak < np.abs(lam), np.sign(lam), 0)
-            leak = np.where(r["stochastic_leak"] != 0, stoch_leak, lam)
-        else:
-            leak = lam
-        v[:] = np.clip(v + omega * leak, lo, hi)
-        mask = np.left_shift(1, r["threshold_mask_bits"]) - 1
-        eta: NDArray[Any] | int
-        if mask.any():
-            eta = fixed.draw_array(self.seed, step, pop.neurons.astype(np.int64), 257, w.rng_bits) & mask
-        else:
-            eta = 0
-        alpha, beta = r["threshold"], r["neg_threshold"]
-        mode, reset = r["reset_mode"], r["reset_value"]
-        spikes = v >= alpha + eta
-        below = ~spikes & (v < -beta)
-        pos_reset = np.where(mode == 0, reset, np.where(mode == 1, v - alpha, v))
-        neg_reset = np.where(r["neg_saturate"] != 0, -beta,
-                             np.where(mode == 0, -reset, np.where(mode == 1, v + beta, v)))
-        v[:] = np.clip(np.where(spikes, pos_reset, np.where(below, neg_reset, v)), lo, hi)
-        return spikes.astype(np.int64)
+                arr[t] = steps[q].state[var]
 
 
 def _at(parts: tuple[F64, F64] | None, t: int) -> tuple[F64 | None, F64 | None]:
     return (None, None) if parts is None else (parts[0][t], parts[1][t])
-
-
-def _uniform(values: I64) -> I64:
-    """A register equal for every neuron becomes a 0-d array: numpy broadcasts a scalar operand
-    (a shift, a threshold) much faster than an element-wise one, with identical results."""
-    if values.ndim == 1 and values.size and (values == values[0]).all():
-        return np.asarray(values[0])
-    return values
-
-
-def _xylo_decay(x: I64, dash: I64) -> I64:
-    """:func:`fixed.shift_decay_array` in three passes: ``x >> dash`` is 0 for a non-zero x only
-    when ``0 < x < 2^dash`` (an arithmetic shift of a negative number is at most -1), then 1."""
-    d = np.right_shift(x, dash)
-    d += (d == 0) & (x > 0)
-    return d
-
-
-def _sat16(x: I64) -> I64:
-    """Saturate a 16-bit signed register in place (XyloSim ``safe_add``)."""
-    np.maximum(x, -(1 << 15), out=x)
-    np.minimum(x, (1 << 15) - 1, out=x)
-    return x
-
-
-def _slice(parts: dict[tuple[int, int, int], NDArray[np.floating]], q: int, t: int) -> dict[int, F64]:
-    """Per synaptic state of population ``q`` at step ``t``: the drive summed over projections."""
-    out: dict[int, F64] = {}
-    for (qq, _j, s), arr in parts.items():
-        if qq == q:
-            val = arr[t].astype(np.float64)
-            out[s] = out[s] + val if s in out else val.copy()
-    return out
 
 
 #: an edge matrix is kept sparse (CSR, pre-major) when at most this share of its entries is non-zero

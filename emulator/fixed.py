@@ -5,13 +5,36 @@ Python ``int`` (used by the reference engine, the living definition) and an arra
 numpy arrays (used by the fast engine). Tests check the two against each other.
 
 Python ``int`` has unbounded width and ``>>`` on it is an arithmetic (floor) shift, so the
-scalar forms are exact by construction.
+scalar forms are exact by construction. Every width is a parameter (``bits``); a state
+register's width and overflow policy come from the spec's ``[state]`` table as a
+:class:`Format` (``hw_specs.StateFormat`` is one) and :func:`overflow` applies it.
+
+Some array forms also exist in place (``*_inplace``) or on Python lists (``*_list``) for the
+fast engine's hot loops; they are tested against the scalar forms like the others.
 """
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import numpy as np
 from numpy.typing import NDArray
+
+
+class Format(Protocol):
+    """A state register's format: ``bits`` wide two's complement; ``overflow`` is ``"wrap"``
+    (modulo ``2^bits``) or ``"saturate"`` (held at ``lo`` / ``hi``)."""
+
+    @property
+    def bits(self) -> int: ...
+
+    @property
+    def overflow(self) -> str: ...
+
+
+def limits(bits: int) -> tuple[int, int]:
+    """``(lo, hi) = (-2^(bits-1), 2^(bits-1) - 1)``: the range of a signed ``bits``-wide register."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 # ---------------------------------------------------------------------------- scalar forms
 
@@ -72,6 +95,15 @@ def sign(x: int) -> int:
     return (x > 0) - (x < 0)
 
 
+def overflow(x: int, fmt: Format) -> int:
+    """``x`` held in a register of format ``fmt``: :func:`wrap_signed` for ``"wrap"``, clamped to
+    ``[-2^(bits-1), 2^(bits-1) - 1]`` for ``"saturate"``."""
+    if fmt.overflow == "wrap":
+        return wrap_signed(x, fmt.bits)
+    lo, hi = limits(fmt.bits)
+    return saturate(x, lo, hi)
+
+
 # ----------------------------------------------------------------------------- array forms
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
@@ -121,14 +153,51 @@ def wrap_float(x: FloatArray, bits: int) -> FloatArray:
 
 
 def shift_decay_array(x: IntArray, dash: IntArray | int) -> IntArray:
-    """Array form of :func:`shift_decay` (int64)."""
+    """Array form of :func:`shift_decay` (int64), in three passes: ``x >> dash`` is 0 for a
+    non-zero ``x`` only when ``0 < x < 2^dash`` (an arithmetic shift of a negative number is at
+    most -1), and then the amount is 1."""
     d = np.right_shift(x, dash)
-    return np.where((d == 0) & (x != 0), np.sign(x), d)
+    d += (d == 0) & (x > 0)
+    return d
+
+
+def shift_decay_list(xs: list[int], dashes: list[int]) -> list[int]:
+    """:func:`shift_decay` over Python lists (the fast engine's path for tiny populations, where
+    a numpy call costs more than the arithmetic)."""
+    return [(x >> k) or (1 if x > 0 else 0) for x, k in zip(xs, dashes, strict=True)]
 
 
 def sat_array(x: IntArray, bits: int) -> IntArray:
     """Saturate int64 values into a signed ``bits``-wide register."""
     return np.clip(x, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def saturate_inplace(x: NDArray[Any], lo: Any, hi: Any) -> NDArray[Any]:
+    """:func:`saturate` on an array, in place (no temporary); returns ``x``."""
+    np.maximum(x, lo, out=x)
+    np.minimum(x, hi, out=x)
+    return x
+
+
+def saturate_list(xs: list[int], lo: int, hi: int) -> list[int]:
+    """:func:`saturate` over a Python list."""
+    return [lo if x < lo else hi if x > hi else x for x in xs]
+
+
+def overflow_array(x: IntArray, fmt: Format) -> IntArray:
+    """Array form of :func:`overflow` (int64)."""
+    if fmt.overflow == "wrap":
+        return wrap_signed_array(x, fmt.bits)
+    return sat_array(x, fmt.bits)
+
+
+def wrap_float_inplace(x: FloatArray, bits: int) -> FloatArray:
+    """:func:`wrap_float` in place, after a cheap range test (a register rarely wraps, and the
+    test is two reductions where the wrap is four passes); returns ``x``."""
+    half = float(1 << (bits - 1))
+    if x.size and (x.max() > half or x.min() <= -half):
+        x[...] = wrap_float(x, bits)
+    return x
 
 
 def wrap_signed_array(x: IntArray, bits: int) -> IntArray:

@@ -244,6 +244,13 @@ def _range(value: Any, where: str, path: str) -> Range:
     return Range(int(value[0]), int(value[1]))
 
 
+def _support(family: str, key: str) -> Any:
+    """The widths and overflow policies the family's datapath holds exactly in state ``key``."""
+    from emulator import families
+
+    return families.get(family).datapath.SUPPORT[key]
+
+
 def _parse(doc: Mapping[str, Any], *, path: str, text: str, digest: str) -> HwSpec:
     target = _table(doc, "target", path)
     name = target.get("name")
@@ -320,10 +327,23 @@ def _parse(doc: Mapping[str, Any], *, path: str, text: str, digest: str) -> HwSp
             raise SpecError(f"{path}: missing state.{key} = {{ bits = N, overflow = \"wrap\"|\"saturate\" }}")
         bits = entry.get("bits")
         overflow = entry.get("overflow")
-        if not isinstance(bits, int) or not 2 <= bits <= 48:
-            raise SpecError(f"{path}: state.{key}.bits = {bits!r}; expected an integer in [2, 48]")
+        if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 64:
+            raise SpecError(f"{path}: state.{key}.bits = {bits!r}; expected an integer in [2, 64]")
         if overflow not in ("wrap", "saturate"):
             raise SpecError(f"{path}: state.{key}.overflow = {overflow!r}; expected \"wrap\" or \"saturate\"")
+        # the family's datapath says which widths and policies it holds exactly
+        support = _support(family, key)
+        lo_bits, hi_bits = support.bits
+        if not lo_bits <= bits <= hi_bits:
+            raise SpecError(
+                f"{path}: state.{key}.bits = {bits}; the {family} datapath holds {key} exactly for "
+                f"bits in [{lo_bits}, {hi_bits}]"
+            )
+        if overflow not in support.overflow:
+            raise SpecError(
+                f"{path}: state.{key}.overflow = {overflow!r}; the {family} datapath implements "
+                + " or ".join(f'"{o}"' for o in support.overflow)
+            )
         state[key] = StateFormat(bits, overflow)
 
     energy_t = _table(doc, "energy", path, required=False)

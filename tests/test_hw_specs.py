@@ -184,3 +184,27 @@ def test_digest_changes_with_the_file(tmp_path):
     assert da == hw_specs.load("loihi").digest
     a.write_text(text + "\n# a comment\n")
     assert hw_specs.load(a).digest != da
+
+
+@pytest.mark.parametrize(("bits", "why"), [(1, r"\[2, 64\]"), (65, r"\[2, 64\]"), (True, r"\[2, 64\]")])
+def test_state_bits_outside_any_register(tmp_path, bits, why):
+    text = (hw_specs.SPEC_DIR / "xylo.toml").read_text()
+    text = text.replace('vmem = { bits = 16, overflow = "saturate" }',
+                        f'vmem = {{ bits = {str(bits).lower()}, overflow = "saturate" }}')
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=rf"x\.toml: state\.vmem\.bits = .*{why}"):
+        hw_specs.load(path)
+
+
+@pytest.mark.parametrize(("family", "key", "bits"),
+                         [("loihi", "v", 43), ("xylo", "isyn2", 49), ("truenorth", "v", 64)])
+def test_state_wider_than_the_family_datapath_holds_is_refused(tmp_path, family, key, bits):
+    text = (hw_specs.SPEC_DIR / f"{family}.toml").read_text()
+    text, n = re.subn(rf"(?m)^{key} = \{{ bits = \d+", f"{key} = {{ bits = {bits}", text)
+    assert n == 1
+    path = tmp_path / "wide.toml"
+    path.write_text(text)
+    want = rf"wide\.toml: state\.{key}\.bits = {bits}; the {family} datapath .*\[2, 4[28]\]"
+    with pytest.raises(SpecError, match=want):
+        hw_specs.load(path)

@@ -5,7 +5,9 @@ three modules, each one concern:
 
 * ``datapath``  — the per-step neuron update, written once over arrays, beside the plain
   per-neuron form that is the definition (the reference engine); the synaptic increment;
-  the state registers and their widths, read from the spec's ``[state]``.
+  the state registers and their widths, read from the spec's ``[state]``, and the widths and
+  overflow policies it holds exactly (``SUPPORT``, which ``hw_specs.load`` enforces). The names
+  every datapath module exports are listed in :mod:`emulator.families.datapath`.
 * ``hardware``  — how registers and projection fields are checked against a spec, how a
   projection's weights are stored (truncation, sign modes, axon types) and what they cost in
   synapse memory; how fan-out is counted.

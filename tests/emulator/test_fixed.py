@@ -164,6 +164,14 @@ def test_shift_decay_scalar_vs_array(xs, dash):
             assert d == 0
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=-(1 << 40), max_value=1 << 40), min_size=0, max_size=40),
+       st.integers(min_value=0, max_value=47))
+def test_shift_decay_list_equals_scalar(xs, dash):
+    dashes = [(dash + i) % 48 for i in range(len(xs))]
+    assert fixed.shift_decay_list(xs, dashes) == [fixed.shift_decay(x, d) for x, d in zip(xs, dashes, strict=True)]
+
+
 def test_shift_decay_minimum_step():
     assert fixed.shift_decay(1, 4) == 1
     assert fixed.shift_decay(-1, 4) == -1
@@ -217,3 +225,62 @@ def test_mix64_is_splitmix_finaliser():
     # SplitMix64 with state 0: first output is mix64(0x9E3779B97F4A7C15) = 0xE220A8397B1DCDAF
     assert fixed.mix64(0x9E3779B97F4A7C15) == 0xE220A8397B1DCDAF
     assert fixed.mix64(0) == 0
+
+
+# ------------------------------------------------------------- formats and in-place forms
+class Fmt:
+    def __init__(self, bits: int, overflow: str) -> None:
+        self.bits, self.overflow = bits, overflow
+
+
+@pytest.mark.parametrize("bits", [2, 8, 16, 20, 24, 42, 48])
+def test_limits(bits):
+    lo, hi = fixed.limits(bits)
+    assert lo == -(1 << (bits - 1)) and hi == (1 << (bits - 1)) - 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(ints, st.integers(min_value=2, max_value=48), st.sampled_from(["wrap", "saturate"]))
+def test_overflow_scalar_vs_array(xs, bits, policy):
+    fmt = Fmt(bits, policy)
+    want = [fixed.overflow(x, fmt) for x in xs]
+    np.testing.assert_array_equal(fixed.overflow_array(arr(xs), fmt), want)
+    lo, hi = fixed.limits(bits)
+    assert all(lo <= y <= hi for y in want)
+    for x, y in zip(xs, want, strict=True):
+        if lo <= x <= hi:
+            assert y == x  # a value the register holds is kept
+        elif policy == "saturate":
+            assert y == (lo if x < lo else hi)
+        else:
+            assert (y - x) % (1 << bits) == 0
+
+
+def test_overflow_edges():
+    assert fixed.overflow(1 << 19, Fmt(20, "wrap")) == -(1 << 19)
+    assert fixed.overflow(1 << 19, Fmt(20, "saturate")) == (1 << 19) - 1
+    assert fixed.overflow(-(1 << 19) - 1, Fmt(20, "wrap")) == (1 << 19) - 1
+    assert fixed.overflow(-(1 << 19) - 1, Fmt(20, "saturate")) == -(1 << 19)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ints, st.integers(min_value=2, max_value=48))
+def test_saturate_inplace_and_list_equal_scalar(xs, bits):
+    lo, hi = fixed.limits(bits)
+    want = [fixed.saturate(x, lo, hi) for x in xs]
+    a = arr(xs)
+    assert fixed.saturate_inplace(a, lo, hi) is a
+    np.testing.assert_array_equal(a, want)
+    f = arr(xs).astype(np.float64)
+    np.testing.assert_array_equal(fixed.saturate_inplace(f, lo, hi), want)
+    assert fixed.saturate_list(xs, lo, hi) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(ints, st.integers(min_value=2, max_value=42))
+def test_wrap_float_inplace_equals_wrap(xs, bits):
+    want = [fixed.wrap(x, bits) for x in xs]
+    f = arr(xs).astype(np.float64)
+    assert fixed.wrap_float_inplace(f, bits) is f
+    np.testing.assert_array_equal(f, want)
+    assert fixed.wrap_float_inplace(np.zeros(0), bits).size == 0

@@ -251,3 +251,18 @@ def test_truenorth_register_errors():
         b.connect(x, p, weights=[[1, 1]], axon_types=[0, 4])
     with pytest.raises(RegisterError, match=r"delay=16 outside \[1, 15\]"):
         b.connect(x, p, weights=[[1, 1]], delay=16)
+
+
+def test_stochastic_synapse_neuron_reads_its_source_population_of_the_same_chunk(engine):
+    # p1's stochastic mode is on for axon type 1 only, its synapses are type 0: it integrates one
+    # synapse at a time (outside the crossbar products) but deterministically. p0 spikes at step 1
+    # (input delay 1), p1 receives it at step 2 and spikes: the engine must step p0 before p1.
+    b = emulator.ProgramBuilder("truenorth")
+    x = b.input("in", 1)
+    p0 = b.population("p0", 1, threshold=1)
+    p1 = b.population("p1", 1, threshold=1, stochastic_synapse=2)
+    b.connect(x, p0, weights=np.ones((1, 1), dtype=np.int64))
+    b.connect(p0, p1, weights=np.ones((1, 1), dtype=np.int64))
+    b.output("out", p1)
+    tr = emulator.run(b.build(), spikes_at(4, 1, [(0, 0)]), engine=engine)
+    np.testing.assert_array_equal(tr.spikes["out"][0, :, 0], [0, 0, 1, 0])

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from test_engines_agree import all_probes, assert_same, draw_inputs, draw_program
 
 import emulator
-from emulator import xylo_jit
+from emulator.families.xylo import kernel as xylo_kernel
 
-PATHS = ["numpy", pytest.param("jit", marks=pytest.mark.skipif(not xylo_jit.load(), reason="numba not installed"))]
+PATHS = ["numpy", pytest.param("jit", marks=pytest.mark.skipif(not xylo_kernel.load(), reason="numba not installed"))]
 
 
 @pytest.fixture(params=PATHS)
@@ -27,7 +27,7 @@ def test_path_is_the_one_asked_for(path: str) -> None:
     b.connect(x, h, weights=np.ones((3, 2), dtype=int))
     b.output("out", h)
     sim = emulator.Simulator(b.build())
-    assert sim.engine._jit is (path == "jit")  # type: ignore[attr-defined]
+    assert sim.engine.compiled is (path == "jit")  # type: ignore[attr-defined]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
