@@ -83,7 +83,7 @@ def test_loihi_int64_path_for_wide_states_agrees_with_the_float_path():
 
     base = hw_specs.load("loihi")
     text = (Path(hw_specs.__file__).parent / "loihi.toml").read_text()
-    wide_text = text.replace("u = { bits = 24", "u = { bits = 44").replace("v = { bits = 24", "v = { bits = 44")
+    wide_text = text.replace("u = { bits = 24", "u = { bits = 42").replace("v = { bits = 24", "v = { bits = 42")
     assert wide_text != text
     wide = hw_specs.loads(wide_text.encode(), "wide.toml")
     hooks = families.get("loihi").compiling
