@@ -1,6 +1,8 @@
-"""Compile-time scaling: partition + build + serialise of large layered networks on multi-chip loihi.
+"""Compile-time scaling: partition + build + serialise of large layered networks on multi-chip loihi,
+and (``--user-path``) the whole user path, model → Program with verification, on large ReLU MLPs.
 
 Run:  python benchmarks/compile.py [--max-synapses 1e8] [--fan-in 100] [--kind conv|random]
+      python benchmarks/compile.py --user-path [--samples 64] [--steps 100] [--mlp 2048,4096,4096,4096,10 ...]
 
 Each size is a stack of 10 equal layers fed by an input port, every neuron with ``--fan-in``
 synapses (8-bit mixed-sign weights, COO): ``random`` picks each neuron's inputs spread over the
@@ -21,12 +23,22 @@ first touches of fresh memory: on a virtual machine these can cost more than the
 total per million synapses, and the process's peak resident memory so far (``getrusage``; sizes
 grow, so it is the peak of the size just run, network included). Times on a shared machine are
 noisy: compare sizes within one run.
+
+``--user-path``: ``compiler.compile`` of a random ReLU MLP for loihi (default 2048-4096-4096-4096-10,
+42 M synapses, and six 4096-wide layers after a 4096-wide input, 101 M synapses: loihi's fan-in
+limit is 4096) with ``--samples`` calibration samples (verification on the same samples, ``--steps``
+steps), its stage timings from the compile report, and two baselines measured in the same run on the
+same samples × steps: one float32 torch forward pass of the ANN over ``samples × steps`` rows (what
+the hardware-free model costs) and the emulator alone (``Simulator`` set-up + run of the Program on
+the verification spikes).
+Targets: under 25 s at 42 M synapses, under 60 s at 100 M.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import resource
 import sys
@@ -75,13 +87,81 @@ def network(n_neurons: int, fan_in: int, kind: str, seed: int = 0) -> tuple[emul
     return b, t_connect
 
 
+#: (layer widths, target seconds) of the user-path workloads
+USER_PATH = ((2048, 4096, 4096, 4096, 10), 25.0), ((4096,) * 7 + (10,), 60.0)
+
+
+def user_path(widths: tuple[int, ...], samples: int, steps: int, seed: int = 0) -> dict[str, float]:
+    """Compile a random ReLU MLP of ``widths`` for loihi (verification on) and time the baselines."""
+    import torch
+    from torch import nn
+
+    import compiler
+    from compiler.passes.convert import encode_rate
+
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    model = nn.Sequential(*layers[:-1]).eval()
+    x = torch.rand(samples, widths[0])
+    gc.collect()
+    t0 = time.perf_counter()
+    program, report = compiler.compile_with_report(model, "loihi", x, steps=steps, verify_samples=samples)
+    total = time.perf_counter() - t0
+    rows = x.repeat_interleave(steps, dim=0)  # samples × steps rows, as many as the verification's
+    with torch.no_grad():
+        model(rows[:8])
+        t1 = time.perf_counter()
+        model(rows)
+        forward = time.perf_counter() - t1
+    assert report.conversion is not None
+    spikes = encode_rate(x.numpy(), steps, report.conversion.input_scale)
+    t2 = time.perf_counter()
+    sim = emulator.Simulator(program, batch=samples)
+    sim.run(spikes)
+    emulate = time.perf_counter() - t2
+    synapses = sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    return {"synapses": synapses, "total": total, "forward": forward, "emulate": emulate,
+            "exact": float(report.verification["exact"]), **report.timings}
+
+
+def main_user_path(args: argparse.Namespace) -> None:
+    nets = [(tuple(int(w) for w in m.split(",")), math.inf) for m in args.mlp] if args.mlp else list(USER_PATH)
+    print(f"compiler.compile on loihi, random ReLU MLPs, {args.samples} samples x {args.steps} steps, verification "
+          "on; times in s (noisy: shared machine)")
+    stages = ("capture", "convert", "lower", "quantize+rules", "emit", "verify")
+    print(f"{'network':>28} {'synapses':>11} " + " ".join(f"{s_:>14}" for s_ in stages)
+          + f" {'total':>7} {'torch fwd':>9} {'emulator':>9} {'x fwd':>6} {'exact':>5}")
+    verdicts = []
+    for widths, target in nets:
+        r = user_path(widths, args.samples, args.steps)
+        name = "-".join(map(str, widths))
+        print(f"{name:>28} {int(r['synapses']):>11} " + " ".join(f"{r.get(s_, 0.0):>14.2f}" for s_ in stages)
+              + f" {r['total']:>7.2f} {r['forward']:>9.2f} {r['emulate']:>9.2f} {r['total'] / r['forward']:>6.0f} "
+              f"{'yes' if r['exact'] else 'NO':>5}", flush=True)
+        if math.isfinite(target):
+            verdicts.append(f"{r['synapses'] / 1e6:.0f} M synapses: {r['total']:.1f} s (target < {target:.0f} s: "
+                            f"{'met' if r['total'] < target else 'MISSED'})")
+        gc.collect()
+    print("; ".join(verdicts) if verdicts else "no target for custom networks")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--user-path", action="store_true", help="time compiler.compile (model -> Program, verified) "
+                    "on large ReLU MLPs instead of the back end alone")
+    ap.add_argument("--samples", type=int, default=64, help="--user-path: calibration = verification samples")
+    ap.add_argument("--steps", type=int, default=100, help="--user-path: verification steps")
+    ap.add_argument("--mlp", action="append", help="--user-path: layer widths, e.g. 784,512,10 (repeatable)")
     ap.add_argument("--max-synapses", type=float, default=1e8)
     ap.add_argument("--min-synapses", type=float, default=1e6)
     ap.add_argument("--fan-in", type=int, default=100)
     ap.add_argument("--kind", choices=("random", "conv"), default="conv")
     args = ap.parse_args(argv)
+    if args.user_path:
+        main_user_path(args)
+        return
     sizes = []
     s = args.min_synapses
     while s < args.max_synapses * 0.99:

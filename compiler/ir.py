@@ -304,7 +304,7 @@ def validate(graph: Graph, stage: str) -> Graph:
     if not graph.of_type(Output):
         raise CompileError(f"IR ({stage}): the graph has no Output")
     if not nx.is_directed_acyclic_graph(graph.to_networkx()):
-        raise CompileError(f"IR ({stage}): the graph has a cycle; recurrent models are not supported yet")
+        raise CompileError(f"IR ({stage}): the graph has a cycle; recurrent models are not supported")
     allowed = _ALLOWED[stage]
     for node in graph:
         if not isinstance(node, allowed):

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .decay import bias_gain, loihi_decay, xylo_dash
+from .decay import bias_gain, keep_factors, loihi_decay, xylo_dash
 
 __all__ = ["SpikingNeuron", "LIF", "CubaLIF", "IF", "run", "reset", "loihi_decay", "xylo_dash", "bias_gain",
            "DATAPATHS", "HPARAMS_BUFFER", "from_hparams"]
@@ -132,14 +132,9 @@ class SpikingNeuron(nn.Module):
         self.u = self.v = self._prev = None
 
     def decay_factors(self) -> tuple[float, float]:
-        """``(keep_u, keep_v)``: the per-step factors the chip applies to ``u`` and ``v``."""
-        if self.datapath == "loihi":
-            du = loihi_decay(self.tau_syn, self.dt, offset=1)
-            dv = loihi_decay(self.tau_mem, self.dt)
-            return (4096 - du - 1) / 4096, (4096 - dv) / 4096
-        ds = xylo_dash(self.tau_syn, self.dt) if self.tau_syn is not None else 1
-        dm = xylo_dash(self.tau_mem, self.dt)
-        return 1 - 2.0 ** -ds, 1 - 2.0 ** -dm
+        """``(keep_u, keep_v)``: the per-step factors the chip applies to ``u`` and ``v`` (the
+        family's compile hooks: the same decays the quantiser writes into the registers)."""
+        return keep_factors(self.tau_mem, self.tau_syn, self.dt, self.datapath)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.v is None or self.v.shape != x.shape:

@@ -8,7 +8,8 @@
     quantize                  → registers and integer weights        validate("quantized")
     rules                     every design rule → CheckReport
     emit                      → ProgramBuilder → partition → Program
-    verify                    emulate the Program vs. simulate the quantised / float network
+    verify                    emulate the Program vs. simulate the quantised / float network (option
+                              verify="sample" | "full" | "off"), streamed in bounded memory
 
 ``calibration``: for a ReLU network, analog inputs ``[batch, *input_shape]`` (required: thresholds
 are balanced on it); for a spiking model, spike counts ``[batch, time, *input_shape]`` (optional:
@@ -38,9 +39,12 @@ from .passes.quantize import QuantReport, quantize
 from .passes.replicate import Replicated
 from .passes.rules import RuleContext, run_rules
 from .report import CheckReport, CompileReport
-from .simulate import predictions, simulate
+from .simulate import CHUNK_ELEMENTS, NetworkSimulation, chunks, spans
 
-__all__ = ["compile_with_report", "check", "Progress"]
+__all__ = ["compile_with_report", "check", "verification", "Progress", "VERIFY_MODES"]
+
+#: what compile-time verification runs on: the first ``verify_samples`` samples, all of them, or none
+VERIFY_MODES = ("sample", "full", "off")
 
 #: progress callback: (stage name, fraction of the whole compile done in [0, 1])
 Progress = Callable[[str, float], None]
@@ -68,8 +72,8 @@ def capture(model: Any, input_shape: tuple[int, ...] | None, x: NDArray[Any] | N
     if isinstance(model, (str, Path)):
         suffix = Path(model).suffix.lower()
         if suffix in (".onnx", ".nir"):
-            raise UnsupportedOperator(f"{model}: the {suffix[1:].upper()} frontend is not available yet (a later "
-                                      "issue); compile the PyTorch model, or see docs/compiler.md")
+            raise UnsupportedOperator(f"{model}: {suffix[1:].upper()} models are not supported; compile the PyTorch "
+                                      "model, or see docs/compiler.md")
     try:
         import torch
     except ImportError:  # pragma: no cover
@@ -201,32 +205,78 @@ def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[
     return program
 
 
-def verify(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph, spec: HwSpec, spikes: NDArray[Any],
-           labels: NDArray[Any] | None, dt: float, ann_pred: NDArray[Any] | None = None) -> dict[str, Any]:
+def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph, spec: HwSpec,
+                 spikes: NDArray[Any] | Callable[[int, int], NDArray[Any]], labels: NDArray[Any] | None, dt: float,
+                 ann_pred: NDArray[Any] | None = None, *, samples: int | None = None,
+                 elements: int = CHUNK_ELEMENTS) -> dict[str, Any]:
     """Emulate ``program`` on ``spikes`` and compare with the network-level simulations.
 
+    ``spikes``: ``[samples, steps, n_in]`` counts, or a function ``(start, stop) → spikes`` of those
+    samples (then ``samples`` gives their number), so that the inputs too are made a batch at a time.
+    The emulator (fast engine) and both simulations stream over batches of samples and chunks of
+    steps, each chunk array holding at most ``elements`` values: memory stays bounded however long
+    the run.
+
     ``exact``: the emulated output spikes equal the integer simulation of the quantised network;
-    ``agreement_float``: share of samples whose predicted class (most output spikes) equals the
-    float network's; accuracies when ``labels`` are given; ``accuracy_drop`` = reference (ANN, or
-    the float SNN) − emulated.
+    ``spike_mismatch``: the share of output spike counts that differ; ``agreement_float``: share
+    of samples whose predicted class (most output spikes) equals the float network's; accuracies
+    when ``labels`` are given; ``accuracy_drop`` = reference (ANN, or the float SNN) − emulated.
     """
     (out,) = qgraph.of_type(ir.Output)
     pop = out.inputs[0]
-    trace = emulator.run(program, spikes.astype(np.int64), engine="fast")
-    emu = trace.spikes[out.name].astype(np.float64)
-    sim_q = simulate(qgraph, spikes, spec, quantized=True, dt=dt)[pop]
-    sim_f = simulate(lowered, spikes, spec, quantized=False, dt=dt)[pop]
-    p_emu, p_float = predictions(emu), predictions(sim_f)
+    if callable(spikes):
+        source = spikes
+        if samples is None:
+            raise TypeError("verification: pass samples= with a function of (start, stop)")
+        n = samples
+        steps = int(source(0, min(1, n)).shape[1]) if n else 0
+    else:
+        arr = np.asarray(spikes)
+        n, steps = int(arr.shape[0]), int(arr.shape[1])
+
+        def source(lo: int, hi: int) -> NDArray[Any]:
+            return arr[lo:hi]
+
+    # the widest population bounds the simulations' chunk arrays (the emulator's hold its neuron copies too)
+    width = max([lowered.size(p.name) for p in lowered.of_type(ir.Neuron)]
+                + [qgraph.size(p.name) for p in qgraph.of_type(ir.Neuron)] + [1])
+    batch, step_chunk = chunks(max(n, 1), max(steps, 1), width, elements)
+    n_out = qgraph.size(pop)
+    emu_counts = np.zeros((n, n_out))
+    float_counts = np.zeros((n, n_out))
+    exact, mismatched = True, 0
+    emu = emulator.Simulator(program, engine="fast", batch=batch)
+    sim_q = NetworkSimulation(qgraph, spec, quantized=True, dt=dt, batch=batch, keep=(pop,))
+    sim_f = NetworkSimulation(lowered, spec, quantized=False, dt=dt, batch=batch, keep=(pop,))
+    for lo, hi in spans(n, batch):
+        x = np.asarray(source(lo, hi)).astype(np.int64)
+        m = hi - lo
+        if m < batch:  # the last batch: pad with silent samples, dropped below
+            x = np.concatenate([x, np.zeros((batch - m, *x.shape[1:]), dtype=x.dtype)])
+        emu.reset()
+        sim_q.reset()
+        sim_f.reset()
+        for t0, t1 in spans(steps, step_chunk):
+            chunk = x[:, t0:t1]
+            e = emu.run(chunk).spikes[out.name][:m].astype(np.float64)
+            q = sim_q.run(chunk)[pop][:m]
+            f = sim_f.run(chunk)[pop][:m]
+            diff = int(np.count_nonzero(e != q))
+            exact = exact and diff == 0
+            mismatched += diff
+            emu_counts[lo:hi] += e.sum(axis=1)
+            float_counts[lo:hi] += f.sum(axis=1, dtype=np.float64)
+    p_emu, p_float = emu_counts.argmax(axis=1), float_counts.argmax(axis=1)
     res: dict[str, Any] = {
-        "samples": int(len(spikes)), "steps": int(spikes.shape[1]),
-        "exact": bool(np.array_equal(emu, sim_q)),
-        "spike_mismatch": float(np.mean(emu != sim_q)),
+        "samples": n, "steps": steps,
+        "exact": bool(exact),
+        "spike_mismatch": float(mismatched / max(1, n * steps * n_out)),
         "agreement_float": float(np.mean(p_emu == p_float)),
     }
     if ann_pred is not None:
         res["agreement_ann"] = float(np.mean(p_emu == ann_pred))
     if labels is not None:
-        y = labels[: len(spikes)]
+        y = labels[:n]
         res["accuracy_emulated"] = float(np.mean(p_emu == y))
         res["accuracy_float_snn"] = float(np.mean(p_float == y))
         if ann_pred is not None:
@@ -236,8 +286,9 @@ def verify(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph, spec:
     return res
 
 
-def _spike_input(x: NDArray[Any], shape: tuple[int, ...], spec: HwSpec) -> NDArray[np.int64]:
-    """Check spiking-model data ``[batch, time, *shape]`` of spike counts the target accepts."""
+def _spike_input(x: NDArray[Any], shape: tuple[int, ...], spec: HwSpec) -> NDArray[Any]:
+    """Check spiking-model data ``[batch, time, *shape]`` of spike counts the target accepts; return
+    it as ``[batch, time, n]`` (a view: verification converts a batch at a time)."""
     if x.ndim != len(shape) + 2 or tuple(x.shape[2:]) != tuple(shape):
         raise CompileError(f"data for a spiking model must be spike counts [batch, time, *{tuple(shape)}]; got shape "
                            f"{x.shape}")
@@ -248,22 +299,30 @@ def _spike_input(x: NDArray[Any], shape: tuple[int, ...], spec: HwSpec) -> NDArr
     if x.size and x.max() > limit and not spec.chip.clip_input_counts:
         raise CompileError(f"a channel receives {int(x.max())} spikes in one step; target {spec.name} accepts at most "
                            f"{limit} ({spec.where()}: chip.max_input_count)")
-    return x.reshape(len(x), x.shape[1], -1).astype(np.int64)
+    return x.reshape(len(x), x.shape[1], -1)
 
 
 def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *,
                         labels: Any = None, input_shape: tuple[int, ...] | None = None, dt: float = 1e-3,
                         steps: int = 100, percentile: float = 99.9, num_weight_bits: int | None = None,
-                        verify_samples: int = 128, progress: Progress | None = None, test: Any = None
-                        ) -> tuple[emulator.Program, CompileReport]:
+                        verify: str = "sample", verify_samples: int = 128, progress: Progress | None = None,
+                        test: Any = None) -> tuple[emulator.Program, CompileReport]:
     """Compile ``model`` for ``target``; return the Program and its :class:`CompileReport`.
 
-    Verification runs on ``test`` (``x`` or ``(x, labels)``, same format as ``calibration``) when
-    given, else on the calibration data (at most ``verify_samples`` samples).
+    ``verify`` (one of :data:`VERIFY_MODES`): ``"sample"`` (default) emulates the Program on the
+    first ``verify_samples`` samples of ``test`` (``x`` or ``(x, labels)``, same format as
+    ``calibration``) when given, else of the calibration data, and compares it with the simulated
+    quantised and float networks (``report.verification``; ``report.verified_on`` names the data);
+    ``"full"`` uses every sample; ``"off"`` skips it. Spiking models: verification needs data
+    (``calibration`` or ``test``); without any it is skipped.
 
     Raises :class:`DoesNotFit` listing every violation when the model does not fit,
     :class:`UnsupportedOperator` for layers or targets not supported, :class:`CompileError` else.
     """
+    if verify not in VERIFY_MODES:
+        raise CompileError(f"verify={verify!r}; choose one of {', '.join(map(repr, VERIFY_MODES))}")
+    if verify == "sample" and verify_samples < 1:
+        raise CompileError(f"verify_samples={verify_samples}; expected at least 1 (or verify='off')")
     spec = hw_specs.load(target)
     x, y = _split(calibration, labels)
     st = _Stages(progress)
@@ -276,26 +335,45 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
                          f"{len(check_report.errors)} violation(s):\n"
                          + "\n".join(f"  - {v}" for v in check_report.errors))
     report = CompileReport(check_report, conversion=conv)
+    data = "calibration"
+    if test is not None:
+        x, y = _split(test, None)
+        data = "test"
+    xs = None if verify == "off" or x is None or not len(x) else (x if verify == "full" else x[:verify_samples])
+    ann_pred = None
+    if xs is not None and ann_graph is not None:
+        # the ANN's classes now, so that its weights are freed before the Program is built and emulated
+        (o,) = ann_graph.of_type(ir.Output)
+        rows = max(1, CHUNK_ELEMENTS // max(1, max(ann_graph.size(v.name) for v in ann_graph)))
+        ann_pred = np.concatenate([evaluate_analog(ann_graph, xs[i:i + rows])[o.name].argmax(axis=1)
+                                   for i in range(0, len(xs), rows)])  # in batches: memory stays bounded
+    ann_graph = None
     meta: dict[str, Any] = {"compiler": {"target": spec.name, "dt": dt, "steps": steps,
                                          "converted": ann, "input_scale": conv.input_scale if conv else None}}
     program = _build_into(check_report, qgraph, spec, meta, layout)
     st.done("emit", 0.8)
     if program is None:
         raise DoesNotFit("the model does not fit: " + str(check_report.violations[-1]))
-    if test is not None:
-        x, y = _split(test, None)
-    if x is not None and len(x):
-        xs = x[:verify_samples]
-        ann_pred = None
-        if ann_graph is not None:
+    if verify == "off":
+        report.verified_on = "not verified (verify='off')"
+    elif xs is None or x is None:
+        report.verified_on = "not verified (no calibration or test data)"
+    else:
+        n = len(xs)
+        report.verified_on = (f"{data} samples 0..{n - 1} ({'all' if n == len(x) else f'first {n} of {len(x)}'}), "
+                              f"fast engine vs the simulated network")
+        source: NDArray[Any] | Callable[[int, int], NDArray[Any]]
+        if ann:
             assert conv is not None
-            spikes: NDArray[Any] = encode_rate(xs, steps, conv.input_scale)
-            (o,) = ann_graph.of_type(ir.Output)
-            ann_pred = evaluate_analog(ann_graph, xs)[o.name].argmax(axis=1)
+            scale = conv.input_scale
+            samples_x = xs
+
+            def source(lo: int, hi: int) -> NDArray[Any]:
+                return encode_rate(samples_x[lo:hi], steps, scale)
+
         else:
-            spikes = _spike_input(xs, lowered.of_type(ir.Input)[0].shape, spec)
-        report.verification = verify(program, lowered, qgraph, spec, spikes, y, dt, ann_pred)
+            source = _spike_input(xs, lowered.of_type(ir.Input)[0].shape, spec)
+        report.verification = verification(program, lowered, qgraph, spec, source, y, dt, ann_pred, samples=n)
         st.done("verify", 1.0)
     report.timings = dict(st.timings)
-    program.compile_report = report  # type: ignore[attr-defined]
     return program, report

@@ -1,13 +1,13 @@
-"""Reports: what ``compiler.check`` answers and what ``compiler.compile`` attaches to a Program.
+"""Reports: what ``compiler.check`` answers and what ``compiler.compile_with_report`` returns.
 
 ``CheckReport``: ``.fits``, ``.violations`` (all of them), per-layer rows (neurons, fan-in,
 fan-out, synapses, synapse bits, estimated cores, weight exponent/shift, threshold, quantisation
 errors, worst-case input) and per-core utilisation (when a Program could be built); ``table()``.
 
 ``CompileReport``: the check report plus the conversion (threshold balancing), the quantisation
-report, the verification (emulated vs. simulated, prediction agreement, accuracies) and stage
-timings; ``summary()`` prints it, ``to_dict()`` is JSON-ready (a compact form goes into
-``program.metadata["compiler"]``).
+report, the verification (emulated vs. simulated, prediction agreement, accuracies; ``verified_on``
+names the data it ran on) and stage timings; ``summary()`` prints it, ``to_dict()`` is JSON-ready (a
+compact form goes into ``program.metadata["compiler"]``).
 """
 
 from __future__ import annotations
@@ -107,6 +107,8 @@ class CompileReport:
     conversion: ConversionReport | None = None
     verification: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: what the verification ran on (data and samples), or why it did not run
+    verified_on: str = ""
 
     @property
     def quant(self) -> QuantReport | None:
@@ -122,6 +124,8 @@ class CompileReport:
             parts.append("\nquantisation:\n" + self.quant.table())
         if self.verification:
             parts.append("\nverification: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.verification.items()))
+        if self.verified_on:
+            parts.append(("" if self.verification else "\n") + f"verified on: {self.verified_on}")
         if self.timings:
             parts.append("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()))
         return "\n".join(parts)

@@ -1,36 +1,60 @@
 """Network-level simulation of a population graph, layer by layer (no cores, no routes).
 
-Two modes, one loop per family:
+Two modes; the per-family neuron update comes from the family's compile hooks
+(``emulator.families.get(spec.family).compiling``: ``FloatNeurons``, ``QuantisedNeurons``):
 
-* ``quantized=True`` runs the integer datapath of ``hw_specs`` on the registers and integer
-  weights the quantiser chose (exact integers held in float64). It is an independent check of
-  the compiler's back end: the emulated Program must give the same spikes (exactly, as long
-  as no Xylo state saturates — saturation makes delivery order matter, which this network-level
-  loop does not model).
+* ``quantized=True`` runs the integer datapath on the registers and integer weights the quantiser
+  chose (int64 state, widths from the spec's ``[state]``). It is an independent check of the
+  compiler's back end: the emulated Program must give the same spikes (exactly, as long as no
+  Xylo state saturates — saturation makes delivery order matter, which this network-level loop
+  does not model).
 * ``quantized=False`` runs the float network (weights, thresholds, biases before rounding) with
   the chip's decay factors, spike test and reset — the model the quantised one approximates.
-  Biases add to ``v`` as on the chip, scaled by :func:`compiler.neurons.bias_gain`.
+  Biases add to ``v`` as on the chip, scaled by the family's ``bias_gain``.
 
-Input ``spikes``: ``[batch, time, n_in]`` counts. Returns ``{population: [batch, time, n]}``.
-Delays come from each projection (or the spec's defaults): a spike emitted at step ``t`` is
-integrated at ``t + delay``.
+The population update is a small object — ``dtype``, ``state(batch) → {name: [batch, n]}``,
+``input(current, params)`` (a projection's summed weights → its contribution, e.g. Loihi's
+``weight_exp`` shift) and ``step(state, a) → spikes [batch, n]`` — so the quantised one can be
+replaced by any family update of that shape (the emulator's vectorised step) without touching the
+loop below.
+
+Input ``spikes``: ``[batch, time, n_in]`` counts. Delays come from each projection (or the spec's
+defaults): a spike emitted at step ``t`` is integrated at ``t + delay``.
+
+:class:`NetworkSimulation` streams: its state (every population's registers, the last ``delay``
+steps of every projection's source) carries over between :meth:`~NetworkSimulation.run` calls, so
+a long run goes in time chunks of bounded memory, and :func:`chunks` picks chunk sizes. Within a
+chunk each layer's input for all its steps is one matrix product (feed-forward graphs): dense
+BLAS for dense projections — float32 when the exactness bound ``max_post Σ|w|·max count < 2^24``
+holds (integer weights), float64 otherwise — and sparse products for sparse ones; then the
+cheap per-step neuron update runs over the chunk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from emulator import fixed
+from emulator import families
 from hw_specs import HwSpec
 
 from . import ir
-from .decay import bias_gain, loihi_decay, xylo_dash
 
-__all__ = ["simulate", "predictions"]
+__all__ = ["simulate", "predictions", "NetworkSimulation", "chunks"]
+
+#: a projection at least this dense (nonzeros / size) is multiplied as a dense matrix
+DENSE_SHARE = 0.1
+#: ... unless its dense form would exceed this many elements
+DENSE_MAX = 1 << 27
+#: default bound on the elements of one ``[steps, batch, neurons]`` chunk array
+CHUNK_ELEMENTS = 1 << 23
+_F32_EXACT = float(1 << 24)
+_F64_EXACT = float(1 << 53)
 
 
 def _delay(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec) -> int:
@@ -40,150 +64,183 @@ def _delay(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec) -> int:
     return int(spec.synapse[key])
 
 
-def _currents(graph: ir.Graph, pop: ir.Neuron, out: dict[str, NDArray[np.float64]], spec: HwSpec,
-              quantized: bool, steps: int) -> list[tuple[ir.Synapses, NDArray[np.float64]]]:
-    """Per incoming projection, the weighted input of every step ``[B, T, n]`` (delays applied)."""
-    res = []
-    for sname in pop.inputs:
-        syn = graph[sname]
-        assert isinstance(syn, ir.Synapses)
-        pre = out[syn.inputs[0]]
-        tw = pop.registers.get("type_weights") if quantized else None
-        w = sp.csr_matrix((syn.effective(tw).astype(np.float64), (syn.post_idx, syn.pre_idx)), shape=syn.shape)
-        b, t, n = pre.shape
-        flat = pre.reshape(b * t, n)
-        if np.count_nonzero(flat) < 0.25 * flat.size:  # sparse activity: sparse × sparse is cheaper
-            cur = (sp.csr_matrix(flat) @ w.T.tocsr()).toarray().reshape(b, t, -1)
-        else:
-            cur = np.asarray(w @ flat.T).T.reshape(b, t, -1)
-        d = _delay(syn, graph, spec)
-        shifted = np.zeros((b, steps, syn.shape[0]))
-        if d < steps:
-            shifted[:, d:] = cur[:, : steps - d]
-        res.append((syn, shifted))
-    return res
+@dataclass
+class _Projection:
+    """One incoming projection: its weights in the form the product uses, the largest
+    ``Σ|w|`` into one neuron (the exactness bound) and its delay."""
+
+    syn: ir.Synapses
+    pre: str
+    delay: int
+    dense: NDArray[np.float64] | None  # [post, pre] float weights (or integer ones beyond the float32 bound)
+    dense32: NDArray[np.float32] | None  # [post, pre] integer weights, exact in float32 products
+    sparse: sp.csr_matrix | None
+    max_count: int  # spikes one source sends per step at most
+    row_abs: float  # the largest Σ|w| into one neuron
+    sparse_t: sp.csr_matrix | None = None  # [pre, post], for sparse activity
+    history: NDArray[np.float32] | None = None  # [delay, batch, n_pre]: the source's last steps
 
 
-def simulate(graph: ir.Graph, spikes: NDArray[Any], spec: HwSpec, *, quantized: bool, dt: float = 1e-3
-             ) -> dict[str, NDArray[np.float64]]:
-    """Simulate the population graph on ``spikes`` ``[batch, time, n_in]`` (see the module doc)."""
-    x = np.asarray(spikes, dtype=np.float64)
-    (inp,) = graph.of_type(ir.Input)
-    out: dict[str, NDArray[np.float64]] = {inp.name: x}
-    steps = x.shape[1]
-    for pop in graph.of_type(ir.Neuron):
-        currents = _currents(graph, pop, out, spec, quantized, steps)
-        if spec.family == "loihi":
-            out[pop.name] = _loihi(pop, currents, quantized, dt, (x.shape[0], steps, pop.size))
-        elif spec.family == "xylo":
-            out[pop.name] = _xylo(pop, currents, quantized, dt, spec, (x.shape[0], steps, pop.size))
-        elif spec.family == "truenorth":
-            out[pop.name] = _truenorth(pop, currents, quantized, spec, (x.shape[0], steps, pop.size))
-        else:
-            raise NotImplementedError(f"simulate: family {spec.family}")
-    return out
-
-
-def _loihi(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]]], quantized: bool,
-           dt: float, shape: tuple[int, int, int]) -> NDArray[np.float64]:
-    b, t, n = shape
-    spikes = np.zeros((b, t, n))
-    u = np.zeros((b, n))
-    v = np.zeros((b, n))
-    if quantized:
-        r = pop.registers
-        keep_u = (4096.0 - (r["du"] + 1)).astype(np.float64)
-        keep_v = (4096.0 - r["dv"]).astype(np.float64)
-        bias = (r["bias_mant"] * 2.0 ** r["bias_exp"]).astype(np.float64)
-        vth = r["vth"] * 64.0
-        lim = float((1 << 23) - 1)
-        for step in range(t):
-            a = sum(fixed.shift_float(c[:, step], int(s.params["weight_exp"])) for s, c in currents)
-            u = fixed.wrap_float(fixed.mul_shift_trunc_float(u, keep_u, 12) + a * 64.0, 24)
-            v = np.clip(fixed.mul_shift_trunc_float(v, keep_v, 12) + u + bias, -lim, lim)
-            s_ = v > vth
-            v[s_] = 0.0
-            spikes[:, step] = s_
-        return spikes
-    ku = (4096 - loihi_decay(pop.tau_syn, dt, offset=1) - 1) / 4096
-    kv = (4096 - loihi_decay(pop.tau_mem, dt)) / 4096
-    bias_f = (pop.bias if pop.bias is not None else np.zeros(n)) * bias_gain(pop.tau_syn, dt, "loihi")
-    for step in range(t):
-        a = sum(c[:, step] for _, c in currents)
-        u = u * ku + a
-        v = v * kv + u + bias_f
-        s_ = v > pop.threshold
-        v[s_] = 0.0
-        spikes[:, step] = s_
-    return spikes
-
-
-def _xylo(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]]], quantized: bool,
-          dt: float, spec: HwSpec, shape: tuple[int, int, int]) -> NDArray[np.float64]:
-    b, t, n = shape
-    spikes = np.zeros((b, t, n))
-    limit = spec.chip.readout_max_spikes_per_step if pop.readout else spec.chip.max_spikes_per_step
-    isyn = np.zeros((b, n))
-    vmem = np.zeros((b, n))
-    if quantized:
-        r = pop.registers
-        lo, hi = -32768.0, 32767.0
-        theta = r["threshold"].astype(np.float64)
-
-        def decay(x: NDArray[np.float64], dash: NDArray[np.int64]) -> NDArray[np.float64]:
-            d = np.floor(x / 2.0 ** dash)
-            return np.where((d == 0) & (x != 0), np.sign(x), d)
-
-        for step in range(t):
-            a = sum(c[:, step] * float(1 << int(s.params["weight_shift"])) for s, c in currents)
-            isyn = np.clip(isyn + a, lo, hi)
-            isyn = isyn - decay(isyn, r["dash_syn"])
-            dv = np.clip(-decay(vmem, r["dash_mem"]) + isyn, lo, hi)
-            dv = np.clip(dv + r["bias"], lo, hi)
-            vmem = np.clip(vmem + dv, lo, hi)
-            k = np.where(vmem >= theta, np.minimum(limit, np.floor(vmem / theta)), 0.0)
-            vmem = vmem - k * theta
-            spikes[:, step] = k
-        return spikes
-    ks = 1 - 2.0 ** -(xylo_dash(pop.tau_syn, dt) if pop.tau_syn is not None else 1)
-    km = 1 - 2.0 ** -xylo_dash(pop.tau_mem, dt)
-    bias_f = (pop.bias if pop.bias is not None else np.zeros(n)) * bias_gain(pop.tau_syn, dt, "xylo")
-    for step in range(t):
-        a = sum(c[:, step] for _, c in currents)
-        isyn = (isyn + a) * ks
-        vmem = vmem * km + isyn + bias_f
-        k = np.where(vmem >= pop.threshold, np.minimum(limit, np.floor(vmem / pop.threshold)), 0.0)
-        vmem = vmem - k * pop.threshold
-        spikes[:, step] = k
-    return spikes
-
-
-def _truenorth(pop: ir.Neuron, currents: list[tuple[ir.Synapses, NDArray[np.float64]]], quantized: bool,
-               spec: HwSpec, shape: tuple[int, int, int]) -> NDArray[np.float64]:
-    """IF with linear leak, ``V ≥ α`` spikes and subtracts α, ``V < −β`` clamps at ``−β`` (the registers
-    the quantiser sets; stochastic modes off). Integer mode saturates V to its width after the
-    sum of the step (exact unless V saturates mid-step)."""
-    b, t, n = shape
-    spikes = np.zeros((b, t, n))
-    v = np.zeros((b, n))
-    if quantized:
-        r = pop.registers
-        alpha, beta, leak = (r["threshold"].astype(np.float64), r["neg_threshold"].astype(np.float64),
-                             r["leak"].astype(np.float64))
-        hi = float((1 << (spec.state["v"].bits - 1)) - 1)
-        lo = -hi - 1
+def _projection(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec, type_weights: NDArray[np.int64] | None,
+                quantized: bool) -> _Projection:
+    values = syn.effective(type_weights).astype(np.float64)
+    n_post, n_pre = syn.shape
+    source = graph[syn.inputs[0]]
+    if isinstance(source, ir.Input):
+        max_count = int(spec.chip.max_input_count)
     else:
-        alpha = np.full(n, pop.threshold)
-        beta = np.full(n, np.inf)
-        leak = pop.bias if pop.bias is not None else np.zeros(n)
-        lo, hi = -np.inf, np.inf
-    for step in range(t):
-        a = sum(c[:, step] for _, c in currents)
-        v = np.clip(np.clip(v + a, lo, hi) + leak, lo, hi)
-        s_ = v >= alpha
-        v = np.where(s_, v - alpha, np.where(v < -beta, -beta, v))
-        spikes[:, step] = s_
-    return spikes
+        readout = isinstance(source, ir.Neuron) and source.readout
+        max_count = int(spec.chip.readout_max_spikes_per_step if readout else spec.chip.max_spikes_per_step)
+    # the exactness bound of a float32 product: |Σ w · count| ≤ max_post Σ|w| · max count < 2^24
+    row_abs = float(np.bincount(syn.post_idx, weights=np.abs(values), minlength=n_post).max(initial=0.0))
+    size = n_post * n_pre
+    dense = dense32 = sparse = None
+    if size and values.size >= DENSE_SHARE * size and size <= DENSE_MAX:
+        full = sp.coo_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape).toarray()  # sums repeats
+        if quantized and row_abs * max_count < _F32_EXACT:
+            dense32 = full.astype(np.float32)
+        else:
+            dense = full
+    else:
+        sparse = sp.csr_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape)
+    return _Projection(syn, syn.inputs[0], _delay(syn, graph, spec), dense, dense32, sparse, max_count, row_abs)
+
+
+class NetworkSimulation:
+    """The population graph as a stream: ``run(spikes)`` advances by ``spikes.shape[1]`` steps.
+
+    ``batch`` samples run side by side; :meth:`reset` returns to the state before the first step.
+    ``run`` returns ``{population: [batch, steps, n]}`` float32 spike counts of the chunk (the
+    output of every population, or of those named in ``keep``).
+    """
+
+    def __init__(self, graph: ir.Graph, spec: HwSpec, *, quantized: bool, dt: float = 1e-3, batch: int = 1,
+                 keep: tuple[str, ...] | None = None) -> None:
+        hooks = families.get(spec.family).compiling
+        self.quantized = quantized
+        self.batch = batch
+        self.keep = keep
+        (self.input,) = graph.of_type(ir.Input)
+        self.populations: list[tuple[ir.Neuron, Any, list[_Projection]]] = []
+        for pop in graph.of_type(ir.Neuron):
+            limit = spec.chip.readout_max_spikes_per_step if pop.readout else spec.chip.max_spikes_per_step
+            if quantized:
+                model = hooks.QuantisedNeurons(pop.registers, spec, max_spikes=limit)
+            else:
+                model = hooks.FloatNeurons(size=pop.size, threshold=pop.threshold, bias=pop.bias,
+                                           tau_mem=pop.tau_mem, tau_syn=pop.tau_syn, dt=dt, max_spikes=limit)
+            tw = pop.registers.get("type_weights") if quantized else None
+            projs = []
+            for sname in pop.inputs:
+                syn = graph[sname]
+                assert isinstance(syn, ir.Synapses)
+                projs.append(_projection(syn, graph, spec, tw, quantized))
+            self.populations.append((pop, model, projs))
+        self.sizes = {self.input.name: graph.size(self.input.name), **{p.name: p.size for p, _, _ in self.populations}}
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the state before the first step (all registers 0, nothing in flight)."""
+        self.states = {pop.name: model.state(self.batch) for pop, model, _ in self.populations}
+        for _, _, projs in self.populations:
+            for proj in projs:
+                proj.history = np.zeros((proj.delay, self.batch, self.sizes[proj.pre]), dtype=np.float32)
+
+    def run(self, spikes: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
+        """Advance by ``spikes.shape[1]`` steps; ``spikes`` ``[batch, steps, n_in]`` counts."""
+        x = np.asarray(spikes)
+        steps = x.shape[1]
+        acts: dict[str, NDArray[np.float32]] = {self.input.name: np.ascontiguousarray(
+            x.transpose(1, 0, 2), dtype=np.float32)}  # time-major [steps, batch, n]: a step is contiguous
+        for pop, model, projs in self.populations:
+            a: NDArray[Any] | None = None
+            for proj in projs:
+                c = model.input(self._current(proj, acts[proj.pre], steps), proj.syn.params)
+                a = c if a is None else a + c
+            if a is None:
+                a = np.zeros((steps, self.batch, pop.size), dtype=model.dtype)
+            state = self.states[pop.name]
+            out = np.empty((steps, self.batch, pop.size), dtype=np.float32)
+            for t in range(steps):
+                out[t] = model.step(state, a[t])
+            acts[pop.name] = out
+        names = self.keep if self.keep is not None else [p.name for p, _, _ in self.populations]
+        return {name: acts[name].transpose(1, 0, 2) for name in names}
+
+    def _current(self, proj: _Projection, pre: NDArray[np.float32], steps: int) -> NDArray[Any]:
+        """The projection's weighted input at every step of the chunk, ``[steps, batch, n_post]``
+        float64 (integer-valued when quantised), its delay applied."""
+        assert proj.history is not None
+        d = proj.delay
+        if d:
+            ext = np.concatenate([proj.history, pre], axis=0)
+            pre, proj.history = ext[:steps], ext[steps:]
+        n_post = proj.syn.shape[0]
+        flat = pre.reshape(-1, pre.shape[-1])
+        peak = float(flat.max(initial=0.0))
+        if proj.dense32 is not None and peak <= proj.max_count:
+            # every partial sum is an integer below 2^24: exact in any order, so sources silent all
+            # chunk long may be left out
+            active = np.flatnonzero(flat.any(axis=0))
+            if active.size < 0.5 * flat.shape[1]:
+                cur: NDArray[Any] = flat[:, active] @ proj.dense32[:, active].T
+            else:
+                cur = flat @ proj.dense32.T
+        elif proj.dense is not None or proj.dense32 is not None:
+            w = proj.dense if proj.dense is not None else np.asarray(proj.dense32, dtype=np.float64)
+            cur = flat.astype(np.float64) @ w.T
+        else:
+            assert proj.sparse is not None
+            flat64 = flat.astype(np.float64)
+            if np.count_nonzero(flat64) < 0.25 * flat64.size:  # sparse activity: sparse × sparse is cheaper
+                if proj.sparse_t is None:
+                    proj.sparse_t = proj.sparse.T.tocsr()
+                cur = (sp.csr_matrix(flat64) @ proj.sparse_t).toarray()
+            else:
+                cur = np.asarray(proj.sparse @ flat64.T).T
+        cur = cur.reshape(steps, self.batch, n_post)
+        if self.quantized and proj.row_abs * peak >= _F64_EXACT:
+            raise OverflowError(f"projection {proj.syn.name!r}: a step's input exceeds 2^53")
+        return np.asarray(cur, dtype=np.float64)  # integer-valued when quantised: the family's input() converts
+
+
+def chunks(batch: int, steps: int, width: int, elements: int = CHUNK_ELEMENTS) -> tuple[int, int]:
+    """``(samples, steps)`` per chunk so that one ``[steps, samples, width]`` array holds at most
+    ``elements`` values (at least one sample and one step).
+
+    All samples side by side when one step of them fits (a step's update is then one array
+    operation), else as few equal batches as fit; the steps in as few equal chunks as fit.
+    """
+    width = max(1, width)
+    samples = min(batch, max(1, elements // width))
+    samples = -(-batch // -(-batch // samples))  # equal batches: ceil(batch / number of batches)
+    step_chunk = max(1, min(steps, elements // (samples * width)))
+    step_chunk = -(-steps // -(-steps // step_chunk)) if steps else 1
+    return samples, step_chunk
+
+
+def spans(total: int, size: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of consecutive spans of ``size`` covering ``range(total)``."""
+    for lo in range(0, total, size):
+        yield lo, min(total, lo + size)
+
+
+def simulate(graph: ir.Graph, spikes: NDArray[Any], spec: HwSpec, *, quantized: bool, dt: float = 1e-3,
+             elements: int = CHUNK_ELEMENTS) -> dict[str, NDArray[np.float64]]:
+    """Simulate the population graph on ``spikes`` ``[batch, time, n_in]`` (see the module doc);
+    ``{population: [batch, time, n]}`` float64 spike counts. Runs in chunks of at most ``elements``
+    values per population (the result itself is whole)."""
+    x = np.asarray(spikes)
+    b, t = x.shape[0], x.shape[1]
+    sim = NetworkSimulation(graph, spec, quantized=quantized, dt=dt, batch=b)
+    width = max(sim.sizes.values())
+    step_chunk = max(1, elements // max(1, b * width))
+    out = {pop.name: np.zeros((b, t, pop.size)) for pop, _, _ in sim.populations}
+    for lo, hi in spans(t, step_chunk):
+        for name, arr in sim.run(x[:, lo:hi]).items():
+            out[name][:, lo:hi] = arr
+    out = {graph.of_type(ir.Input)[0].name: x.astype(np.float64), **out}
+    return out
 
 
 def predictions(spikes: NDArray[Any]) -> NDArray[np.int64]:

@@ -2,5 +2,6 @@
 
 ``torch`` (a ``torch.nn.Module``, fx) imports torch when used; ``saved`` reads ``torch.export`` archives
 (``export``) and TorchScript files (``torchscript``), rebuilding their modules (``rebuild``) and lowering
-them with ``torch``'s lowerings; ``onnx`` and ``nir`` are later issues.
+them with ``torch``'s lowerings. There is no ``onnx`` or ``nir`` frontend: those paths raise
+:class:`~spikeforge.errors.UnsupportedOperator`.
 """

@@ -14,6 +14,7 @@ matrix becomes one ``Synapses`` node; ``b`` becomes the population's bias.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,36 @@ from .. import ir
 __all__ = ["lower", "linear_matrix", "conv_matrix", "pool_matrix"]
 
 Form = tuple[dict[str, Any], NDArray[np.float64], tuple[str, ...]]  # {source: csr}, bias, layer names
+
+
+#: CSR form of each Dense weight array still alive (conversion, its evaluation and lowering all need it;
+#: an entry goes with its array). Shared: callers do not modify the matrices they get.
+_DENSE_CSR: dict[int, sp.csr_matrix] = {}
+
+
+def _csr_of_dense(weight: NDArray[Any]) -> sp.csr_matrix:
+    """``sp.csr_matrix(weight)`` of a 2-D array; a matrix without zeros is laid out directly (the
+    general conversion finds the nonzeros first, the slow part for a large dense layer)."""
+    w = np.asarray(weight)
+    n, m = w.shape
+    if w.size == 0 or w.size >= 1 << 31 or not np.all(w != 0):
+        return sp.csr_matrix(w)
+    indices = np.tile(np.arange(m, dtype=np.int32), n)
+    indptr = np.arange(0, n * m + 1, m, dtype=np.int32)
+    out = sp.csr_matrix((w.ravel().copy(), indices, indptr), shape=(n, m))
+    out.has_sorted_indices = True
+    return out
+
+
+def _dense_csr(weight: NDArray[Any]) -> sp.csr_matrix:
+    """``sp.csr_matrix(weight)``, made once per weight array."""
+    key = id(weight)
+    m = _DENSE_CSR.get(key)
+    if m is None:
+        m = _csr_of_dense(weight)
+        _DENSE_CSR[key] = m
+        weakref.finalize(weight, _DENSE_CSR.pop, key, None)
+    return m
 
 
 def conv_matrix(node: ir.Conv2d, in_shape: tuple[int, ...]) -> sp.csr_matrix:
@@ -76,7 +107,7 @@ def linear_matrix(node: ir.Node, in_shape: tuple[int, ...]) -> tuple[Any, NDArra
     """``(M, b)`` of a linear layer node: ``y = M x + b`` on flattened per-sample tensors."""
     if isinstance(node, ir.Dense):
         b = node.bias if node.bias is not None else np.zeros(node.weight.shape[0])
-        return sp.csr_matrix(node.weight), np.asarray(b, dtype=np.float64)
+        return _dense_csr(node.weight), np.asarray(b, dtype=np.float64)
     if isinstance(node, ir.Conv2d):
         m = conv_matrix(node, in_shape)
         _, ho, wo = node.out_shape([in_shape])
@@ -91,6 +122,29 @@ def linear_matrix(node: ir.Node, in_shape: tuple[int, ...]) -> tuple[Any, NDArra
         n = int(np.prod(in_shape))
         return sp.identity(n, format="csr"), np.zeros(n)
     raise CompileError(f"layer {node.name!r}: {type(node).__name__} is not a linear layer")
+
+
+def _diagonal(x: Any) -> NDArray[np.float64] | None:
+    """The diagonal of ``x`` if ``x`` is a square CSR matrix with entries on its diagonal only, else None."""
+    if not sp.issparse(x) or x.format != "csr" or x.shape[0] != x.shape[1]:
+        return None
+    rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+    if not np.array_equal(rows, x.indices):
+        return None
+    return np.asarray(x.diagonal(), dtype=np.float64)
+
+
+def _compose(m: Any, x: Any) -> sp.csr_matrix:
+    """``(m @ x)`` as CSR. A diagonal ``x`` (an identity after a spiking stage, a per-unit scale)
+    scales the columns of ``m``: every entry is the one product ``m_ij · x_jj`` the matrix product
+    would sum alone, so the values are the same, without a sparse product over a large ``m``."""
+    d = _diagonal(x)
+    if d is None or x.dtype != np.float64 or not (sp.issparse(m) and m.format == "csr" and m.has_canonical_format
+                                                   and m.dtype == np.float64):
+        return (m @ x).tocsr()  # (repeated entries would be multiplied one by one, then summed)
+    out = sp.csr_matrix(m, copy=True)
+    out.data *= d[out.indices]
+    return out
 
 
 def lower(graph: ir.Graph) -> ir.Graph:
@@ -114,10 +168,14 @@ def lower(graph: ir.Graph) -> ir.Graph:
                 if m.nnz == 0:
                     continue
                 coo = m.tocoo()
-                order = np.lexsort((coo.col, coo.row))
+                if m.has_canonical_format:  # rows in order, columns sorted within: already (row, col) order
+                    rows, cols, vals = coo.row, coo.col, coo.data
+                else:
+                    order = np.lexsort((coo.col, coo.row))
+                    rows, cols, vals = coo.row[order], coo.col[order], coo.data[order]
                 syn = ir.Synapses(f"{src}->{name}", (src,), post=name, shape=(n, m.shape[1]),
-                                  post_idx=coo.row[order].astype(np.int64), pre_idx=coo.col[order].astype(np.int64),
-                                  values=coo.data[order].astype(np.float64), source=layers)
+                                  post_idx=rows.astype(np.int64), pre_idx=cols.astype(np.int64),
+                                  values=vals.astype(np.float64, copy=False), source=layers)
                 out.add(syn)
                 syn_names.append(syn.name)
             out.add(ir.Neuron(name, tuple(syn_names), kind=node.kind, threshold=node.threshold,
@@ -147,6 +205,6 @@ def lower(graph: ir.Graph) -> ir.Graph:
             in_shape = graph.shape(node.inputs[0])
             m, b = linear_matrix(node, in_shape)
             srcs, bias, layers = forms[node.inputs[0]]
-            forms[name] = ({s: (m @ x).tocsr() for s, x in srcs.items()}, m @ bias + b,
+            forms[name] = ({s: _compose(m, x) for s, x in srcs.items()}, m @ bias + b,
                            layers + (f"{name} ({type(node).__name__})",))
     return ir.validate(out, "lowered")

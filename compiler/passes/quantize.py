@@ -37,7 +37,7 @@ per neuron, ``1/scale_j``: ``threshold α_j = round(θ/scale_j)``, ``leak λ_j =
 ``−β`` as deep as the 20-bit V allows less one step of worst-case input, so that V may go negative
 but never saturates. Every input enters on two axons (a positive- and a negative-type copy,
 projections ``name`` and ``name.c1``) when twice the largest fan-in fits ``axons_in_per_core``, else on one.
-A TrueNorth neuron has a single route: :mod:`compiler.passes.replicate` later builds every neuron
+A TrueNorth neuron has a single route: :mod:`compiler.passes.replicate` then builds every neuron
 whose spikes go to several cores or axon copies as identical copies (emission does it). Only IF neurons: the leak
 is linear, so membrane/current time constants have no counterpart.
 """
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -53,11 +54,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from emulator import families
 from hw_specs import HwSpec
 from spikeforge.errors import CompileError, UnsupportedOperator
 
 from .. import ir
-from ..decay import bias_gain, loihi_decay, xylo_dash
 
 __all__ = ["quantize", "QuantReport", "ProjectionQuant", "PopulationQuant"]
 
@@ -144,8 +145,9 @@ def _max_count(graph: ir.Graph, syn: ir.Synapses, spec: HwSpec) -> int:
 
 
 def _worst_input(syn: ir.Synapses, q: NDArray[Any], factor: float, count: int) -> NDArray[np.float64]:
-    out = np.zeros(syn.shape[0])
-    np.add.at(out, syn.post_idx, np.abs(q).astype(np.float64) * factor * count)
+    # integer-valued terms: the sum is exact in any order (bincount is the fast scatter-add)
+    out: NDArray[np.float64] = np.bincount(syn.post_idx, weights=np.abs(q) * float(factor * count),
+                                           minlength=syn.shape[0]).astype(np.float64, copy=False)
     return out
 
 
@@ -160,28 +162,27 @@ def quantize(graph: ir.Graph, spec: HwSpec, *, dt: float = 1e-3, num_weight_bits
              ) -> tuple[ir.Graph, QuantReport]:
     """Quantise the lowered ``graph`` for ``spec``; return the quantised graph and the report."""
     ir.validate(graph, "lowered")
-    if spec.family == "loihi":
-        return _loihi(graph, spec, dt, num_weight_bits)
-    if spec.family == "xylo":
-        return _xylo(graph, spec, dt)
-    if spec.family == "truenorth":
-        return _truenorth(graph, spec, dt)
-    raise UnsupportedOperator(f"target {spec.name}: family {spec.family!r} has no quantiser")
+    hooks = families.get(spec.family).compiling
+    scheme = _QUANTISERS.get(getattr(hooks, "QUANTISER", ""))
+    if scheme is None:
+        raise UnsupportedOperator(f"target {spec.name}: family {spec.family!r} has no quantiser")
+    return scheme(graph, spec, dt, num_weight_bits, hooks)
 
 
 # ----------------------------------------------------------------------------------- loihi
-def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[ir.Graph, QuantReport]:
+def _mantissa_exponent(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None, fam: Any
+                       ) -> tuple[ir.Graph, QuantReport]:
+    """Mantissas with a shared exponent per projection, one exponent search per population (Loihi)."""
     wr = spec.synapse_range("weight")
     e_rng = spec.synapse_range("weight_exp")
     b_rng = spec.synapse_range("num_weight_bits")
-    mag_bits = max(wr.hi.bit_length(), 1)  # 255 → 8-bit magnitude
     bits = b_rng.hi if nwb is None else int(nwb)
     if bits not in b_rng:
         raise CompileError(f"num_weight_bits={bits} outside {b_rng} of target {spec.name} ({spec.where()})")
     vth_rng = spec.registers["vth"]
     bm_rng, be_rng = spec.registers["bias_mant"], spec.registers["bias_exp"]
     u_limit = (1 << (spec.state["u"].bits - 1)) - 1
-    report = QuantReport("loihi")
+    report = QuantReport(spec.family)
     out = ir.Graph(meta=graph.meta)
     for node in graph:
         if isinstance(node, ir.Synapses):
@@ -190,49 +191,36 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
             out.add(node)
             continue
         syns = _incoming(graph, node)
-        du = loihi_decay(node.tau_syn, dt, offset=1)
-        dv = loihi_decay(node.tau_mem, dt)
-        geom = []  # per projection: step, q_max, max|w|
-        for syn in syns:
-            mixed = bool((syn.values > 0).any() and (syn.values < 0).any())
-            k = max(0, mag_bits - bits + int(mixed))
-            step = 1 << k
-            qmax = (wr.hi // step) * step
-            geom.append((step, qmax, float(np.abs(syn.values).max())))
+        decays = fam.decay_registers(node.tau_mem, node.tau_syn, dt)
+        du = decays["du"]
+        geom = [fam.weight_geometry(syn.values, wr.hi, bits) for syn in syns]  # per projection: step, q_max, max|w|
         # no input projection (every weight was 0): scale as if one weight equalled the threshold
         ref_geom = max(geom, key=lambda g: g[2] / g[1]) if geom else (1, wr.hi, node.threshold)
-        bias = (node.bias if node.bias is not None else np.zeros(node.size)) * bias_gain(node.tau_syn, dt, "loihi")
+        bias = (node.bias if node.bias is not None else np.zeros(node.size)) * fam.bias_gain(node.tau_syn, dt)
         best: tuple[Any, ...] | None = None
         # mantissas depend on e only through e − e_j (s ∝ 2^e), so most candidates reuse them
         cache: dict[tuple[int, int], tuple[NDArray[np.int64], NDArray[np.float64]]] = {}
         for e in range(e_rng.lo, e_rng.hi + 1):
-            s = ref_geom[1] * 2.0 ** (e + 6) / ref_geom[2]
+            s = fam.state_scale(ref_geom[1], ref_geom[2], e)
             exps, qs, units = [], [], []
             for j, ((step, qmax, wmax), syn) in enumerate(zip(geom, syns, strict=True)):
-                need = wmax * s / (qmax * 64.0)
-                ej = min(e_rng.hi, max(e_rng.lo, math.ceil(math.log2(need) - 1e-12))) if need > 0 else e_rng.lo
+                ej = fam.exponent_for(wmax, s, qmax, e_rng.lo, e_rng.hi)
                 if (j, e - ej) not in cache:
-                    q = np.clip(np.round(syn.values * s / (2.0 ** (ej + 6) * step)) * step, -qmax, qmax)
-                    qi = q.astype(np.int64)
+                    qi = fam.mantissas(syn.values, s, ej, step, qmax)
                     cache[(j, e - ej)] = (qi, _worst_input(syn, qi, 1.0, _max_count(graph, syn, spec)))
                 qi, unit = cache[(j, e - ej)]
                 exps.append(ej)
                 qs.append(qi)
                 units.append(unit)
-            vth_raw = node.threshold * s / 64.0
-            vth = round(vth_raw)
+            vth, vth_raw = fam.threshold_register(node.threshold, s)
             ok = vth_rng.lo <= vth <= vth_rng.hi and vth >= 1
             why: tuple[str, float, float] = ("", 0.0, 0.0)
             if vth > vth_rng.hi:
                 why = ("vth register", vth, vth_rng.hi)
             elif vth < max(1, vth_rng.lo):
                 why = ("minimum vth vs θ·s/64", max(1, vth_rng.lo), vth_raw)
-            thr_err = abs(vth * 64.0 / s - node.threshold) / node.threshold
-            target = bias * s
-            bexp = np.full(node.size, be_rng.hi, dtype=np.int64)
-            for x in range(be_rng.hi, be_rng.lo - 1, -1):  # descending: ends at the smallest exponent that fits
-                bexp = np.where(np.abs(np.round(target / 2.0 ** x)) <= bm_rng.hi, x, bexp)
-            bmant = np.round(target / 2.0 ** bexp)
+            thr_err = abs(vth * 2.0 ** fam.INPUT_SHIFT / s - node.threshold) / node.threshold
+            bmant, bexp = fam.bias_registers(bias * s, bm_rng.hi, be_rng.lo, be_rng.hi)
             if ok and not (np.abs(bmant) <= bm_rng.hi).all():
                 ok = False
                 why = (f"|bias_mant| at bias_exp {be_rng.hi}", float(np.abs(bmant).max()), bm_rng.hi)
@@ -240,9 +228,8 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
             bias_err = _rel_rms(bmant_int * 2.0 ** bexp / s - bias, np.full(1, node.threshold)) if bias.any() else 0.0
             worst = np.zeros(node.size)
             for unit, ej in zip(units, exps, strict=True):
-                worst += unit * 2.0 ** (ej + 6)
-            keep = 1.0 - (4096 - du - 1) / 4096  # u settles at input / (1 − keep factor)
-            max_in = float(worst.max() / max(keep, 1.0 / 4096))
+                worst += unit * 2.0 ** (ej + fam.INPUT_SHIFT)
+            max_in = float(worst.max() / fam.settling(du))  # u settles at input / (1 − keep factor)
             safe = max_in <= u_limit
             # expected rounding error: the realised one plus half a step of the threshold register, so that a
             # lucky rounding at a coarse exponent does not beat a fine one
@@ -256,21 +243,28 @@ def _loihi(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None) -> tuple[i
         vth = min(max(vth, max(vth_rng.lo, 1)), vth_rng.hi)
         names = []
         for syn, q, ej, (step, qmax, _) in zip(syns, qs, exps, geom, strict=True):
-            keep_nz = q != 0
+            keep_nz = np.flatnonzero(q)  # positions once, for the three arrays
             qsyn = ir.Synapses(syn.name, syn.inputs, post=syn.post, shape=syn.shape,
-                               post_idx=syn.post_idx[keep_nz], pre_idx=syn.pre_idx[keep_nz],
-                               values=q[keep_nz].astype(np.int64),
+                               post_idx=syn.post_idx.take(keep_nz), pre_idx=syn.pre_idx.take(keep_nz),
+                               values=q.take(keep_nz).astype(np.int64, copy=False),
                                params=MappingProxyType({"weight_exp": int(ej), "num_weight_bits": bits}),
                                delay=syn.delay, source=syn.source)
-            recon = q * 2.0 ** (ej + 6) / s
-            clipped = float(np.mean(np.abs(syn.values * s / 2.0 ** (ej + 6)) > qmax + step / 2))
+            # the same arithmetic as (q·2^(e+6)/s − w) and |w·s/2^(e+6)|, in place: fewer large temporaries
+            err = q * 2.0 ** (ej + fam.INPUT_SHIFT)
+            err /= s
+            err -= syn.values
+            scaled = syn.values * s
+            scaled /= 2.0 ** (ej + fam.INPUT_SHIFT)
+            np.abs(scaled, out=scaled)
+            over = np.count_nonzero(scaled > qmax + step / 2)
+            clipped = over / scaled.size if scaled.size else float(np.mean(scaled))
             report.projections.append(ProjectionQuant(syn.name, node.name, int(ej), bits,
-                                                      _rel_rms(recon - syn.values, syn.values), clipped, int(qmax)))
+                                                      _rel_rms(err, syn.values), clipped, int(qmax)))
             if qsyn.values.size == 0:
                 continue
             out.add(qsyn)
             names.append(qsyn.name)
-        regs = {"du": np.full(node.size, du), "dv": np.full(node.size, dv), "vth": np.full(node.size, vth),
+        regs = {**{k: np.full(node.size, v) for k, v in decays.items()}, "vth": np.full(node.size, vth),
                 "bias_mant": bmant, "bias_exp": bexp}
         qn = ir.Neuron(node.name, tuple(names), kind=node.kind, threshold=node.threshold, tau_mem=node.tau_mem,
                        tau_syn=node.tau_syn, datapath=node.datapath, readout=False, size=node.size,
@@ -291,32 +285,16 @@ def _matrix_class(graph: ir.Graph, syn: ir.Synapses, readouts: set[str]) -> str:
 
 
 def _xylo_pop(node: ir.Neuron, syns: list[ir.Synapses], shifts: list[int], spec: HwSpec,
-              counts: list[int], dt: float) -> tuple[float, Any]:
+              counts: list[int], dt: float, fam: Any) -> tuple[float, Any]:
     """Error (inf when a register does not fit) and the quantised values for one population."""
-    wr = spec.synapse_range("weight")
-    qmax = min(wr.hi, -wr.lo)
-    s = min((qmax * 2.0 ** sh / float(np.abs(syn.values).max()) for syn, sh in zip(syns, shifts, strict=True)),
-            default=qmax / node.threshold)  # no input projection: as if one weight equalled the threshold
-    qs = [np.clip(np.round(syn.values * s / 2.0 ** sh), -qmax, qmax).astype(np.int64)
-          for syn, sh in zip(syns, shifts, strict=True)]
-    thr = round(node.threshold * s)
-    t_rng, b_rng = spec.registers["threshold"], spec.registers["bias"]
-    bias = (node.bias if node.bias is not None else np.zeros(node.size)) * bias_gain(node.tau_syn, dt, "xylo")
-    b = np.round(bias * s)
-    ok = thr in t_rng and bool(((b >= b_rng.lo) & (b <= b_rng.hi)).all())
-    w_err = sum(_rel_rms(q * 2.0 ** sh / s - syn.values, syn.values) for q, sh, syn in zip(qs, shifts, syns,
-                                                                                            strict=True))
-    thr_err = abs(thr / s - node.threshold) / node.threshold
-    bias_err = _rel_rms(b / s - bias, np.full(1, node.threshold)) if bias.any() else 0.0
-    worst = np.zeros(node.size)
-    for syn, q, sh, c in zip(syns, qs, shifts, counts, strict=True):
-        worst += _worst_input(syn, q, 2.0 ** sh, c)
-    limit = (1 << (spec.state["isyn"].bits - 1)) - 1
-    err = w_err + thr_err + bias_err + (0.0 if worst.max() <= limit else 1.0)
-    return (err if ok else math.inf), (s, qs, thr, b.astype(np.int64), thr_err, bias_err, float(worst.max()), limit)
+    return fam.population([(syn.values, syn.post_idx) for syn in syns], shifts, counts, size=node.size,
+                          threshold=node.threshold, bias=node.bias, tau_syn=node.tau_syn, dt=dt, spec=spec)
 
 
-def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantReport]:
+def _shift_per_matrix(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None, fam: Any
+                      ) -> tuple[ir.Graph, QuantReport]:
+    """8-bit weights with one shift per matrix class (input, recurrent, readout), searched by
+    coordinate descent over the whole graph (Xylo)."""
     ro = readouts(graph, spec)
     pops = graph.of_type(ir.Neuron)
     syns_of = {p.name: _incoming(graph, p) for p in pops}
@@ -329,7 +307,7 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
         for p in pops:
             syns = syns_of[p.name]
             e, _ = _xylo_pop(p, syns, [sh[_matrix_class(graph, s, ro)] for s in syns], spec,
-                             [_max_count(graph, s, spec) for s in syns], dt)
+                             [_max_count(graph, s, spec) for s in syns], dt, fam)
             err += e
         return err
 
@@ -337,9 +315,10 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
         for c in classes:
             scores = {v: total({**shifts, c: v}) for v in range(sh_rng.lo, sh_rng.hi + 1)}
             shifts[c] = min(scores, key=lambda v: (scores[v], v))
-    report = QuantReport("xylo")
+    report = QuantReport(spec.family)
     out = ir.Graph(meta=graph.meta)
     max_dash = spec.registers["dash_mem"].hi
+    hardware = families.get(spec.family).hardware
     for node in graph:
         if isinstance(node, ir.Synapses):
             continue
@@ -349,7 +328,7 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
         syns = syns_of[node.name]
         sh = [shifts[_matrix_class(graph, s, ro)] for s in syns]
         err, (s, qs, thr, b, thr_err, bias_err, worst, limit) = _xylo_pop(
-            node, syns, sh, spec, [_max_count(graph, x, spec) for x in syns], dt)
+            node, syns, sh, spec, [_max_count(graph, x, spec) for x in syns], dt, fam)
         problem = ""
         why: tuple[str, float, float] = ("", 0.0, 0.0)
         if math.isinf(err):
@@ -367,20 +346,18 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
         names = []
         for syn, q, shift in zip(syns, qs, sh, strict=True):
             nz = q != 0
-            report.projections.append(ProjectionQuant(syn.name, node.name, int(shift), 8,
+            params = MappingProxyType({"weight_shift": int(shift), "synapse": 0})
+            report.projections.append(ProjectionQuant(syn.name, node.name, int(shift), hardware.weight_bits(params),
                                                       _rel_rms(q * 2.0 ** shift / s - syn.values, syn.values), 0.0,
                                                       int(np.abs(q).max())))
             if not nz.any():
                 continue
             qsyn = ir.Synapses(syn.name, syn.inputs, post=syn.post, shape=syn.shape, post_idx=syn.post_idx[nz],
-                               pre_idx=syn.pre_idx[nz], values=q[nz],
-                               params=MappingProxyType({"weight_shift": int(shift), "synapse": 0}),
+                               pre_idx=syn.pre_idx[nz], values=q[nz], params=params,
                                delay=syn.delay, source=syn.source)
             out.add(qsyn)
             names.append(qsyn.name)
-        dash_syn = xylo_dash(node.tau_syn, dt, max_dash) if node.tau_syn is not None else 1
-        regs = {"dash_mem": xylo_dash(node.tau_mem, dt, max_dash), "dash_syn": dash_syn, "dash_syn2": dash_syn,
-                "threshold": thr}
+        regs = {**fam.decay_registers(node.tau_mem, node.tau_syn, dt, max_dash), "threshold": thr}
         registers = {k: np.full(node.size, v, dtype=np.int64) for k, v in regs.items()}
         registers["bias"] = b
         out.add(ir.Neuron(node.name, tuple(names), kind=node.kind, threshold=node.threshold, tau_mem=node.tau_mem,
@@ -393,7 +370,9 @@ def _xylo(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantRepo
 
 
 # ------------------------------------------------------------------------------- truenorth
-def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, QuantReport]:
+def _binary_type_weights(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None, fam: Any
+                         ) -> tuple[ir.Graph, QuantReport]:
+    """A binary crossbar × four axon-type weights per neuron, fitted per population (TrueNorth)."""
     from .truenorth import truenorth_weights
 
     def entries_of(syn: ir.Synapses) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
@@ -406,17 +385,18 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
         keep = values != 0
         return uniq[keep] // n_pre, uniq[keep] % n_pre, values[keep]
 
-    report = QuantReport("truenorth")
+    report = QuantReport(spec.family)
     out = ir.Graph(meta=graph.meta)
     regs_rng = spec.registers
-    v_limit = (1 << (spec.state["v"].bits - 1)) - 1
+    v_limit = int(spec.state[fam.OVERFLOW_STATE].hi)
+    bit_cost = families.get(spec.family).hardware.weight_bits({})
     for node in graph:
         if isinstance(node, ir.Synapses):
             continue
         if not isinstance(node, ir.Neuron):
             out.add(node)
             continue
-        if node.kind != "IF" and (node.tau_mem is not None or node.tau_syn is not None):
+        if not fam.TIME_CONSTANTS and node.kind != "IF" and (node.tau_mem is not None or node.tau_syn is not None):
             raise UnsupportedOperator(
                 f"layer {node.name!r}: {node.kind} neurons with time constants have no TrueNorth counterpart (its leak "
                 "is a constant, not a decay); use IF neurons (ReLU conversion) or another target"
@@ -441,22 +421,11 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
         else:
             scale = np.full(node.size, node.threshold / 255.0)
             tw = np.zeros((node.size, 4), dtype=np.int64)
-        l_hi = regs_rng["leak"].hi
-        coarse = np.maximum(1.0, np.abs(bias / scale) / l_hi)  # a bias beyond the leak range: coarser scale
+        coarse = fam.coarsen(bias, scale, regs_rng["leak"].hi)  # a bias beyond the leak range: coarser scale
         if syns and (coarse > 1).any():
             tw = np.round(tw / coarse[:, None]).astype(np.int64)
             scale = scale * coarse
             fit = dataclasses.replace(fit, type_weights=tw, scale=scale)
-        thr = np.round(node.threshold / scale)
-        leak = np.round(bias / scale)
-        why: tuple[str, float, float] = ("", 0.0, 0.0)
-        t_rng, l_rng = regs_rng["threshold"], regs_rng["leak"]
-        if thr.max() > t_rng.hi:
-            why = ("threshold register", float(thr.max()), t_rng.hi)
-        elif np.abs(leak).max(initial=0) > l_rng.hi:
-            why = ("|leak| register (bias)", float(np.abs(leak).max()), l_rng.hi)
-        thr = np.clip(thr, max(1, t_rng.lo), t_rng.hi).astype(np.int64)
-        leak = np.clip(leak, l_rng.lo, l_rng.hi).astype(np.int64)
         names = []
         offset = 0
         worst = np.zeros(n)
@@ -465,7 +434,8 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
             for c in range(copies):
                 cols = slice(c * total_pre + offset, c * total_pre + offset + n_pre)
                 post, pre = fit.bits(cols.start, cols.stop)
-                np.add.at(worst, post, np.abs(tw[post, fit.axon_types[cols][pre]]).astype(np.float64))
+                worst += np.bincount(post, weights=np.abs(tw[post, fit.axon_types[cols][pre]]).astype(np.float64),
+                                     minlength=n)  # integer-valued: exact in any order
                 name = syn.name if c == 0 else f"{syn.name}.c{c}"
                 q = ir.Synapses(name, syn.inputs, post=syn.post, shape=(n, n_pre), post_idx=post.astype(np.int64),
                                 pre_idx=pre.astype(np.int64), values=np.ones(post.size, dtype=np.int64),
@@ -478,21 +448,17 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
             size = n * n_pre
             ref = math.sqrt(float(np.sum(e_val ** 2)) / size) if size else 0.0
             rms = math.sqrt(float(np.sum((recon - e_val) ** 2)) / size) if size else 0.0
-            report.projections.append(ProjectionQuant(syn.name, node.name, copies, 1, rms / ref if ref > 0 else 0.0,
+            report.projections.append(ProjectionQuant(syn.name, node.name, copies, bit_cost,
+                                                      rms / ref if ref > 0 else 0.0,
                                                       0.0, int(np.abs(tw).max(initial=0))))
             offset += n_pre
+        regs, why = fam.neuron_registers(node.threshold, bias, scale, tw, worst, spec)
+        thr, leak = regs["threshold"], regs["leak"]
         thr_err = float(np.mean(np.abs(thr * scale - node.threshold))) / node.threshold
         bias_err = _rel_rms(leak * scale - bias, np.full(1, node.threshold)) if bias.any() else 0.0
-        regs = {"type_weights": tw, "leak": leak, "threshold": thr,
-                # β leaves one step of worst-case input as headroom, so V never saturates mid-step
-                "neg_threshold": np.clip(v_limit - worst, 0, regs_rng["neg_threshold"].hi),
-                "reset_mode": np.full(n, 1), "reset_value": np.zeros(n),
-                "neg_saturate": np.ones(n), "leak_reversal": np.zeros(n),
-                "stochastic_synapse": np.zeros(n), "stochastic_leak": np.zeros(n),
-                "threshold_mask_bits": np.zeros(n)}
         out.add(ir.Neuron(node.name, tuple(names), kind=node.kind, threshold=node.threshold, tau_mem=node.tau_mem,
                           tau_syn=node.tau_syn, datapath=node.datapath, readout=False, size=n, bias=node.bias,
-                          registers=MappingProxyType({key: np.asarray(v, dtype=np.int64) for key, v in regs.items()}),
+                          registers=MappingProxyType(regs),
                           scale=float(np.mean(1.0 / scale))))
         problem = "" if not why[0] else f"{why[0]} {why[1]:.0f} outside its range at the fitted per-neuron scale"
         report.populations.append(PopulationQuant(node.name, float(np.mean(1.0 / scale)), int(thr.max()), thr_err,
@@ -500,3 +466,11 @@ def _truenorth(graph: ir.Graph, spec: HwSpec, dt: float) -> tuple[ir.Graph, Quan
                                                   feasible=not problem, problem=problem, problem_register=why[0],
                                                   problem_value=why[1], problem_limit=why[2]))
     return ir.validate(out, "quantized"), report
+
+
+#: the quantisation schemes, by the name a family's compile hooks give (``QUANTISER``)
+_QUANTISERS: dict[str, Callable[[ir.Graph, HwSpec, float, int | None, Any], tuple[ir.Graph, QuantReport]]] = {
+    "mantissa_exponent": _mantissa_exponent,
+    "shift_per_matrix": _shift_per_matrix,
+    "binary_type_weights": _binary_type_weights,
+}

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from emulator import families
 from hw_specs import HwSpec
 from spikeforge.errors import DoesNotFit
 
@@ -77,7 +78,7 @@ class RuleContext:
         if self.stats:
             return
         graph = self.qgraph if self.qgraph is not None else self.graph
-        if self.spec.family == "truenorth" and self.qgraph is not None and self.layout is None:
+        if _hooks(self.spec).ONE_ROUTE_PER_NEURON and self.qgraph is not None and self.layout is None:
             try:
                 self.layout = replicate(self.qgraph, self.spec, check_cores=False)
             except DoesNotFit:  # one neuron's inputs exceed a core: the fan-in rule reports it
@@ -90,10 +91,25 @@ class RuleContext:
             self.stats = layer_stats(graph, self.spec)
 
 
-def _weight_bits(spec: HwSpec, syn: ir.Synapses) -> int:
-    if spec.family == "loihi":
-        return int(syn.params.get("num_weight_bits", spec.synapse_range("num_weight_bits").hi))
-    return 8 if spec.family == "xylo" else 1
+def _hooks(spec: HwSpec) -> Any:
+    """The target family's compile hooks (its facts for the rules)."""
+    return families.get(spec.family).compiling
+
+
+def _distinct(idx: NDArray[np.int64], n: int) -> int:
+    """How many distinct values ``idx`` (in ``[0, n)``) holds."""
+    return int(np.count_nonzero(np.bincount(idx, minlength=n)))
+
+
+def _cores_per_source(pre: NDArray[np.int64], core: NDArray[np.int64], n_pre: int) -> NDArray[np.int64]:
+    """Per source neuron, how many distinct cores its synapses (``pre[k] → core[k]``) reach."""
+    span = int(core.max(initial=0)) + 1
+    key = pre.astype(np.int64) * span + core
+    if n_pre * span <= max(1 << 24, 4 * key.size):  # a flag per (source, core): linear time
+        hit = np.zeros(n_pre * span, dtype=bool)
+        hit[key] = True
+        return hit.reshape(n_pre, span).sum(axis=1)
+    return np.bincount(np.unique(key) // span, minlength=n_pre)
 
 
 def layer_stats(graph: ir.Graph, spec: HwSpec, placement: dict[str, NDArray[np.int64]] | None = None
@@ -109,6 +125,8 @@ def layer_stats(graph: ir.Graph, spec: HwSpec, placement: dict[str, NDArray[np.i
     index = int(spec.synapse["synapse_index_bits"])
     pops = graph.of_type(ir.Neuron)
     readout = readouts(graph, spec)
+    hardware = families.get(spec.family).hardware
+    per_core = _hooks(spec).FAN_OUT_PER_CORE
     stats: dict[str, dict[str, Any]] = {}
     for p in pops:
         fan_in = np.zeros(p.size, dtype=np.int64)
@@ -120,9 +138,9 @@ def layer_stats(graph: ir.Graph, spec: HwSpec, placement: dict[str, NDArray[np.i
             assert isinstance(syn, ir.Synapses)
             cnt = np.bincount(syn.post_idx, minlength=p.size)
             fan_in += cnt
-            wb = _weight_bits(spec, syn) + index
+            wb = hardware.weight_bits(syn.params) + index
             per_neuron_bits += cnt * (wb + header)
-            bits += int(np.unique(syn.pre_idx).size) * header + int(syn.values.size) * wb
+            bits += _distinct(syn.pre_idx, syn.shape[1]) * header + int(syn.values.size) * wb
             synapses += int(syn.values.size)
         cores = max(math.ceil(p.size / chip.neurons_per_core),
                     math.ceil(bits / chip.synapse_memory_bits_per_core) if chip.synapse_memory_bits_per_core else 1)
@@ -137,14 +155,12 @@ def layer_stats(graph: ir.Graph, spec: HwSpec, placement: dict[str, NDArray[np.i
         for syn in graph.of_type(ir.Synapses):
             if syn.inputs[0] != p.name:
                 continue
-            if spec.family in ("loihi", "truenorth"):
+            if per_core:
                 if placement is not None:
                     core = placement[syn.post][syn.post_idx]
                 else:
                     core = syn.post_idx // max(1, math.ceil(syn.shape[0] / stats[syn.post]["cores"]))
-                span = int(core.max(initial=0)) + 1
-                cores_hit = np.unique(syn.pre_idx * span + core) // span
-                fan += np.bincount(cores_hit, minlength=p.size)
+                fan += _cores_per_source(syn.pre_idx, core, p.size)
             else:
                 fan += np.bincount(syn.pre_idx, minlength=p.size)
         stats[p.name]["fan_out"] = int(fan.max(initial=0))
@@ -191,13 +207,11 @@ def fan_out(ctx: RuleContext) -> list[Violation]:
     """A neuron's outgoing routes (Loihi, TrueNorth) or target synapses (Xylo)."""
     spec = ctx.spec
     limit = spec.chip.fan_out_per_neuron
-    if spec.family == "truenorth" and ctx.layout is None:
+    hooks = _hooks(spec)
+    if hooks.ONE_ROUTE_PER_NEURON and ctx.layout is None:
         return []  # replication gives every neuron one route; it failed on a rule reported elsewhere (fan-in)
-    what = {"loihi": "fan-out (routes of one neuron)", "xylo": "fan-out (target synapses of one neuron)",
-            "truenorth": "fan-out (target axons of one neuron)"}[spec.family]
-    tip = ("neurons are replicated so that each copy targets one core; this one could not be: reduce its fan-out"
-           if spec.family == "truenorth" else "reduce the next layer's width or prune outgoing weights")
-    return [Violation("fan_out", s["layer"], what, limit, s["fan_out"], _where(spec, "chip.fan_out_per_neuron"), tip)
+    return [Violation("fan_out", s["layer"], hooks.FAN_OUT_LABEL, limit, s["fan_out"],
+                      _where(spec, "chip.fan_out_per_neuron"), hooks.FAN_OUT_FIX)
             for s in ctx.stats.values() if limit and s["fan_out"] > limit]
 
 
@@ -285,16 +299,15 @@ def weight_bits(ctx: RuleContext) -> list[Violation]:
     if ctx.quant is None:
         return []
     spec = ctx.spec
-    if spec.family == "truenorth":
+    hooks = _hooks(spec)
+    exponent = hooks.WEIGHT_EXPONENT
+    if exponent is None:  # no per-projection exponent to trade: the family's fix, as a warning
         return [Violation("weight_bits", p.layer, f"relative weight error of {p.projection!r}", 0.25, p.weight_error,
-                          _where(spec, "registers.type_weights, synapse.axon_types"),
-                          "4 axon-type weights per neuron cannot express this matrix: prune or cluster the weights "
-                          "(fewer distinct values per neuron), or choose loihi", severity="warning")
+                          _where(spec, hooks.WEIGHT_ERROR_KEYS), hooks.WEIGHT_ERROR_FIX, severity="warning")
                 for p in ctx.quant.projections if p.weight_error > 0.25]
-    key = "synapse.weight_exp" if spec.family == "loihi" else "synapse.weight_shift"
-    rng = spec.synapse_range("weight_exp" if spec.family == "loihi" else "weight_shift")
+    rng = spec.synapse_range(exponent)
     return [Violation("weight_bits", p.layer, f"relative weight error of {p.projection!r}", 0.25, p.weight_error,
-                      _where(spec, key),
+                      _where(spec, f"synapse.{exponent}"),
                       f"its weights are much smaller than the layer's largest projection; with exponent "
                       f"{p.exponent} in {rng} they keep few bits: rescale the inputs of this projection, use more "
                       "num_weight_bits, or balance the branches of the residual")
@@ -306,8 +319,7 @@ def registers(ctx: RuleContext) -> list[Violation]:
     if ctx.quant is None:
         return []
     spec = ctx.spec
-    key = {"loihi": "registers.vth, registers.bias_mant", "xylo": "registers.threshold, registers.bias",
-           "truenorth": "registers.threshold, registers.leak"}[spec.family]
+    key = _hooks(spec).REGISTER_KEYS
     return [Violation("registers", q.layer, q.problem_register, q.problem_limit, q.problem_value,
                       _where(spec, key),
                       f"{q.problem}; rescale the layer's weights relative to its threshold and biases, or choose "
@@ -320,10 +332,8 @@ def overflow(ctx: RuleContext) -> list[Violation]:
     if ctx.quant is None:
         return []
     spec = ctx.spec
-    state = {"loihi": "u", "xylo": "isyn", "truenorth": "v"}[spec.family]
-    fix = {"loihi": "a lower weight_exp (fewer fractional bits) or fewer simultaneous inputs",
-           "xylo": "a smaller weight_shift or fewer simultaneous inputs",
-           "truenorth": "smaller type weights or fewer simultaneous inputs"}[spec.family]
+    hooks = _hooks(spec)
+    state, fix = hooks.OVERFLOW_STATE, hooks.OVERFLOW_FIX
     return [Violation("overflow", q.layer, f"worst-case |input| to state {state}", q.state_limit, q.max_input,
                       _where(spec, f"state.{state}"),
                       f"the state may {spec.state[state].overflow}: use {fix}; sparse activity usually stays far "

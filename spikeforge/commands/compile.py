@@ -9,7 +9,8 @@ MODEL is one of (told apart by content, not by suffix):
 
 ``--calibration data.npz`` holds ``x`` (ReLU nets: analog inputs ``[batch, ...]``; spiking nets: spikes
 ``[batch, time, ...]``) and optionally ``y`` (labels). ``--check`` prints the fit report and exits 1
-when the model does not fit. torch is imported only when this runs.
+when the model does not fit. ``--verify sample|full|off`` chooses what the compile-time verification
+runs on (default: the first ``--verify-samples`` samples). torch is imported only when this runs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from spikeforge.errors import CompileError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compile", help="compile a trained PyTorch model (SNN or ReLU network) to a Program")
     p.add_argument("model", help="torch.export archive (.pt2), TorchScript file, or state dict (with --model-class); "
-                   ".onnx/.nir frontends are not available yet")
+                   ".onnx/.nir models are not supported")
     p.add_argument("--model-class", help="for a state dict: the model's class as package.module:Class (built without "
                    "arguments)")
     p.add_argument("--target", "-t", default="loihi", help="target name or .toml spec path (default loihi)")
@@ -42,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dt", type=float, default=1e-3, help="seconds per step (default 1e-3)")
     p.add_argument("--percentile", type=float, default=99.9, help="threshold balancing percentile (default 99.9)")
     p.add_argument("--num-weight-bits", type=int, help="Loihi weight bits (default: the spec's maximum)")
+    p.add_argument("--verify", choices=("sample", "full", "off"), default="sample",
+                   help="compile-time verification (emulated Program vs the simulated network): 'sample' (default) "
+                   "on the first --verify-samples samples of --test, else of --calibration; 'full' on all of them; "
+                   "'off' skips it")
+    p.add_argument("--verify-samples", type=int, default=128, help="samples verified with --verify sample "
+                   "(default 128)")
     p.add_argument("--report", help="write the full report as JSON here")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -108,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else _bar
     test = _calibration(args.test) if args.test else None
     program, full = compiler.compile_with_report(model, args.target, x, steps=args.steps, progress=progress,
-                                                 test=test, **common)
+                                                 test=test, verify=args.verify, verify_samples=args.verify_samples,
+                                                 **common)
     if progress:
         _bar("done", 1.0)
     program.save(args.output)

@@ -69,6 +69,17 @@ def test_errors_are_one_line(project, capsys):
     assert main(["compile", "sd.pt", "--target", "loihi", "-o", "m.sfp"]) == 1
     assert "--model-class" in capsys.readouterr().err
     assert main(["compile", "model.onnx", "-o", "m.sfp"]) == 1
-    assert "not available yet" in capsys.readouterr().err
+    assert "not supported" in capsys.readouterr().err
     assert main(["compile", "sd.pt", "--model-class", "nope_module:Net", "-o", "m.sfp"]) == 1
     assert "cannot import" in capsys.readouterr().err
+
+
+def test_verify_option(project, capsys):
+    rc = main(["compile", "sd.pt", "--model-class", "cli_model:Net", "--target", "loihi", "-o", "m.sfp",
+               "--calibration", "cal.npz", "--steps", "20", "--verify", "sample", "--verify-samples", "5", "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "samples=5" in out and "calibration samples 0..4 (first 5 of 32)" in out
+    rc = main(["compile", "sd.pt", "--model-class", "cli_model:Net", "--target", "loihi", "-o", "m.sfp",
+               "--calibration", "cal.npz", "--steps", "20", "--verify", "off", "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "exact=" not in out and "not verified (verify='off')" in out

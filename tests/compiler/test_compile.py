@@ -49,7 +49,7 @@ def test_relu_mlp_compiles_and_classifies(relu_mlp, target):
     assert v["exact"], v  # emulator == integer simulation of the quantised network
     assert v["agreement_ann"] >= 0.9, v  # stated threshold for converted networks
     assert v["accuracy_drop"] <= 0.1, v
-    assert program.target == target and program.compile_report is report
+    assert program.target == target and not hasattr(program, "compile_report")
     assert program.metadata["compiler"]["target"] == target
 
 

@@ -90,11 +90,11 @@ def test_unsupported_function_and_batchnorm_placement():
         from_torch(nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.BatchNorm1d(3)).eval(), (3,))
 
 
-def test_onnx_and_nir_paths_are_not_yet(tmp_path):
+def test_onnx_and_nir_paths_are_not_supported(tmp_path):
     import compiler
 
     for suffix in (".onnx", ".nir"):
-        with pytest.raises(UnsupportedOperator, match="not available yet"):
+        with pytest.raises(UnsupportedOperator, match="not supported"):
             compiler.compile(str(tmp_path / f"m{suffix}"), target="loihi")
 
 
