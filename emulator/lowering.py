@@ -181,8 +181,8 @@ class NetlistSimulator:
         if unknown:
             raise EmulatorError(f"keep: no population {', '.join(map(repr, unknown))}; populations: {', '.join(names)}")
         self.probes = _parse_probes(probes, names, tuple(spec.state), spec.family)
-        self.lowered = lower(netlist, spec)
-        self.engine = FastEngine(self.lowered, batch, int(seed))
+        # the engine keeps its crossbar matrices, not the synapse paths (several GB for a big network)
+        self.engine = FastEngine(lower(netlist, spec), batch, int(seed))
 
     def reset(self) -> None:
         """Back to the state before the first step (all registers 0, nothing in flight)."""
