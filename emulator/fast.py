@@ -129,7 +129,7 @@ class LoweredSynapses:
     FIELDS = ("src", "pre", "delay", "proj", "post_pop", "post", "increment")
 
     def __init__(self, *flat: NDArray[Any], blocks: Iterable[SynapseBlock] | None = None) -> None:
-        if (blocks is None) == (len(flat) != 7):
+        if len(flat) != (7 if blocks is None else 0):
             raise TypeError("LoweredSynapses takes the 7 flat path arrays or blocks=..., not both")
         self._flat = tuple(np.asarray(a) for a in flat) if blocks is None else None
         self._blocks = None if blocks is None else tuple(b for b in blocks if b.size)
