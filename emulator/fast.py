@@ -21,13 +21,15 @@ It computes exactly what :mod:`emulator.reference` defines, bit for bit, by thre
   and ``x + Σ⁻ >= lo`` prove that no ordering saturates; the (rare) neurons where that proof
   fails are re-accumulated one synapse at a time in the chip's order (:meth:`FastEngine.in_order`).
 
-The driver runs a :class:`Lowered` network: populations with their registers, synapses as flat
-COO arrays (source, local pre index, delay, projection, post population, local post index,
-increment), synaptic-operation terms and, for a Program, the axon order of the chip
-(:meth:`Lowered.from_wiring`). A network that was not made from a Program (a quantised netlist)
-is lowered by building the same value with ``order=None``: every family step then runs on it
-unchanged, and an ordered family saturates the step's summed drive once instead of following an
-axon order it does not have.
+The driver runs a :class:`Lowered` network: populations with their registers, synapse paths
+grouped by edge (:class:`LoweredSynapses`: COO blocks of local pre index, local post index and
+increment per source, delay, projection and post population), synaptic-operation terms and, for
+a Program, the axon order of the chip (:meth:`Lowered.from_wiring`). Loading is linear in the
+synapses: a Program's paths are composed piece by piece in axon order, and each edge's matrix is
+filled in place (:func:`_dense_matrices`), with no sort over all paths. A network that was not
+made from a Program (a quantised netlist) is lowered by building the same value with
+``order=None``: every family step then runs on it unchanged, and an ordered family saturates the
+step's summed drive once instead of following an axon order it does not have.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ from hw_specs import HwSpec
 from . import families
 from .engine import Wiring
 from .families.datapath import PopulationStep, Synapses
+from .program import Program
 
-__all__ = ["FastEngine", "Lowered", "LoweredPopulation", "LoweredSynapses", "synops_terms"]
+__all__ = ["FastEngine", "Lowered", "LoweredPopulation", "LoweredSynapses", "SynapseBlock", "synops_terms"]
 
 # The engine keeps exact integers in float32/float64 or int64 arrays; the aliases name the intent,
 # numpy's stubs cannot follow the mixed arithmetic.
@@ -237,8 +240,9 @@ class Lowered:
     A network that is not a Program (a quantised netlist) is built directly: per population its
     register arrays, readout flag, spike limit and distinct neuron ids; per projection its
     params; its synapse paths with ``increment = families.get(family).datapath.increments(...)``
-    (leaving out neurons the family's ``stepwise`` marks); ``synops=synops_terms(synapses,
-    sizes)``; and ``order=None``.
+    (leaving out neurons the family's ``stepwise`` marks), best as one :class:`SynapseBlock` per
+    projection (``LoweredSynapses(blocks=...)``, views of the projection's COO arrays);
+    ``synops=synops_terms(synapses, sizes)``; and ``order=None``.
     """
 
     family: str
@@ -283,7 +287,7 @@ def _neuron_maps(populations: list[NDArray[Any]], n: int) -> tuple[NDArray[np.in
     return pop_of, local_of
 
 
-def _core_population(p: Any, pop_of: NDArray[np.int32]) -> NDArray[np.int64]:
+def _core_population(p: Program, pop_of: NDArray[np.int32]) -> NDArray[np.int64]:
     """Per core, the population of all its neurons, or -1 when it holds several (or none)."""
     out = np.full(p.n_cores, -1, dtype=np.int64)
     offset = p.neuron_offset
@@ -373,7 +377,7 @@ def _program_paths(w: Wiring, pop_of: NDArray[np.int32], local_of: NDArray[np.in
             blocks.append(SynapseBlock(k, d, j, q, pre, local, inc))
             continue
         pops = pop_of[neuron]
-        for x in np.unique(pops).tolist():
+        for x in np.flatnonzero(np.bincount(pops)).tolist():
             m = pops == x
             blocks.append(SynapseBlock(k, d, j, int(x), pre[m], local[m], inc[m]))
     return LoweredSynapses(blocks=blocks), dependencies
