@@ -48,7 +48,7 @@ class Wiring:
         self.max_input_delay = int(p.in_delay.max()) if p.in_delay.size else 0
         # sources of every axon: kind 0 = input channel (global channel index), 1 = neuron
         self.in_channel_global = (self.port_offset[p.in_port] + p.in_channel).astype(np.int64)
-        self.axon_fanout = np.bincount(p.syn_axon, minlength=self.n_axons).astype(np.int64)
+        self.axon_fanout = p.synapses_per_axon()
         self.axon_projection = p.axon_projection.astype(np.int64)
         self.axon_local = np.arange(self.n_axons) - p.axon_offset[p.axon_core]
         self.readout = p.readout_mask
@@ -58,11 +58,16 @@ class Wiring:
                                    chip.max_spikes_per_step).astype(np.int64)
         self.projection_params = [pr.params for pr in p.projections]
         self.registers = {k: v.astype(np.int64) for k, v in p.registers.items()}
+
+    @cached_property
+    def syn_increment(self) -> Any:  # int64 [n_synapses]; typed as the datapath's result
+        """What each stored synapse adds to its post neuron per spike, int64 ``[n_synapses]`` (built
+        on first use: the fast engine composes its paths piece by piece and does not need it)."""
+        p = self.program
         syn_axon = p.syn_axon.astype(np.int64)
         synapses = Synapses(weight=p.syn_weight.astype(np.int64), proj=self.axon_projection[syn_axon],
                             post=p.syn_neuron.astype(np.int64), axon_type=p.axon_type.astype(np.int64)[syn_axon])
-        #: what each stored synapse adds to its post neuron per spike, int64 [n_synapses]
-        self.syn_increment = self.datapath.increments(synapses, self.projection_params, self.registers, p.spec)
+        return self.datapath.increments(synapses, self.projection_params, self.registers, p.spec)
 
     @cached_property
     def lists(self) -> WiringLists:

@@ -21,19 +21,21 @@ It computes exactly what :mod:`emulator.reference` defines, bit for bit, by thre
   and ``x + Σ⁻ >= lo`` prove that no ordering saturates; the (rare) neurons where that proof
   fails are re-accumulated one synapse at a time in the chip's order (:meth:`FastEngine.in_order`).
 
-The driver runs a :class:`Lowered` network: populations with their registers, synapses as flat
-COO arrays (source, local pre index, delay, projection, post population, local post index,
-increment), synaptic-operation terms and, for a Program, the axon order of the chip
-(:meth:`Lowered.from_wiring`). A network that was not made from a Program (a quantised netlist)
-is lowered by building the same value with ``order=None``: every family step then runs on it
-unchanged, and an ordered family saturates the step's summed drive once instead of following an
-axon order it does not have.
+The driver runs a :class:`Lowered` network: populations with their registers, synapse paths
+grouped by edge (:class:`LoweredSynapses`: COO blocks of local pre index, local post index and
+increment per source, delay, projection and post population), synaptic-operation terms and, for
+a Program, the axon order of the chip (:meth:`Lowered.from_wiring`). Loading is linear in the
+synapses: a Program's paths are composed piece by piece in axon order, and each edge's matrix is
+filled in place (:func:`_dense_matrices`), with no sort over all paths. A network that was not
+made from a Program (a quantised netlist) is lowered by building the same value with
+``order=None``: every family step then runs on it unchanged, and an ordered family saturates the
+step's summed drive once instead of following an axon order it does not have.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -46,9 +48,10 @@ from hw_specs import HwSpec
 
 from . import families
 from .engine import Wiring
-from .families.datapath import PopulationStep
+from .families.datapath import PopulationStep, Synapses
+from .program import Program
 
-__all__ = ["FastEngine", "Lowered", "LoweredPopulation", "LoweredSynapses", "synops_terms"]
+__all__ = ["FastEngine", "Lowered", "LoweredPopulation", "LoweredSynapses", "SynapseBlock", "synops_terms"]
 
 # The engine keeps exact integers in float32/float64 or int64 arrays; the aliases name the intent,
 # numpy's stubs cannot follow the mixed arithmetic.
@@ -77,26 +80,150 @@ class LoweredPopulation:
         return int(self.neurons.size)
 
 
-@dataclass(frozen=True, eq=False)
-class LoweredSynapses:
-    """Every (source unit → post neuron) synapse path as flat ``int64 [n_paths]`` arrays, repeated
-    pairs allowed (they add): ``src`` 0 = the input channels, ``1 + q`` = population ``q``; ``pre``
-    the unit's index in its source; ``delay`` in steps; ``proj`` the projection index; ``post_pop``
-    and ``post`` the post population and the neuron's index in it; ``increment`` what one spike
-    adds (the family's synaptic increment)."""
+#: paths per block when a Program's synapse paths are composed, and per slice when an edge's
+#: matrix is filled: the int64 temporaries of one block stay a few MiB
+PATH_BLOCK = 1 << 20
 
-    src: NDArray[np.int64]
-    pre: NDArray[np.int64]
-    delay: NDArray[np.int64]
-    proj: NDArray[np.int64]
-    post_pop: NDArray[np.int64]
-    post: NDArray[np.int64]
-    increment: NDArray[np.int64]
+
+@dataclass(frozen=True, eq=False)
+class SynapseBlock:
+    """Synapse paths of one edge — one source, one delay, one projection, one post population — as
+    COO: ``pre`` the unit's index in its source (``src`` 0 = the input channels, ``1 + q`` =
+    population ``q``), ``post`` the neuron's index in population ``post_pop``, ``increment`` what
+    one spike adds (the family's synaptic increment); integer arrays ``[n]`` (int32 or int64).
+    Repeated ``(pre, post)`` pairs add, within a block and across blocks of the same edge."""
+
+    src: int
+    delay: int
+    proj: int
+    post_pop: int
+    pre: NDArray[np.integer[Any]]
+    post: NDArray[np.integer[Any]]
+    increment: NDArray[np.integer[Any]]
+
+    @property
+    def edge(self) -> tuple[int, int, int, int]:
+        """The edge the block belongs to, ``(src, post_pop, proj, delay)`` (the engine's order)."""
+        return (self.src, self.post_pop, self.proj, self.delay)
+
+    @property
+    def size(self) -> int:
+        return int(self.pre.size)
+
+
+class LoweredSynapses:
+    """Every (source unit → post neuron) synapse path of a lowered network, repeated pairs allowed
+    (they add), in either of two forms of one value:
+
+    * flat ``int64 [n_paths]`` arrays, ``LoweredSynapses(src, pre, delay, proj, post_pop, post,
+      increment)``: ``src`` 0 = the input channels, ``1 + q`` = population ``q``; ``pre`` the
+      unit's index in its source; ``delay`` in steps; ``proj`` the projection index; ``post_pop``
+      and ``post`` the post population and the neuron's index in it; ``increment`` what one spike
+      adds (the family's synaptic increment);
+    * :class:`SynapseBlock` s, ``LoweredSynapses(blocks=...)``: the paths grouped by edge, several
+      blocks per edge allowed. This is what the fast engine reads; a big network should be built in
+      this form (a block's arrays may be views of the network's own, int32 indices: no per-path
+      int64 copies).
+
+    Each form is derived from the other on first use: flat paths are cut into runs of one edge (no
+    sort when they come edge by edge, e.g. projection by projection), blocks are concatenated.
+    """
+
+    FIELDS = ("src", "pre", "delay", "proj", "post_pop", "post", "increment")
+
+    def __init__(self, *flat: NDArray[Any], blocks: Iterable[SynapseBlock] | None = None) -> None:
+        if len(flat) != (7 if blocks is None else 0):
+            raise TypeError("LoweredSynapses takes the 7 flat path arrays or blocks=..., not both")
+        self._flat = tuple(np.asarray(a) for a in flat) if blocks is None else None
+        self._blocks = None if blocks is None else tuple(b for b in blocks if b.size)
 
     @classmethod
     def empty(cls) -> LoweredSynapses:
         """No synapses."""
-        return cls(*(np.zeros(0, dtype=np.int64) for _ in range(7)))
+        return cls(blocks=())
+
+    @property
+    def blocks(self) -> tuple[SynapseBlock, ...]:
+        """The paths grouped by edge (see the class docstring)."""
+        if self._blocks is None:
+            assert self._flat is not None
+            self._blocks = _group_paths(*self._flat)
+        return self._blocks
+
+    @property
+    def size(self) -> int:
+        """Number of paths."""
+        return int(self._flat[0].size) if self._flat is not None else sum(b.size for b in self.blocks)
+
+    def _column(self, i: int) -> NDArray[np.int64]:
+        if self._flat is None:
+            per_block = ("src", "delay", "proj", "post_pop")
+            columns = []
+            for name in self.FIELDS:
+                parts = [np.full(b.size, getattr(b, name), dtype=np.int64) if name in per_block
+                         else np.asarray(getattr(b, name), dtype=np.int64) for b in self.blocks]
+                columns.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+            self._flat = tuple(columns)
+        return self._flat[i]
+
+    @property
+    def src(self) -> NDArray[np.int64]:
+        return self._column(0)
+
+    @property
+    def pre(self) -> NDArray[np.int64]:
+        return self._column(1)
+
+    @property
+    def delay(self) -> NDArray[np.int64]:
+        return self._column(2)
+
+    @property
+    def proj(self) -> NDArray[np.int64]:
+        return self._column(3)
+
+    @property
+    def post_pop(self) -> NDArray[np.int64]:
+        return self._column(4)
+
+    @property
+    def post(self) -> NDArray[np.int64]:
+        return self._column(5)
+
+    @property
+    def increment(self) -> NDArray[np.int64]:
+        return self._column(6)
+
+
+def _group_paths(*flat: NDArray[Any]) -> tuple[SynapseBlock, ...]:
+    """Flat paths as blocks: runs of one edge become blocks of views (paths that come edge by edge
+    are not copied); paths in no such order are sorted by edge first (one stable argsort)."""
+    src, pre, delay, proj, post_pop, post, inc = flat
+    n = int(src.size)
+    if not n:
+        return ()
+    keys = (src, post_pop, proj, delay)
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for k in keys:
+        change[1:] |= k[1:] != k[:-1]
+    starts = np.flatnonzero(change)
+    del change
+    if starts.size > max(64, n >> 8):
+        # short runs: gather each edge's paths once (sorted by edge, stable)
+        order = np.lexsort(keys[::-1])
+        src, pre, delay, proj, post_pop, post, inc = (a[order] for a in flat)
+        del order
+        keys = (src, post_pop, proj, delay)
+        change = np.zeros(n, dtype=bool)
+        change[0] = True
+        for k in keys:
+            change[1:] |= k[1:] != k[:-1]
+        starts = np.flatnonzero(change)
+    bounds = np.r_[starts, n].tolist()
+    return tuple(SynapseBlock(int(src[lo]), int(delay[lo]), int(proj[lo]), int(post_pop[lo]),
+                              pre[lo:hi], post[lo:hi], inc[lo:hi])
+                 for lo, hi in zip(bounds[:-1], bounds[1:], strict=True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,8 +240,9 @@ class Lowered:
     A network that is not a Program (a quantised netlist) is built directly: per population its
     register arrays, readout flag, spike limit and distinct neuron ids; per projection its
     params; its synapse paths with ``increment = families.get(family).datapath.increments(...)``
-    (leaving out neurons the family's ``stepwise`` marks); ``synops=synops_terms(synapses,
-    sizes)``; and ``order=None``.
+    (leaving out neurons the family's ``stepwise`` marks), best as one :class:`SynapseBlock` per
+    projection (``LoweredSynapses(blocks=...)``, views of the projection's COO arrays);
+    ``synops=synops_terms(synapses, sizes)``; and ``order=None``.
     """
 
     family: str
@@ -132,65 +260,148 @@ class Lowered:
     @classmethod
     def from_wiring(cls, wiring: Wiring) -> Lowered:
         """A Program's :class:`Wiring` lowered: every (source unit → route → axon → synapse →
-        neuron) path, with the axon order kept for the exact in-order fallback."""
+        neuron) path, grouped by edge (:func:`_program_paths`), with the axon order kept for the
+        exact in-order fallback."""
         w = wiring
-        p = w.program
-        pops = list(p.populations.values())
-        n = w.n_neurons
-        pop_of = np.zeros(n, dtype=np.int64)
-        local_of = np.zeros(n, dtype=np.int64)
-        for i, pop in enumerate(pops):
-            pop_of[pop.neurons] = i
-            local_of[pop.neurons] = np.arange(pop.size)
+        pops = list(w.program.populations.values())
+        pop_of, local_of = _neuron_maps([pop.neurons for pop in pops], w.n_neurons)
         lowered_pops = tuple(
             LoweredPopulation(pop.name, pop.neurons.astype(np.int64),
                               {k: v[pop.neurons] for k, v in w.registers.items()},
                               bool(pop.readout), w.max_spikes[pop.neurons])
             for pop in pops
         )
-        # compose routes and synapses: every path as flat arrays
-        src_ids = np.concatenate([w.in_channel_global, p.route_src.astype(np.int64)])
-        src_kind = np.concatenate([np.zeros(p.in_dst.size, dtype=np.int64), 1 + pop_of[p.route_src]])
-        src_local = np.where(src_kind == 0, src_ids, local_of[np.where(src_kind == 0, 0, src_ids)])
-        dst = np.concatenate([p.in_dst, p.route_dst]).astype(np.int64)
-        delay = np.concatenate([p.in_delay, p.route_delay]).astype(np.int64)
-        start = np.searchsorted(p.syn_axon, dst, side="left")
-        stop = np.searchsorted(p.syn_axon, dst, side="right")
-        counts = stop - start
-        route = np.repeat(np.arange(dst.size), counts)
-        offs = np.arange(route.size) - np.repeat(np.cumsum(counts) - counts, counts)
-        syn = start[route] + offs
-        post = p.syn_neuron[syn].astype(np.int64)
-        kind, local, delay, proj, inc = (src_kind[route], src_local[route], delay[route],
-                                         w.axon_projection[dst[route]], w.syn_increment[syn])
-        stepwise = w.datapath.stepwise(w.registers)
-        dependencies: set[tuple[int, int]] = set()
-        if stepwise.any():
-            # neurons that integrate synapse by synapse read their sources outside the edges
-            keep = ~stepwise[post]
-            from_pops = ~keep & (kind >= 1)
-            dependencies = {(int(a) - 1, int(b)) for a, b in zip(kind[from_pops], pop_of[post[from_pops]], strict=True)}
-            kind, local, delay, proj, post, inc = (a[keep] for a in (kind, local, delay, proj, post, inc))
-        synapses = LoweredSynapses(kind, local, delay, proj, pop_of[post], local_of[post], inc)
+        synapses, dependencies = _program_paths(w, pop_of, local_of)
         return cls(w.family, w.spec, lowered_pops, tuple(w.projection_params), w.n_channels, synapses,
                    _synops_terms(w, pop_of, local_of, len(pops)), w.max_delay, w.max_input_delay,
                    frozenset(dependencies), w)
 
 
+def _neuron_maps(populations: list[NDArray[Any]], n: int) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    """Global neuron → (population index, index in the population), int32 ``[n]`` each."""
+    pop_of = np.zeros(n, dtype=np.int32)
+    local_of = np.zeros(n, dtype=np.int32)
+    for i, neurons in enumerate(populations):
+        pop_of[neurons] = i
+        local_of[neurons] = np.arange(neurons.size)
+    return pop_of, local_of
+
+
+def _core_population(p: Program, pop_of: NDArray[np.int32]) -> NDArray[np.int64]:
+    """Per core, the population of all its neurons, or -1 when it holds several (or none)."""
+    out = np.full(p.n_cores, -1, dtype=np.int64)
+    offset = p.neuron_offset
+    full = np.flatnonzero(p.core_neurons > 0)
+    if full.size:
+        lo = np.minimum.reduceat(pop_of, offset[full])
+        hi = np.maximum.reduceat(pop_of, offset[full])
+        out[full] = np.where(lo == hi, lo, -1)
+    return out
+
+
+def _program_paths(w: Wiring, pop_of: NDArray[np.int32], local_of: NDArray[np.int32]
+                   ) -> tuple[LoweredSynapses, set[tuple[int, int]]]:
+    """A Program's synapse paths as blocks, and the (source → post population) orderings of the
+    neurons the family integrates stepwise (left out of the paths).
+
+    A path is a route (input routes first; ``source unit → axon`` after ``delay``) followed by one
+    synapse of its axon. The synapses are sorted by axon, so an axon's synapses are one range; the
+    routes are taken in axon order and cut into pieces of one (source, delay, projection, post
+    population) of at most about :data:`PATH_BLOCK` paths. A piece whose routes reach consecutive
+    axons reads its synapses as one slice; its post population is its axons' core's when that
+    core holds one population (else each path's). Every piece is one pass over its synapses in
+    cache: no per-synapse int64 array of the whole Program and no sort over all paths. The
+    increments are the family's (``datapath.increments``), computed piece by piece.
+    """
+    p = w.program
+    fan = w.axon_fanout
+    first = np.zeros(fan.size + 1, dtype=np.int64)
+    np.cumsum(fan, out=first[1:])  # axon a's synapses are [first[a], first[a + 1])
+    n_in = p.in_dst.size
+    dst = np.concatenate([p.in_dst, p.route_dst]).astype(np.int64)
+    src = np.concatenate([np.zeros(n_in, dtype=np.int64), 1 + pop_of[p.route_src].astype(np.int64)])
+    unit = np.concatenate([w.in_channel_global, local_of[p.route_src]]).astype(np.int32)
+    delay = np.concatenate([p.in_delay, p.route_delay]).astype(np.int64)
+    live = fan[dst] > 0
+    if not live.all():
+        dst, src, unit, delay = dst[live], src[live], unit[live], delay[live]
+    if dst.size > 1 and (dst[1:] < dst[:-1]).any():
+        order = np.argsort(dst, kind="stable")
+        dst, src, unit, delay = dst[order], src[order], unit[order], delay[order]
+    count = fan[dst]
+    start = first[dst]
+    proj = w.axon_projection[dst]
+    axon_type = p.axon_type[dst].astype(np.int64)
+    post_pop = _core_population(p, pop_of)[p.axon_core[dst]]
+    # pieces: runs of one (source, delay, projection, post population), cut every ~PATH_BLOCK paths
+    before = np.cumsum(count) - count
+    cut = np.zeros(dst.size, dtype=bool)
+    if dst.size:
+        cut[0] = True
+        for key in (src, delay, proj, post_pop, before // PATH_BLOCK):
+            cut[1:] |= key[1:] != key[:-1]
+    bounds = np.r_[np.flatnonzero(cut), dst.size].tolist()
+    stepwise = w.datapath.stepwise(w.registers)
+    any_stepwise = bool(stepwise.any())
+    dependencies: set[tuple[int, int]] = set()
+    blocks: list[SynapseBlock] = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        ct, st = count[a:b], start[a:b]
+        n = int(ct.sum())
+        if b - a == 1 or (st[1:] == st[:-1] + ct[:-1]).all():
+            syn: slice | NDArray[np.int64] = slice(int(st[0]), int(st[0]) + n)
+        else:  # repeated or skipped axons: the synapse index of every path
+            syn = np.repeat(st - (np.cumsum(ct) - ct), ct) + np.arange(n)
+        neuron = p.syn_neuron[syn]
+        pre = np.repeat(unit[a:b], ct)
+        types = axon_type[a:b]
+        k, d, j, q = int(src[a]), int(delay[a]), int(proj[a]), int(post_pop[a])
+        synapses = Synapses(
+            weight=p.syn_weight[syn].astype(np.int64),
+            proj=np.broadcast_to(np.int64(j), (n,)),
+            post=neuron.astype(np.int64),
+            axon_type=(np.broadcast_to(types[0], (n,)) if (types == types[0]).all() else np.repeat(types, ct)))
+        inc = w.datapath.increments(synapses, w.projection_params, w.registers, p.spec)
+        del synapses
+        if any_stepwise:
+            # neurons that integrate synapse by synapse read their sources outside the edges
+            marked = stepwise[neuron]
+            if marked.any():
+                if k >= 1:
+                    dependencies |= {(k - 1, int(x)) for x in np.unique(pop_of[neuron[marked]])}
+                keep = ~marked
+                neuron, pre, inc = neuron[keep], pre[keep], inc[keep]
+        inc = _narrow(inc)
+        local = local_of[neuron]
+        if q >= 0:
+            blocks.append(SynapseBlock(k, d, j, q, pre, local, inc))
+            continue
+        pops = pop_of[neuron]
+        for x in np.flatnonzero(np.bincount(pops)).tolist():
+            m = pops == x
+            blocks.append(SynapseBlock(k, d, j, int(x), pre[m], local[m], inc[m]))
+    return LoweredSynapses(blocks=blocks), dependencies
+
+
+def _narrow(values: NDArray[np.int64]) -> NDArray[np.integer[Any]]:
+    """int64 integers as int32 when every one fits (half the memory of a big program's paths)."""
+    if values.size and (int(values.min()) < -(1 << 31) or int(values.max()) >= 1 << 31):
+        return values
+    return values.astype(np.int32)
+
+
 def synops_terms(synapses: LoweredSynapses, sizes: list[int]) -> tuple[tuple[int, int, NDArray[np.int64]], ...]:
     """Synaptic-operation terms of a lowered network from its synapse paths: a spike of source unit
     ``i`` (``sizes[src]`` units per source) reaches every path leaving it, so ``vec[i]`` counts
-    the paths per ``(source, delay)``. For a netlist built without a Program (each path one
-    synapse), this is the crossbar's count; a Program's :meth:`Lowered.from_wiring` counts its
-    axons' synapses instead (the same, plus synapses its family integrates stepwise)."""
-    terms: list[tuple[int, int, NDArray[np.int64]]] = []
-    if not synapses.src.size:
-        return ()
-    keys = np.unique(np.stack([synapses.src, synapses.delay], axis=1), axis=0)
-    for src, d in keys.tolist():
-        m = (synapses.src == src) & (synapses.delay == d)
-        terms.append((int(src), int(d), np.bincount(synapses.pre[m], minlength=sizes[src]).astype(np.int64)))
-    return tuple(terms)
+    the paths per ``(source, delay)``, in ascending ``(source, delay)``. For a netlist built without
+    a Program (each path one synapse), this is the crossbar's count; a Program's
+    :meth:`Lowered.from_wiring` counts its axons' synapses instead (the same, plus synapses its
+    family integrates stepwise)."""
+    terms: dict[tuple[int, int], NDArray[np.int64]] = {}
+    for blk in synapses.blocks:
+        vec = terms.setdefault((blk.src, blk.delay), np.zeros(sizes[blk.src], dtype=np.int64))
+        vec += np.bincount(blk.pre, minlength=sizes[blk.src])
+    return tuple((src, d, terms[(src, d)]) for src, d in sorted(terms))
 
 
 def _synops_terms(w: Wiring, pop_of: I64, local_of: I64, n_pops: int) -> tuple[tuple[int, int, I64], ...]:
@@ -259,7 +470,7 @@ class FastEngine:
         # a family's compiled whole-program runner (Xylo's numba kernel) replaces the step loop
         self.runner = self.datapath.compiled(network, batch) if isinstance(network, Wiring) else None
         self._build_edges()
-        # the edge matrices hold the synapses now: drop the paths (7 int64 arrays per synapse)
+        # the edge matrices hold the synapses now: drop the paths
         self.net = net = replace(net, synapses=LoweredSynapses.empty())
         self._build_schedule()
         self.reset()
@@ -271,33 +482,17 @@ class FastEngine:
 
     # ----------------------------------------------------------------- lowering
     def _build_edges(self) -> None:
+        """One :class:`_Edge` per (source, post population, projection, delay), in that order, from
+        the network's synapse blocks (:func:`_edge_matrices`)."""
         net = self.net
-        syn = net.synapses
-        kind, local, delay, proj, post_pop, post_local = (syn.src, syn.pre, syn.delay, syn.proj, syn.post_pop,
-                                                          syn.post)
-        inc = syn.increment.astype(np.float64)
-        max_count = np.array([net.spec.chip.max_input_count]
-                             + [int(pop.max_spikes.max(initial=0)) for pop in self.pops], dtype=np.float64)
-        dims = np.array([len(self.src_sizes), len(self.pops), max(1, len(net.projections)),
-                         max(self.dmax, self.din) + 1], dtype=np.int64)
-        flat = ((kind * dims[1] + post_pop) * dims[2] + proj) * dims[3] + delay
-        order = np.argsort(flat, kind="stable")
-        sorted_keys = flat[order]
-        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if flat.size else np.zeros(0, int)
-        bounds = np.r_[starts, flat.size]
-        uniq = []
-        for g in range(starts.size):
-            key = int(sorted_keys[starts[g]])
-            d = key % dims[3]
-            key //= dims[3]
-            j = key % dims[2]
-            key //= dims[2]
-            uniq.append((key // dims[1], key % dims[1], j, d))
+        max_count = [net.spec.chip.max_input_count] + [int(pop.max_spikes.max(initial=0)) for pop in self.pops]
+        by_edge: dict[tuple[int, int, int, int], list[SynapseBlock]] = defaultdict(list)
+        for blk in net.synapses.blocks:
+            by_edge[blk.edge].append(blk)
         self.edges: list[_Edge] = []
-        for g, (k, q, j, d) in enumerate(uniq):
-            sel = order[bounds[g]:bounds[g + 1]]
+        for k, q, j, d in sorted(by_edge):
             shape = (self.src_sizes[k], self.pops[q].size)  # pre-major
-            mats = _edge_matrices(local[sel], post_local[sel], inc[sel], shape, max_count[k], self.ordered)
+            mats = _edge_matrices(by_edge[(k, q, j, d)], shape, max_count[k], self.ordered)
             self.edges.append(_Edge(k, q, j, d, mats, self.datapath.slot(net.projections[j])))
 
     def _build_schedule(self) -> None:
@@ -609,37 +804,76 @@ SPARSE_DENSITY = 0.05
 SPARSE_MIN_ENTRIES = 1 << 18
 
 
-def _edge_matrices(pre: I64, post: I64, inc: F64, shape: tuple[int, int], max_count: float, ordered: bool
+def _edge_matrices(blocks: list[SynapseBlock], shape: tuple[int, int], max_count: int, ordered: bool
                    ) -> tuple[Any, ...]:
-    """The matrices of one edge: pre-major ``[pre_n, post_n]`` increments (repeated pairs summed),
-    or (order-sensitive families) their positive and negative parts.
+    """The matrices of one edge from its synapse blocks: pre-major ``[pre_n, post_n]`` increments
+    (repeated pairs summed), or (order-sensitive families) their positive and negative parts.
 
     dtype: float32 while the exactness bound ``max_post Σ_pre |w| · max_count < 2^24`` holds, else
     float64 (exact below 2^53). Dense C-order arrays, or CSR matrices when sparse (conv layers):
     a product over CSR adds the same integers, exact under the same bound.
     """
     n = shape[0] * shape[1]
-    if pre.size < SPARSE_DENSITY * n and n >= SPARSE_MIN_ENTRIES:
-        m = sp.csr_matrix((inc, (pre, post)), shape=shape, dtype=np.float64)
-        m.sum_duplicates()
-        col_abs = np.bincount(m.indices, weights=np.abs(m.data), minlength=shape[1])
-        dtype = np.float32 if float(col_abs.max(initial=0.0)) * max_count < 2**24 else np.float64
-        m = m.astype(dtype)
-        if not ordered:
-            return (m,)
-        pos, neg = m.copy(), m.copy()
-        pos.data = np.maximum(pos.data, 0)
-        neg.data = np.minimum(neg.data, 0)
-        pos.eliminate_zeros()
-        neg.eliminate_zeros()
-        return (pos, neg)
-    # bincount sums repeated (pre, post) pairs like np.add.at, an order of magnitude faster
-    dense = np.bincount(pre * shape[1] + post, weights=inc, minlength=n).reshape(shape)
-    bound = float(np.abs(dense).sum(axis=0).max(initial=0.0)) * max_count
-    dtype = np.float32 if bound < 2**24 else np.float64
+    if sum(b.size for b in blocks) < SPARSE_DENSITY * n and n >= SPARSE_MIN_ENTRIES:
+        return _sparse_matrices(blocks, shape, max_count, ordered)
+    return _dense_matrices(blocks, shape, max_count, ordered)
+
+
+def _sparse_matrices(blocks: list[SynapseBlock], shape: tuple[int, int], max_count: int, ordered: bool
+                     ) -> tuple[Any, ...]:
+    """:func:`_edge_matrices` as CSR matrices (duplicates summed)."""
+    pre = np.concatenate([b.pre for b in blocks]).astype(np.int64)
+    post = np.concatenate([b.post for b in blocks]).astype(np.int64)
+    inc = np.concatenate([b.increment for b in blocks]).astype(np.float64)
+    m = sp.csr_matrix((inc, (pre, post)), shape=shape, dtype=np.float64)
+    m.sum_duplicates()
+    col_abs = np.bincount(m.indices, weights=np.abs(m.data), minlength=shape[1])
+    dtype = np.float32 if float(col_abs.max(initial=0.0)) * max_count < 2**24 else np.float64
+    m = m.astype(dtype)
+    if not ordered:
+        return (m,)
+    pos, neg = m.copy(), m.copy()
+    pos.data = np.maximum(pos.data, 0)
+    neg.data = np.minimum(neg.data, 0)
+    pos.eliminate_zeros()
+    neg.eliminate_zeros()
+    return (pos, neg)
+
+
+def _dense_matrices(blocks: list[SynapseBlock], shape: tuple[int, int], max_count: int, ordered: bool
+                    ) -> tuple[NDArray[np.floating[Any]], ...]:
+    """:func:`_edge_matrices` as dense arrays, filled by one unbuffered addition per path
+    (``np.add.at``, slice by slice). In float32 directly when a bound over the paths,
+    ``max_post (paths into post) · max|w| · max(1, max_count) < 2^24`` (:func:`_paths_bound`), proves
+    every partial sum exact: it also bounds the summed matrix's ``Σ_pre |w| · max_count``, so
+    float32 is the dtype chosen. Otherwise in float64, and the bound is taken on the summed matrix.
+    """
+    exact32 = _paths_bound(blocks, shape[1]) * max(1, max_count) < 2**24
+    acc = np.zeros(shape[0] * shape[1], dtype=np.float32 if exact32 else np.float64)
+    for b in blocks:
+        for lo in range(0, b.size, PATH_BLOCK):
+            sl = slice(lo, lo + PATH_BLOCK)
+            index = b.pre[sl].astype(np.int64)
+            index *= shape[1]
+            index += b.post[sl]
+            np.add.at(acc, index, b.increment[sl].astype(acc.dtype))
+    dense = acc.reshape(shape)
+    wide = not exact32 and float(np.abs(dense).sum(axis=0).max(initial=0.0)) * max_count >= 2**24
+    dtype = np.float64 if wide else np.float32
     if ordered:
-        return (np.maximum(dense, 0).astype(dtype), np.minimum(dense, 0).astype(dtype))
-    return (dense.astype(dtype),)
+        return (np.maximum(dense, 0).astype(dtype, copy=False), np.minimum(dense, 0).astype(dtype, copy=False))
+    return (dense.astype(dtype, copy=False),)
+
+
+def _paths_bound(blocks: list[SynapseBlock], post_n: int) -> int:
+    """``max_post (paths into post) · max |increment|`` over an edge's blocks: at least every
+    column's ``Σ |increment|`` over its paths, so at least every partial sum of the matrix."""
+    fan_in = np.zeros(post_n, dtype=np.int64)
+    top = 0
+    for b in blocks:
+        fan_in += np.bincount(b.post, minlength=post_n)
+        top = max(top, abs(int(b.increment.min())), abs(int(b.increment.max())))
+    return int(fan_in.max(initial=0)) * top
 
 
 def _matmul(x: NDArray[Any], m: Any) -> NDArray[Any]:
