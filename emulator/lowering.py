@@ -36,7 +36,7 @@ from spikeforge.errors import EmulatorError
 from . import families
 from .engine import Trace
 from .families.datapath import Synapses
-from .fast import FastEngine, Lowered, LoweredPopulation, LoweredSynapses
+from .fast import FastEngine, Lowered, LoweredPopulation, LoweredSynapses, SynapseBlock
 
 if TYPE_CHECKING:
     from compiler.backend.netlist import Netlist
@@ -51,8 +51,9 @@ def lower(netlist: Netlist, spec: HwSpec) -> Lowered:
     """``netlist`` as the fast engine's :class:`~emulator.fast.Lowered` network for ``spec``.
 
     Populations keep their declaration order and register arrays (int64); neuron ids are
-    ``0 .. N-1`` in that order. Every stored synapse is one path ``(source, pre unit, delay,
-    projection, post population, post neuron, increment)``, the increment being the family's
+    ``0 .. N-1`` in that order. Every stored synapse is one path, and each projection one
+    :class:`~emulator.fast.SynapseBlock` (its pre and post indices are views of the netlist's COO),
+    the increment being the family's
     (``datapath.increments``: Loihi's stored weight, Xylo's ``w << weight_shift`` in the synaptic
     state's width, TrueNorth's ``s[G]`` of the axon's type); input channels are the ports'
     channels concatenated in declaration order. Synaptic operations count one per path and
@@ -78,57 +79,55 @@ def lower(netlist: Netlist, spec: HwSpec) -> Lowered:
         n_channels += port.size
     params = tuple(pr.params for pr in netlist.projections)
 
-    # the paths, filled projection by projection (no per-projection copies to concatenate: a big
-    # network's paths are several GB)
-    total = sum(int(pr.weight.size) for pr in netlist.projections)
-    cols = [np.empty(total, dtype=np.int64) for _ in range(7)]
-    src_col, pre_col, delay_col, proj_col, pop_col, post_col, inc_col = cols
+    # one block of paths per projection, views of its COO (no per-synapse int64 copies but the
+    # increments); neurons that integrate synapse by synapse (``stepwise``) are left out of the
+    # blocks and read their sources outside the crossbar products
+    blocks: list[SynapseBlock] = []
     dependencies: set[tuple[int, int]] = set()
     max_delay, max_input_delay = 1, 0
-    lo = 0
     for j, pr in enumerate(netlist.projections):
         q = index[pr.post]
-        hi = lo + int(pr.weight.size)
-        post = post_col[lo:hi]
-        post[:] = pr.post_idx
-        pre = pre_col[lo:hi]
-        pre[:] = pr.pre_idx
         if pr.pre_is_input:
-            src_col[lo:hi] = 0
-            pre += port_first[pr.pre]  # the port's channels among all ports'
+            src = 0
+            pre = np.asarray(pr.pre_idx)
+            if port_first[pr.pre]:
+                pre = pre.astype(np.int64) + port_first[pr.pre]  # the port's channels among all ports'
             max_input_delay = max(max_input_delay, int(pr.delay))
         else:
-            src_col[lo:hi] = 1 + index[pr.pre]
+            src = 1 + index[pr.pre]
+            pre = np.asarray(pr.pre_idx)
             max_delay = max(max_delay, int(pr.delay))
-        delay_col[lo:hi] = pr.delay
-        proj_col[lo:hi] = j
-        pop_col[lo:hi] = q
-        types = None if pr.axon_types is None else np.asarray(pr.axon_types, dtype=np.int64)
-        # the increment of each synapse, read against its post population's registers (local ids);
-        # a block at a time, so that the temporaries stay small
-        for a in range(0, hi - lo, _BLOCK):
-            b = min(hi - lo, a + _BLOCK)
-            block = slice(lo + a, lo + b)
-            weight = inc_col[block]
-            weight[:] = pr.weight[a:b]  # the int64 weights, replaced by the increments below
-            syn = Synapses(weight=weight, proj=proj_col[block], post=post_col[block],
-                           axon_type=np.zeros(b - a, dtype=np.int64) if types is None else types[pr.pre_idx[a:b]])
-            inc_col[block] = datapath.increments(syn, params, pops[q].registers, spec)
-        lo = hi
-    paths = LoweredSynapses(*cols)
+        post = np.asarray(pr.post_idx)
+        inc = _increments(datapath, pr, j, params, pops[q].registers, spec)
+        stepwise = datapath.stepwise(pops[q].registers)
+        if stepwise.any():
+            keep = ~stepwise[post]
+            if src and not keep.all():
+                dependencies.add((src - 1, q))
+            pre, post, inc = pre[keep], post[keep], inc[keep]
+        blocks.append(SynapseBlock(src, int(pr.delay), j, q, pre, post, inc))
+    paths = LoweredSynapses(blocks=blocks)
     synops = _synops(netlist, index, port_first, n_channels)
-    stepwise = np.concatenate([datapath.stepwise(p.registers) for p in pops])
-    if stepwise.any():
-        # neurons that integrate synapse by synapse read their sources outside the crossbar products
-        first_id = np.array([int(p.neurons[0]) for p in pops], dtype=np.int64)
-        marked = stepwise[first_id[paths.post_pop] + paths.post]
-        from_pops = marked & (paths.src >= 1)
-        dependencies = {(int(a) - 1, int(b)) for a, b in zip(paths.src[from_pops], paths.post_pop[from_pops],
-                                                             strict=True)}
-        paths = LoweredSynapses(*(a[~marked] for a in (paths.src, paths.pre, paths.delay, paths.proj,
-                                                        paths.post_pop, paths.post, paths.increment)))
     return Lowered(spec.family, spec, tuple(pops), params, n_channels, paths, synops, max_delay,
                    max_input_delay, frozenset(dependencies), None)
+
+
+def _increments(datapath: Any, pr: Any, j: int, params: tuple[Mapping[str, int], ...],
+                registers: Mapping[str, NDArray[np.int64]], spec: HwSpec) -> NDArray[np.int64]:
+    """The family's increment of every synapse of projection ``j`` (``pr``), read against its post
+    population's ``registers`` (local ids); a block at a time, so that the temporaries stay small."""
+    n = int(pr.weight.size)
+    out = np.empty(n, dtype=np.int64)
+    types = None if pr.axon_types is None else np.asarray(pr.axon_types, dtype=np.int64)
+    for a in range(0, n, _BLOCK):
+        b = min(n, a + _BLOCK)
+        weight = out[a:b]
+        weight[:] = pr.weight[a:b]  # the int64 weights, replaced by the increments below
+        syn = Synapses(weight=weight, proj=np.full(b - a, j, dtype=np.int64),
+                       post=np.asarray(pr.post_idx[a:b], dtype=np.int64),
+                       axon_type=np.zeros(b - a, dtype=np.int64) if types is None else types[pr.pre_idx[a:b]])
+        out[a:b] = datapath.increments(syn, params, registers, spec)
+    return out
 
 
 def _synops(netlist: Netlist, index: Mapping[str, int], port_first: Mapping[str, int], n_channels: int
