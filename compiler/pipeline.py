@@ -217,7 +217,9 @@ def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph,
     steps, each chunk array holding at most ``elements`` values: memory stays bounded however long
     the run.
 
-    ``exact``: the emulated output spikes equal the integer simulation of the quantised network;
+    ``exact``: the emulated output spikes equal those of the quantised network run on the same fast
+    engine without a mapping (its netlist: :mod:`emulator.lowering`; for TrueNorth the network
+    before neuron copies), so a fault of placement, layout or copies shows;
     ``spike_mismatch``: the share of output spike counts that differ; ``agreement_float``: share
     of samples whose predicted class (most output spikes) equals the float network's; accuracies
     when ``labels`` are given; ``accuracy_drop`` = reference (ANN, or the float SNN) − emulated.

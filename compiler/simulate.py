@@ -1,33 +1,30 @@
 """Network-level simulation of a population graph, layer by layer (no cores, no routes).
 
-Two modes; the per-family neuron update comes from the family's compile hooks
-(``emulator.families.get(spec.family).compiling``: ``FloatNeurons``, ``QuantisedNeurons``):
+Two modes:
 
-* ``quantized=True`` runs the integer datapath on the registers and integer weights the quantiser
-  chose (int64 state, widths from the spec's ``[state]``). It is an independent check of the
-  compiler's back end: the emulated Program must give the same spikes (exactly, as long as no
-  Xylo state saturates — saturation makes delivery order matter, which this network-level loop
-  does not model).
+* ``quantized=True`` runs the quantised network — the netlist the Program is built from
+  (:func:`compiler.passes.emit.to_builder`), before placement — on the emulator's fast engine
+  (:class:`emulator.lowering.NetlistSimulator`): the family's own update, crossbar products and
+  widths, with no copy of the chip arithmetic here. What a Program adds is the mapping (cores,
+  axons, routes; TrueNorth's neuron copies), so comparing the two checks what compiling can
+  break. They agree bit for bit, except that without axons a netlist has no delivery order: where
+  a family saturates on every addition (Xylo's synaptic states, TrueNorth's V) the step's summed
+  drive saturates once, which is the chip's result whenever no partial sum leaves the register.
 * ``quantized=False`` runs the float network (weights, thresholds, biases before rounding) with
   the chip's decay factors, spike test and reset — the model the quantised one approximates.
-  Biases add to ``v`` as on the chip, scaled by the family's ``bias_gain``.
-
-The population update is a small object — ``dtype``, ``state(batch) → {name: [batch, n]}``,
-``input(current, params)`` (a projection's summed weights → its contribution, e.g. Loihi's
-``weight_exp`` shift) and ``step(state, a) → spikes [batch, n]`` — so the quantised one can be
-replaced by any family update of that shape (the emulator's vectorised step) without touching the
-loop below.
+  The population update comes from the family's compile hooks
+  (``emulator.families.get(spec.family).compiling.FloatNeurons``); biases add to ``v`` as on the
+  chip, scaled by the family's ``bias_gain``.
 
 Input ``spikes``: ``[batch, time, n_in]`` counts. Delays come from each projection (or the spec's
 defaults): a spike emitted at step ``t`` is integrated at ``t + delay``.
 
-:class:`NetworkSimulation` streams: its state (every population's registers, the last ``delay``
-steps of every projection's source) carries over between :meth:`~NetworkSimulation.run` calls, so
+:class:`NetworkSimulation` streams: its state (every population's registers, the spikes still
+travelling on delayed projections) carries over between :meth:`~NetworkSimulation.run` calls, so
 a long run goes in time chunks of bounded memory, and :func:`chunks` picks chunk sizes. Within a
 chunk each layer's input for all its steps is one matrix product (feed-forward graphs): dense
-BLAS for dense projections — float32 when the exactness bound ``max_post Σ|w|·max count < 2^24``
-holds (integer weights), float64 otherwise — and sparse products for sparse ones; then the
-cheap per-step neuron update runs over the chunk.
+BLAS for dense projections and sparse products for sparse ones, in both modes; then the cheap
+per-step neuron update runs over the chunk.
 """
 
 from __future__ import annotations
@@ -41,6 +38,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from emulator import families
+from emulator.lowering import NetlistSimulator
 from hw_specs import HwSpec
 
 from . import ir
@@ -53,8 +51,6 @@ DENSE_SHARE = 0.1
 DENSE_MAX = 1 << 27
 #: default bound on the elements of one ``[steps, batch, neurons]`` chunk array
 CHUNK_ELEMENTS = 1 << 23
-_F32_EXACT = float(1 << 24)
-_F64_EXACT = float(1 << 53)
 
 
 def _delay(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec) -> int:
@@ -66,44 +62,28 @@ def _delay(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec) -> int:
 
 @dataclass
 class _Projection:
-    """One incoming projection: its weights in the form the product uses, the largest
-    ``Σ|w|`` into one neuron (the exactness bound) and its delay."""
+    """One incoming projection of the float network: its weights in the form the product uses
+    and its delay."""
 
     syn: ir.Synapses
     pre: str
     delay: int
-    dense: NDArray[np.float64] | None  # [post, pre] float weights (or integer ones beyond the float32 bound)
-    dense32: NDArray[np.float32] | None  # [post, pre] integer weights, exact in float32 products
+    dense: NDArray[np.float64] | None  # [post, pre]
     sparse: sp.csr_matrix | None
-    max_count: int  # spikes one source sends per step at most
-    row_abs: float  # the largest Σ|w| into one neuron
     sparse_t: sp.csr_matrix | None = None  # [pre, post], for sparse activity
     history: NDArray[np.float32] | None = None  # [delay, batch, n_pre]: the source's last steps
 
 
-def _projection(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec, type_weights: NDArray[np.int64] | None,
-                quantized: bool) -> _Projection:
-    values = syn.effective(type_weights).astype(np.float64)
+def _projection(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec) -> _Projection:
+    values = syn.effective(None).astype(np.float64)
     n_post, n_pre = syn.shape
-    source = graph[syn.inputs[0]]
-    if isinstance(source, ir.Input):
-        max_count = int(spec.chip.max_input_count)
-    else:
-        readout = isinstance(source, ir.Neuron) and source.readout
-        max_count = int(spec.chip.readout_max_spikes_per_step if readout else spec.chip.max_spikes_per_step)
-    # the exactness bound of a float32 product: |Σ w · count| ≤ max_post Σ|w| · max count < 2^24
-    row_abs = float(np.bincount(syn.post_idx, weights=np.abs(values), minlength=n_post).max(initial=0.0))
     size = n_post * n_pre
-    dense = dense32 = sparse = None
+    dense = sparse = None
     if size and values.size >= DENSE_SHARE * size and size <= DENSE_MAX:
-        full = sp.coo_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape).toarray()  # sums repeats
-        if quantized and row_abs * max_count < _F32_EXACT:
-            dense32 = full.astype(np.float32)
-        else:
-            dense = full
+        dense = sp.coo_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape).toarray()  # sums repeats
     else:
         sparse = sp.csr_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape)
-    return _Projection(syn, syn.inputs[0], _delay(syn, graph, spec), dense, dense32, sparse, max_count, row_abs)
+    return _Projection(syn, syn.inputs[0], _delay(syn, graph, spec), dense, sparse)
 
 
 class NetworkSimulation:
@@ -111,36 +91,44 @@ class NetworkSimulation:
 
     ``batch`` samples run side by side; :meth:`reset` returns to the state before the first step.
     ``run`` returns ``{population: [batch, steps, n]}`` float32 spike counts of the chunk (the
-    output of every population, or of those named in ``keep``).
+    output of every population, or of those named in ``keep``). ``quantized``: the quantised
+    network on the emulator's fast engine, or the float network (see the module doc).
     """
 
     def __init__(self, graph: ir.Graph, spec: HwSpec, *, quantized: bool, dt: float = 1e-3, batch: int = 1,
                  keep: tuple[str, ...] | None = None) -> None:
-        hooks = families.get(spec.family).compiling
         self.quantized = quantized
         self.batch = batch
         self.keep = keep
         (self.input,) = graph.of_type(ir.Input)
+        neurons = graph.of_type(ir.Neuron)
+        self.names = [pop.name for pop in neurons]
+        self.sizes = {self.input.name: graph.size(self.input.name), **{p.name: p.size for p in neurons}}
         self.populations: list[tuple[ir.Neuron, Any, list[_Projection]]] = []
-        for pop in graph.of_type(ir.Neuron):
-            limit = spec.chip.readout_max_spikes_per_step if pop.readout else spec.chip.max_spikes_per_step
-            if quantized:
-                model = hooks.QuantisedNeurons(pop.registers, spec, max_spikes=limit)
-            else:
+        self.netlist: NetlistSimulator | None = None
+        if quantized:
+            from .passes.emit import to_builder
+
+            self.netlist = NetlistSimulator(to_builder(graph, spec).netlist(), spec, batch=batch,
+                                            keep=self.names if keep is None else keep)
+        else:
+            hooks = families.get(spec.family).compiling
+            for pop in neurons:
+                limit = spec.chip.readout_max_spikes_per_step if pop.readout else spec.chip.max_spikes_per_step
                 model = hooks.FloatNeurons(size=pop.size, threshold=pop.threshold, bias=pop.bias,
                                            tau_mem=pop.tau_mem, tau_syn=pop.tau_syn, dt=dt, max_spikes=limit)
-            tw = pop.registers.get("type_weights") if quantized else None
-            projs = []
-            for sname in pop.inputs:
-                syn = graph[sname]
-                assert isinstance(syn, ir.Synapses)
-                projs.append(_projection(syn, graph, spec, tw, quantized))
-            self.populations.append((pop, model, projs))
-        self.sizes = {self.input.name: graph.size(self.input.name), **{p.name: p.size for p, _, _ in self.populations}}
+                projs = []
+                for sname in pop.inputs:
+                    syn = graph[sname]
+                    assert isinstance(syn, ir.Synapses)
+                    projs.append(_projection(syn, graph, spec))
+                self.populations.append((pop, model, projs))
         self.reset()
 
     def reset(self) -> None:
         """Back to the state before the first step (all registers 0, nothing in flight)."""
+        if self.netlist is not None:
+            self.netlist.reset()
         self.states = {pop.name: model.state(self.batch) for pop, model, _ in self.populations}
         for _, _, projs in self.populations:
             for proj in projs:
@@ -149,6 +137,10 @@ class NetworkSimulation:
     def run(self, spikes: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
         """Advance by ``spikes.shape[1]`` steps; ``spikes`` ``[batch, steps, n_in]`` counts."""
         x = np.asarray(spikes)
+        names = self.keep if self.keep is not None else self.names
+        if self.netlist is not None:
+            kept = self.netlist.run(x).populations
+            return {name: kept[name].astype(np.float32) for name in names}
         steps = x.shape[1]
         acts: dict[str, NDArray[np.float32]] = {self.input.name: np.ascontiguousarray(
             x.transpose(1, 0, 2), dtype=np.float32)}  # time-major [steps, batch, n]: a step is contiguous
@@ -164,44 +156,30 @@ class NetworkSimulation:
             for t in range(steps):
                 out[t] = model.step(state, a[t])
             acts[pop.name] = out
-        names = self.keep if self.keep is not None else [p.name for p, _, _ in self.populations]
         return {name: acts[name].transpose(1, 0, 2) for name in names}
 
-    def _current(self, proj: _Projection, pre: NDArray[np.float32], steps: int) -> NDArray[Any]:
+    def _current(self, proj: _Projection, pre: NDArray[np.float32], steps: int) -> NDArray[np.float64]:
         """The projection's weighted input at every step of the chunk, ``[steps, batch, n_post]``
-        float64 (integer-valued when quantised), its delay applied."""
+        float64, its delay applied."""
         assert proj.history is not None
         d = proj.delay
         if d:
             ext = np.concatenate([proj.history, pre], axis=0)
             pre, proj.history = ext[:steps], ext[steps:]
         n_post = proj.syn.shape[0]
-        flat = pre.reshape(-1, pre.shape[-1])
-        peak = float(flat.max(initial=0.0))
-        if proj.dense32 is not None and peak <= proj.max_count:
-            # every partial sum is an integer below 2^24: exact in any order, so sources silent all
-            # chunk long may be left out
-            active = np.flatnonzero(flat.any(axis=0))
-            if active.size < 0.5 * flat.shape[1]:
-                cur: NDArray[Any] = flat[:, active] @ proj.dense32[:, active].T
-            else:
-                cur = flat @ proj.dense32.T
-        elif proj.dense is not None or proj.dense32 is not None:
-            w = proj.dense if proj.dense is not None else np.asarray(proj.dense32, dtype=np.float64)
-            cur = flat.astype(np.float64) @ w.T
+        flat64 = pre.reshape(-1, pre.shape[-1]).astype(np.float64)
+        cur: NDArray[Any]
+        if proj.dense is not None:
+            cur = flat64 @ proj.dense.T
         else:
             assert proj.sparse is not None
-            flat64 = flat.astype(np.float64)
             if np.count_nonzero(flat64) < 0.25 * flat64.size:  # sparse activity: sparse × sparse is cheaper
                 if proj.sparse_t is None:
                     proj.sparse_t = proj.sparse.T.tocsr()
                 cur = (sp.csr_matrix(flat64) @ proj.sparse_t).toarray()
             else:
                 cur = np.asarray(proj.sparse @ flat64.T).T
-        cur = cur.reshape(steps, self.batch, n_post)
-        if self.quantized and proj.row_abs * peak >= _F64_EXACT:
-            raise OverflowError(f"projection {proj.syn.name!r}: a step's input exceeds 2^53")
-        return np.asarray(cur, dtype=np.float64)  # integer-valued when quantised: the family's input() converts
+        return np.asarray(cur.reshape(steps, self.batch, n_post), dtype=np.float64)
 
 
 def chunks(batch: int, steps: int, width: int, elements: int = CHUNK_ELEMENTS) -> tuple[int, int]:
@@ -235,7 +213,7 @@ def simulate(graph: ir.Graph, spikes: NDArray[Any], spec: HwSpec, *, quantized: 
     sim = NetworkSimulation(graph, spec, quantized=quantized, dt=dt, batch=b)
     width = max(sim.sizes.values())
     step_chunk = max(1, elements // max(1, b * width))
-    out = {pop.name: np.zeros((b, t, pop.size)) for pop, _, _ in sim.populations}
+    out = {name: np.zeros((b, t, sim.sizes[name])) for name in sim.names}
     for lo, hi in spans(t, step_chunk):
         for name, arr in sim.run(x[:, lo:hi]).items():
             out[name][:, lo:hi] = arr

@@ -99,3 +99,28 @@ def test_spiking_model_verified_on_its_spikes():
     spikes = (torch.rand(5, 30, 6) < 0.3).float()
     _, rep = compiler.compile_with_report(model, "loihi", spikes, verify="full")
     assert rep.verification["exact"] and rep.verification["samples"] == 5
+
+
+@pytest.mark.parametrize("target", ["loihi", "xylo", "truenorth"])
+def test_a_mapping_fault_is_caught(relu, target):
+    """Verification compares the Program with the quantised network run without a mapping: a
+    Program whose routes are crossed (the inputs of one hidden layer permuted, as a faulty route
+    table would) is not exact."""
+    import dataclasses
+
+    from compiler.passes.emit import emit
+
+    model, x = relu
+    spec = hw_specs.load(target)
+    graph, conv = convert(capture(model, (10,), None), x.numpy())
+    low = lower(graph)
+    q, _ = quantize(low, spec)
+    spikes = encode_rate(x.numpy()[:8], 30, conv.input_scale)
+    good = emit(q, spec)
+    assert verification(good, low, q, spec, spikes, None, 1e-3)["exact"]
+    faulty = q.copy()
+    syn = max(faulty.of_type(ir.Synapses), key=lambda s: s.values.size)  # a hidden layer's projection
+    crossed = np.random.default_rng(0).permutation(syn.shape[1])
+    faulty.replace(dataclasses.replace(syn, pre_idx=crossed[syn.pre_idx]))
+    res = verification(emit(faulty, spec), low, q, spec, spikes, None, 1e-3)
+    assert not res["exact"] and res["spike_mismatch"] > 0

@@ -1,5 +1,5 @@
 """Loihi compile hooks: time constants → decays, the mantissa/exponent weight format, the rules'
-family facts, and the network-level simulation of one population (float and quantised).
+family facts, and the float model of one population (the network the quantised one approximates).
 
 numpy only (no torch, no compiler imports): the compiler reaches this module through
 ``emulator.families.get(spec.family).compiling``.
@@ -18,11 +18,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator import fixed
-
 __all__ = [
     "decay", "bias_gain", "keep_factors", "decay_registers", "weight_geometry", "state_scale", "exponent_for",
-    "mantissas", "threshold_register", "bias_registers", "settling", "FloatNeurons", "QuantisedNeurons",
+    "mantissas", "threshold_register", "bias_registers", "settling", "FloatNeurons",
     "QUANTISER", "OVERFLOW_STATE", "OVERFLOW_FIX", "WEIGHT_EXPONENT", "REGISTER_KEYS", "FAN_OUT_LABEL",
     "FAN_OUT_FIX", "FAN_OUT_PER_CORE", "ONE_ROUTE_PER_NEURON", "INPUT_SHIFT",
 ]
@@ -171,59 +169,3 @@ class FloatNeurons:
         v[s] = 0.0
         state["u"], state["v"] = u, v
         return s.astype(np.float64)
-
-
-class QuantisedNeurons:
-    """The integer datapath of one population on its registers (widths from the spec)::
-
-        u ← wrap(trunc(u·(4096 − du − 1)/4096) + (a << 6), bits_u)
-        v ← sat(trunc(v·(4096 − dv)/4096) + u + bias_mant·2^bias_exp, ±(2^(bits_v − 1) − 1))
-        s = [v > vth << 6];   v ← 0 where s
-
-    ``input`` applies a projection's ``weight_exp`` to its summed weights (floor shift);
-    refractory counters and voltage limits are not modelled (the compiler leaves them at 0).
-    The state is integer-valued float64 (:mod:`emulator.fixed`'s float forms: every product is
-    below 2^53) when the widths allow, else int64; ``dtype`` says which.
-    """
-
-    def __init__(self, registers: Mapping[str, NDArray[np.int64]], spec: Any, max_spikes: int = 1) -> None:
-        r = registers
-        self.u_bits = int(spec.state["u"].bits)
-        self.v_lim = int(spec.state["v"].hi)
-        # exact in float64 while |state| · 4096 and the input's shifted sums stay below 2^53
-        exact = max(self.u_bits, int(spec.state["v"].bits)) + 12 < 53
-        self.dtype: Any = np.float64 if exact else np.int64
-        self.keep_u: NDArray[Any] = (4096 - (r["du"] + 1)).astype(self.dtype)
-        self.keep_v: NDArray[Any] = (4096 - r["dv"]).astype(self.dtype)
-        self.bias: NDArray[Any] = (r["bias_mant"] << r["bias_exp"]).astype(self.dtype)  # bias_exp is unsigned
-        self.vth: NDArray[Any] = (r["vth"] << INPUT_SHIFT).astype(self.dtype)
-        self.size = int(r["vth"].size)
-
-    def state(self, batch: int) -> dict[str, NDArray[Any]]:
-        return {"u": np.zeros((batch, self.size), dtype=self.dtype), "v": np.zeros((batch, self.size),
-                                                                                   dtype=self.dtype)}
-
-    def input(self, current: NDArray[Any], params: Mapping[str, int]) -> NDArray[Any]:
-        """``current`` (integer-valued, any dtype) ``<< weight_exp`` (floor for a negative exponent)."""
-        e = int(params["weight_exp"])
-        if self.dtype is np.float64:
-            return fixed.shift_float(np.asarray(current, dtype=np.float64), e)
-        return fixed.shift_array(np.asarray(current).astype(np.int64), e)
-
-    def step(self, state: dict[str, NDArray[Any]], a: NDArray[Any]) -> NDArray[Any]:
-        u: NDArray[Any]
-        v: NDArray[Any]
-        if self.dtype is np.float64:
-            u = fixed.wrap_float(fixed.mul_shift_trunc_float(state["u"], self.keep_u, 12) + a * 64.0, self.u_bits)
-            v = fixed.mul_shift_trunc_float(state["v"], self.keep_v, 12)
-        else:
-            u = fixed.wrap_array(fixed.mul_shift_trunc_array(state["u"], self.keep_u, 12) + (a << INPUT_SHIFT),
-                                 self.u_bits)
-            v = fixed.mul_shift_trunc_array(state["v"], self.keep_v, 12)
-        v += u
-        v += self.bias
-        np.clip(v, -self.v_lim, self.v_lim, out=v)
-        s = v > self.vth
-        v[s] = 0
-        state["u"], state["v"] = u, v
-        return s

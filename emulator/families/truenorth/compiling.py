@@ -1,5 +1,5 @@
 """TrueNorth compile hooks: the per-neuron registers of a fitted binary crossbar, the rules' family
-facts, and the network-level simulation of one population (float and quantised).
+facts, and the float model of one population (the network the quantised one approximates).
 
 numpy only (no torch, no compiler imports): the compiler reaches this module through
 ``emulator.families.get(spec.family).compiling``. The weight fit itself (binary crossbar × four
@@ -16,10 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator import fixed
-
 __all__ = [
-    "neuron_registers", "coarsen", "FloatNeurons", "QuantisedNeurons", "QUANTISER", "OVERFLOW_STATE",
+    "neuron_registers", "coarsen", "FloatNeurons", "QUANTISER", "OVERFLOW_STATE",
     "OVERFLOW_FIX", "WEIGHT_EXPONENT", "WEIGHT_ERROR_KEYS", "WEIGHT_ERROR_FIX", "REGISTER_KEYS", "FAN_OUT_LABEL",
     "FAN_OUT_FIX", "FAN_OUT_PER_CORE", "ONE_ROUTE_PER_NEURON", "TIME_CONSTANTS",
 ]
@@ -112,34 +110,3 @@ class FloatNeurons:
         s = v >= self.alpha
         state["v"] = np.where(s, v - self.alpha, v)
         return s.astype(np.float64)
-
-
-class QuantisedNeurons:
-    """The integer datapath of one population on the registers the quantiser sets (stochastic
-    modes off, γ = 1, κ = 1), ``v`` saturating to its width from the spec::
-
-        v ← sat(sat(v + a) + λ);   s = [v ≥ α];   v ← v − α where s, else −β where v < −β
-
-    Exact unless ``v`` saturates mid-step (the chip saturates after every synapse).
-    """
-
-    def __init__(self, registers: Mapping[str, NDArray[np.int64]], spec: Any, max_spikes: int = 1) -> None:
-        r = registers
-        self.alpha, self.beta, self.leak = r["threshold"], r["neg_threshold"], r["leak"]
-        self.v_bits = int(spec.state["v"].bits)
-        self.size = int(r["threshold"].size)
-
-    def state(self, batch: int) -> dict[str, NDArray[np.int64]]:
-        return {"v": np.zeros((batch, self.size), dtype=np.int64)}
-
-    dtype: Any = np.int64
-
-    def input(self, current: NDArray[Any], params: Mapping[str, int]) -> NDArray[np.int64]:
-        """``current`` (integer-valued, any dtype) as int64."""
-        return np.asarray(current).astype(np.int64)
-
-    def step(self, state: dict[str, NDArray[np.int64]], a: NDArray[np.int64]) -> NDArray[np.int64]:
-        v = fixed.sat_array(fixed.sat_array(state["v"] + a, self.v_bits) + self.leak, self.v_bits)
-        s = v >= self.alpha
-        state["v"] = np.where(s, v - self.alpha, np.where(v < -self.beta, -self.beta, v))
-        return s.astype(np.int64)

@@ -1,5 +1,5 @@
 """Xylo compile hooks: time constants → bit-shift decays, the shift-per-matrix weight format, the
-rules' family facts, and the network-level simulation of one population (float and quantised).
+rules' family facts, and the float model of one population (the network the quantised one approximates).
 
 numpy only (no torch, no compiler imports): the compiler reaches this module through
 ``emulator.families.get(spec.family).compiling``.
@@ -17,10 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emulator import fixed
-
 __all__ = [
-    "dash", "bias_gain", "keep_factors", "decay_registers", "population", "FloatNeurons", "QuantisedNeurons",
+    "dash", "bias_gain", "keep_factors", "decay_registers", "population", "FloatNeurons",
     "QUANTISER", "OVERFLOW_STATE", "OVERFLOW_FIX", "WEIGHT_EXPONENT", "REGISTER_KEYS", "FAN_OUT_LABEL",
     "FAN_OUT_FIX", "FAN_OUT_PER_CORE", "ONE_ROUTE_PER_NEURON",
 ]
@@ -153,48 +151,4 @@ class FloatNeurons:
         vmem = state["vmem"] * self.km + isyn + self.bias
         k = np.where(vmem >= self.threshold, np.minimum(self.limit, np.floor(vmem / self.threshold)), 0.0)
         state["isyn"], state["vmem"] = isyn, vmem - k * self.threshold
-        return k
-
-
-class QuantisedNeurons:
-    """The integer datapath of one population on its registers (int64 state, widths from the spec)::
-
-        i ← sat(i + Σ a << shift);   i ← i − decay(i, dash_syn)
-        dv = sat(sat(−decay(v, dash_mem) + i) + bias);   v ← sat(v + dv)
-        k = min(⌊v/θ⌋, max_spikes) where v ≥ θ;   v ← v − k·θ
-
-    with ``decay`` = :func:`emulator.fixed.shift_decay_array`. The step's whole input is added at
-    once: exact unless ``isyn`` saturates (then the chip's delivery order matters).
-    """
-
-    def __init__(self, registers: Mapping[str, NDArray[np.int64]], spec: Any, max_spikes: int = 1) -> None:
-        r = registers
-        self.theta = r["threshold"]
-        self.bias = r["bias"]
-        self.dash_syn = r["dash_syn"]
-        self.dash_mem = r["dash_mem"]
-        self.isyn_bits = int(spec.state["isyn"].bits)
-        self.vmem_bits = int(spec.state["vmem"].bits)
-        self.limit = int(max_spikes)
-        self.size = int(r["threshold"].size)
-
-    def state(self, batch: int) -> dict[str, NDArray[np.int64]]:
-        return {"isyn": np.zeros((batch, self.size), dtype=np.int64),
-                "vmem": np.zeros((batch, self.size), dtype=np.int64)}
-
-    dtype: Any = np.int64
-
-    def input(self, current: NDArray[Any], params: Mapping[str, int]) -> NDArray[np.int64]:
-        """``current`` (integer-valued, any dtype) ``<< weight_shift``, int64."""
-        return fixed.shift_array(np.asarray(current).astype(np.int64), int(params["weight_shift"]))
-
-    def step(self, state: dict[str, NDArray[np.int64]], a: NDArray[np.int64]) -> NDArray[np.int64]:
-        isyn = fixed.sat_array(state["isyn"] + a, self.isyn_bits)
-        isyn -= fixed.shift_decay_array(isyn, self.dash_syn)
-        vmem = state["vmem"]
-        dv = fixed.sat_array(-fixed.shift_decay_array(vmem, self.dash_mem) + isyn, self.vmem_bits)
-        dv = fixed.sat_array(dv + self.bias, self.vmem_bits)
-        vmem = fixed.sat_array(vmem + dv, self.vmem_bits)
-        k: NDArray[np.int64] = np.where(vmem >= self.theta, np.minimum(self.limit, vmem // self.theta), 0)
-        state["isyn"], state["vmem"] = isyn, vmem - k * self.theta
         return k
