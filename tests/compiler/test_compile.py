@@ -46,7 +46,7 @@ def test_relu_mlp_compiles_and_classifies(relu_mlp, target):
     model, x, y = relu_mlp
     program, report = compiler.compile_with_report(model, target, (x[:96], y[:96]), steps=100)
     v = report.verification
-    assert v["exact"], v  # emulator == integer simulation of the quantised network
+    assert v["exact"], v  # the Program == its quantised netlist, both on the fast engine
     assert v["agreement_ann"] >= 0.9, v  # stated threshold for converted networks
     assert v["accuracy_drop"] <= 0.1, v
     assert program.target == target and not hasattr(program, "compile_report")

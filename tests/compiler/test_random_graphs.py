@@ -1,5 +1,5 @@
 """Random small graphs either compile or raise a CompileError subclass — never another exception;
-when they compile for a Loihi-family target, the emulated Program equals the integer simulation."""
+when they compile for a Loihi-family target, the emulated Program equals its quantised netlist."""
 
 from __future__ import annotations
 
