@@ -246,8 +246,17 @@ def test_lowered_netlist_shape():
     b.connect(y, h, weights=np.ones((4, 2), dtype=int), synapse=1)
     b.connect(h, o, weights=np.full((2, 4), -3))
     b.output("out", o)
-    net = lower(b.netlist(), b.spec)
+    netlist = b.netlist()
+    net = lower(netlist, b.spec)
     assert net.order is None and net.n_channels == 5
+    # one block of paths per projection: (source, delay, projection, post population), its indices
+    # views of the netlist's COO (the second port's channels are offset: a copy)
+    blocks = net.synapses.blocks
+    assert [(blk.src, blk.delay, blk.proj, blk.post_pop) for blk in blocks] == [(0, 0, 0, 0), (0, 0, 1, 0),
+                                                                               (1, 1, 2, 1)]
+    assert np.shares_memory(blocks[2].pre, netlist.projections[2].pre_idx)
+    assert np.shares_memory(blocks[0].post, netlist.projections[0].post_idx)
+    assert sorted(set(blocks[1].pre.tolist())) == [3, 4]
     assert [p.name for p in net.populations] == ["h", "o"]
     np.testing.assert_array_equal(np.concatenate([p.neurons for p in net.populations]), np.arange(6))
     assert [p.readout for p in net.populations] == [False, True]
