@@ -13,15 +13,27 @@ importing ``compiler`` itself does not import torch.
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-import emulator
 from hw_specs import HwSpec
 
-from .pipeline import VERIFY_MODES, Progress, check, compile_with_report
-from .report import CheckReport, CompileReport
+if TYPE_CHECKING:  # the passes load on first use: the register-level builder needs only compiler.backend
+    import emulator
+
+    from .pipeline import VERIFY_MODES, Progress, check, compile_with_report
+    from .report import CheckReport, CompileReport
 
 __all__ = ["compile", "compile_with_report", "check", "CheckReport", "CompileReport", "VERIFY_MODES"]
+
+_LAZY = {"check": "pipeline", "compile_with_report": "pipeline", "VERIFY_MODES": "pipeline", "Progress": "pipeline",
+         "CheckReport": "report", "CompileReport": "report"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def compile(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *, labels: Any = None,
@@ -44,6 +56,8 @@ def compile(model: Any, target: str | HwSpec = "loihi", calibration: Any = None,
     Raises ``DoesNotFit`` listing every violation when the model does not fit. The full report:
     :func:`compile_with_report`.
     """
+    from .pipeline import compile_with_report
+
     program, _ = compile_with_report(model, target, calibration, labels=labels, input_shape=input_shape, dt=dt,
                                      steps=steps, percentile=percentile, num_weight_bits=num_weight_bits,
                                      verify=verify, verify_samples=verify_samples, progress=progress, test=test)
