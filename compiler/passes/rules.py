@@ -78,7 +78,8 @@ class RuleContext:
         if self.stats:
             return
         graph = self.qgraph if self.qgraph is not None else self.graph
-        if _hooks(self.spec).ONE_ROUTE_PER_NEURON and self.qgraph is not None and self.layout is None:
+        one_route = families.get(self.spec.family).hardware.ONE_ROUTE_PER_NEURON
+        if one_route and self.qgraph is not None and self.layout is None:
             try:
                 self.layout = replicate(self.qgraph, self.spec, check_cores=False)
             except DoesNotFit:  # one neuron's inputs exceed a core: the fan-in rule reports it
@@ -208,7 +209,7 @@ def fan_out(ctx: RuleContext) -> list[Violation]:
     spec = ctx.spec
     limit = spec.chip.fan_out_per_neuron
     hooks = _hooks(spec)
-    if hooks.ONE_ROUTE_PER_NEURON and ctx.layout is None:
+    if families.get(spec.family).hardware.ONE_ROUTE_PER_NEURON and ctx.layout is None:
         return []  # replication gives every neuron one route; it failed on a rule reported elsewhere (fan-in)
     return [Violation("fan_out", s["layer"], hooks.FAN_OUT_LABEL, limit, s["fan_out"],
                       _where(spec, "chip.fan_out_per_neuron"), hooks.FAN_OUT_FIX)

@@ -14,7 +14,7 @@ from emulator import families
 
 #: what the compiler asks every family's compile hooks for
 HOOKS = ("QUANTISER", "OVERFLOW_STATE", "OVERFLOW_FIX", "WEIGHT_EXPONENT", "WEIGHT_ERROR_KEYS", "WEIGHT_ERROR_FIX",
-         "REGISTER_KEYS", "FAN_OUT_LABEL", "FAN_OUT_FIX", "FAN_OUT_PER_CORE", "ONE_ROUTE_PER_NEURON",
+         "REGISTER_KEYS", "FAN_OUT_LABEL", "FAN_OUT_FIX", "FAN_OUT_PER_CORE",
          "FloatNeurons")
 
 

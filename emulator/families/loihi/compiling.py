@@ -22,7 +22,7 @@ __all__ = [
     "decay", "bias_gain", "keep_factors", "decay_registers", "weight_geometry", "state_scale", "exponent_for",
     "mantissas", "threshold_register", "bias_registers", "settling", "FloatNeurons",
     "QUANTISER", "OVERFLOW_STATE", "OVERFLOW_FIX", "WEIGHT_EXPONENT", "REGISTER_KEYS", "FAN_OUT_LABEL",
-    "FAN_OUT_FIX", "FAN_OUT_PER_CORE", "ONE_ROUTE_PER_NEURON", "INPUT_SHIFT",
+    "FAN_OUT_FIX", "FAN_OUT_PER_CORE", "INPUT_SHIFT",
 ]
 
 # ----------------------------------------------------------------------------- rule facts
@@ -41,8 +41,6 @@ REGISTER_KEYS = "registers.vth, registers.bias_mant"
 FAN_OUT_LABEL = "fan-out (routes of one neuron)"
 FAN_OUT_FIX = "reduce the next layer's width or prune outgoing weights"
 FAN_OUT_PER_CORE = True
-#: a neuron may send to several cores (no copies needed)
-ONE_ROUTE_PER_NEURON = False
 #: the chip shifts every synaptic input left by 6 before it enters ``u`` (and ``vth`` by 6 too)
 INPUT_SHIFT = 6
 

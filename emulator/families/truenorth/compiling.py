@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 __all__ = [
     "neuron_registers", "coarsen", "FloatNeurons", "QUANTISER", "OVERFLOW_STATE",
     "OVERFLOW_FIX", "WEIGHT_EXPONENT", "WEIGHT_ERROR_KEYS", "WEIGHT_ERROR_FIX", "REGISTER_KEYS", "FAN_OUT_LABEL",
-    "FAN_OUT_FIX", "FAN_OUT_PER_CORE", "ONE_ROUTE_PER_NEURON", "TIME_CONSTANTS",
+    "FAN_OUT_FIX", "FAN_OUT_PER_CORE", "TIME_CONSTANTS",
 ]
 
 # ----------------------------------------------------------------------------- rule facts
@@ -37,9 +37,6 @@ FAN_OUT_LABEL = "fan-out (target axons of one neuron)"
 FAN_OUT_FIX = ("neurons are replicated so that each copy targets one core; this one could not be: reduce its "
                "fan-out")
 FAN_OUT_PER_CORE = True
-#: a neuron has a single route: neurons needed on several cores are built as copies (the design
-#: rules measure the replicated layout, emission builds it)
-ONE_ROUTE_PER_NEURON = True
 #: the leak is linear: membrane / synaptic time constants have no counterpart
 TIME_CONSTANTS = False
 

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 __all__ = [
     "dash", "bias_gain", "keep_factors", "decay_registers", "population", "FloatNeurons",
     "QUANTISER", "OVERFLOW_STATE", "OVERFLOW_FIX", "WEIGHT_EXPONENT", "REGISTER_KEYS", "FAN_OUT_LABEL",
-    "FAN_OUT_FIX", "FAN_OUT_PER_CORE", "ONE_ROUTE_PER_NEURON",
+    "FAN_OUT_FIX", "FAN_OUT_PER_CORE",
 ]
 
 # ----------------------------------------------------------------------------- rule facts
@@ -35,7 +35,6 @@ REGISTER_KEYS = "registers.threshold, registers.bias"
 FAN_OUT_LABEL = "fan-out (target synapses of one neuron)"
 FAN_OUT_FIX = "reduce the next layer's width or prune outgoing weights"
 FAN_OUT_PER_CORE = False
-ONE_ROUTE_PER_NEURON = False
 
 
 # ------------------------------------------------------------------------- time constants
