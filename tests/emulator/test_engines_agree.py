@@ -156,8 +156,9 @@ def assert_same(a: emulator.Trace, b: emulator.Trace) -> None:
 @pytest.mark.parametrize("target", ["loihi", "tiny", "xylo", "truenorth"])
 @SETTINGS
 @given(data=st.data())
-def test_fast_equals_reference(target, data):
-    program = draw_program(data, target)
+def run_both_engines(data, program):
+    """Draw a batch of inputs and a seed, run ``program`` on both engines probing every state:
+    ``(reference trace, fast trace, batch, steps)``."""
     batch = data.draw(st.integers(1, 3), label="batch")
     steps = data.draw(st.integers(1, 12), label="steps")
     spikes = draw_inputs(data, program, batch, steps)
@@ -165,6 +166,11 @@ def test_fast_equals_reference(target, data):
     probes = all_probes(program)
     ref = emulator.run(program, spikes, probes=probes, engine="reference", seed=seed)
     fast = emulator.run(program, spikes, probes=probes, engine="fast", seed=seed)
+    return ref, fast, batch, steps
+
+
+def test_fast_equals_reference(target, data):
+    ref, fast, batch, steps = run_both_engines(data, draw_program(data, target))
     assert ref.synaptic_ops.shape == (batch, steps)
     assert_same(ref, fast)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_engines_agree import all_probes, assert_same, draw_inputs, draw_program
+from test_engines_agree import assert_same, draw_program, run_both_engines
 
 import emulator
 import hw_specs
@@ -241,12 +241,5 @@ def test_fast_equals_reference_at_other_widths(tmp_path_factory, xylo_path, widt
     if target != "xylo" and xylo_path != "default":
         return
     spec = user_spec(tmp_path_factory.mktemp("spec"), target, widths[target])
-    program = draw_program(data, str(spec))
-    batch = data.draw(st.integers(1, 3), label="batch")
-    steps = data.draw(st.integers(1, 12), label="steps")
-    spikes = draw_inputs(data, program, batch, steps)
-    seed = data.draw(st.integers(0, 2**16), label="seed")
-    probes = all_probes(program)
-    ref = emulator.run(program, spikes, probes=probes, engine="reference", seed=seed)
-    fast = emulator.run(program, spikes, probes=probes, engine="fast", seed=seed)
+    ref, fast, _, _ = run_both_engines(data, draw_program(data, str(spec)))
     assert_same(ref, fast)
