@@ -153,9 +153,6 @@ def assert_same(a: emulator.Trace, b: emulator.Trace) -> None:
     np.testing.assert_array_equal(a.synaptic_ops, b.synaptic_ops, err_msg="synaptic_ops")
 
 
-@pytest.mark.parametrize("target", ["loihi", "tiny", "xylo", "truenorth"])
-@SETTINGS
-@given(data=st.data())
 def run_both_engines(data, program):
     """Draw a batch of inputs and a seed, run ``program`` on both engines probing every state:
     ``(reference trace, fast trace, batch, steps)``."""
@@ -169,6 +166,9 @@ def run_both_engines(data, program):
     return ref, fast, batch, steps
 
 
+@pytest.mark.parametrize("target", ["loihi", "tiny", "xylo", "truenorth"])
+@SETTINGS
+@given(data=st.data())
 def test_fast_equals_reference(target, data):
     ref, fast, batch, steps = run_both_engines(data, draw_program(data, target))
     assert ref.synaptic_ops.shape == (batch, steps)
