@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 from hw_specs import HwSpec
 
 from . import families
+from .crossbar import Crossbar, crossbar, keep_sparse
 from .engine import Wiring
 from .families.datapath import PopulationStep, Synapses
 from .program import Program
@@ -431,17 +432,17 @@ def _synops_terms(w: Wiring, pop_of: I64, local_of: I64, n_pops: int) -> tuple[t
 
 @dataclass
 class _Edge:
-    """All synapses of one projection from one source, with one delay, as a matrix (dense, or CSR
-    when sparse: see :func:`_edge_matrices`)."""
+    """All synapses of one projection from one source, with one delay, as exact products
+    (:mod:`emulator.crossbar`)."""
 
     src: int            # source index: 0 = the input channels, 1 + i = population i
     post: int           # population index
     proj: int           # projection index
     delay: int
-    # pre-major ``[src_n, post_n]`` (C order): a step's active sources gather contiguous rows.
-    # Order-insensitive families keep the increments; order-sensitive ones (``datapath.ORDERED``)
-    # keep the positive and negative parts, whose sum is the increment.
-    mats: tuple[NDArray[Any], ...]
+    # pre-major ``[src_n, post_n]``. Order-insensitive families keep the increments;
+    # order-sensitive ones (``datapath.ORDERED``) the positive and negative parts, whose sum is
+    # the increment.
+    crossbars: tuple[Crossbar, ...]
     synapse: int = 0    # the post neuron's synaptic state (``datapath.slot``)
 
 
@@ -465,11 +466,17 @@ class FastEngine:
         self.dmax = net.max_delay
         self.din = net.max_input_delay
         self.n_slots = [self.datapath.slots(pop.readout) for pop in self.pops]
+        #: per source, the most spikes a unit sends in one step (inputs: the chip's input limit)
+        self.max_count = [int(net.spec.chip.max_input_count)] + [int(pop.max_spikes.max(initial=0))
+                                                                  for pop in self.pops]
         self.steps: list[PopulationStep] = [self.datapath.population(net, q, batch, seed)
                                             for q in range(len(self.pops))]
         # a family's compiled whole-program runner (Xylo's numba kernel) replaces the step loop
         self.runner = self.datapath.compiled(network, batch) if isinstance(network, Wiring) else None
+        self.spike_dtype = _spike_dtype(max(self.max_count))
         self._build_edges()
+        # synaptic operations: Σ spikes(t - d) · fan-out, one exact product per (source, delay)
+        self.synops = [(src, d, crossbar(vec[:, None], self.max_count[src])) for src, d, vec in net.synops]
         # the edge matrices hold the synapses now: drop the paths
         self.net = net = replace(net, synapses=LoweredSynapses.empty())
         self._build_schedule()
@@ -483,17 +490,24 @@ class FastEngine:
     # ----------------------------------------------------------------- lowering
     def _build_edges(self) -> None:
         """One :class:`_Edge` per (source, post population, projection, delay), in that order, from
-        the network's synapse blocks (:func:`_edge_matrices`)."""
+        the network's synapse blocks (:func:`_edge_crossbars`)."""
         net = self.net
-        max_count = [net.spec.chip.max_input_count] + [int(pop.max_spikes.max(initial=0)) for pop in self.pops]
+        max_count = self.max_count
         by_edge: dict[tuple[int, int, int, int], list[SynapseBlock]] = defaultdict(list)
         for blk in net.synapses.blocks:
             by_edge[blk.edge].append(blk)
         self.edges: list[_Edge] = []
         for k, q, j, d in sorted(by_edge):
             shape = (self.src_sizes[k], self.pops[q].size)  # pre-major
-            mats = _edge_matrices(by_edge[(k, q, j, d)], shape, max_count[k], self.ordered)
-            self.edges.append(_Edge(k, q, j, d, mats, self.datapath.slot(net.projections[j])))
+            xbars = _edge_crossbars(by_edge[(k, q, j, d)], shape, max_count[k], self.ordered)
+            self.edges.append(_Edge(k, q, j, d, xbars, self.datapath.slot(net.projections[j])))
+        # a projection fed by several edges sums their products in a dtype its summed bound fits
+        bound: dict[tuple[int, int], int] = defaultdict(int)
+        kinds: dict[tuple[int, int], set[np.dtype[Any]]] = defaultdict(set)
+        for e in self.edges:
+            bound[(e.post, e.proj)] += e.crossbars[0].bound
+            kinds[(e.post, e.proj)].add(e.crossbars[0].dtype)
+        self.sum_dtype = {key: _sum_dtype(kinds[key], b) for key, b in bound.items()}
 
     def _build_schedule(self) -> None:
         """Strongly connected groups of populations, in dependency order (Tarjan's algorithm)."""
@@ -647,13 +661,13 @@ class FastEngine:
             self.runner.reset()
         b = self.batch
         # spike history, time-major [delay, batch, n]: the last steps' spikes still travelling on routes
-        self.hist = [np.zeros((self.din, b, self.net.n_channels), dtype=np.float32)]
-        self.hist += [np.zeros((self.dmax, b, pop.size), dtype=np.float32) for pop in self.pops]
+        self.hist = [np.zeros((self.din, b, self.net.n_channels), dtype=self.spike_dtype)]
+        self.hist += [np.zeros((self.dmax, b, pop.size), dtype=self.spike_dtype) for pop in self.pops]
 
     # ---------------------------------------------------------------------- run
     def run(self, inputs: I64, probes: dict[str, tuple[str, str]]
             ) -> tuple[dict[str, NDArray[Any]], dict[str, I64], I64]:
-        """Spikes per population ``{pop: [B, T, n]}`` (float32 views holding exact counts), probed
+        """Spikes per population ``{pop: [B, T, n]}`` (views in :attr:`spike_dtype`), probed
         values ``{probe: [B, T, n]}`` and synaptic operations ``[B, T]``.
 
         ``inputs`` ``[B, T, channels]``. Internally every spike array is time-major
@@ -666,11 +680,15 @@ class FastEngine:
             return out
         b_n, t_n, _ = inputs.shape
         net = self.net
-        x_now = np.ascontiguousarray(np.moveaxis(inputs[:, :, : net.n_channels], 1, 0), dtype=np.float32)
-        x_in = np.concatenate([self.hist[0], x_now], axis=0)
-        ext: list[NDArray[np.float32]] = [x_in]
-        ext += [np.concatenate([self.hist[1 + q], np.zeros((t_n, b_n, pop.size), dtype=np.float32)], axis=0)
-                for q, pop in enumerate(self.pops)]
+        sd = self.spike_dtype
+        x_in = np.empty((self.din + t_n, b_n, net.n_channels), dtype=sd)
+        x_in[: self.din] = self.hist[0]
+        x_in[self.din:] = np.moveaxis(inputs[:, :, : net.n_channels], 1, 0)
+        ext: list[NDArray[Any]] = [x_in]
+        for q, size in enumerate(self.src_sizes[1:]):
+            arr = np.empty((self.dmax + t_n, b_n, size), dtype=sd)
+            arr[: self.dmax] = self.hist[1 + q]
+            ext.append(arr)
         offsets = [self.din] + [self.dmax] * len(self.pops)
         self._ext, self._offsets = ext, offsets
         want: dict[int, set[str]] = defaultdict(set)
@@ -683,10 +701,10 @@ class FastEngine:
         for comp in self.blocks:
             self._run_block(comp, ext, offsets, t_n, recorded)
         synops = np.zeros((t_n, b_n), dtype=np.int64)
-        for src, d, vec in net.synops:
+        for src, d, fan in self.synops:
             off = offsets[src] - d
             window = ext[src][off:off + t_n]
-            synops += np.rint(window.astype(np.float64) @ vec.astype(np.float64)).astype(np.int64)
+            synops += fan(window.reshape(t_n * b_n, -1)).reshape(t_n, b_n).astype(np.int64)
         # keep the last delays' worth of spikes for the next chunk
         self.hist[0] = x_in[x_in.shape[0] - self.din:].copy()
         for q in range(len(self.pops)):
@@ -702,34 +720,36 @@ class FastEngine:
             probed[name] = np.ascontiguousarray(arr, dtype=np.int64)
         return by_pop, probed, np.ascontiguousarray(synops.T)
 
-    def _sum_drive(self, edges: list[_Edge], ext: list[NDArray[np.float32]], offsets: list[int], t0: int,
-                   t_n: int) -> dict[int, dict[int, NDArray[np.floating]]]:
+    def _sum_drive(self, edges: list[_Edge], ext: list[NDArray[Any]], offsets: list[int], t0: int,
+                   t_n: int) -> dict[int, dict[int, NDArray[Any]]]:
         """Σ over edges of delayed source spikes × matrix, for steps t0 .. t0+t_n-1, per post
-        population and projection → time-major ``[t_n, B, post_n]`` (exact integers)."""
-        out: dict[int, dict[int, NDArray[np.floating]]] = {}
+        population and projection → time-major ``[t_n, B, post_n]`` exact integers (int32 or
+        integer-valued float; a projection fed by several edges is summed in the dtype its summed
+        bound allows, :attr:`sum_dtype`)."""
+        out: dict[int, dict[int, NDArray[Any]]] = {}
         for e in edges:
             off = offsets[e.src] + t0 - e.delay
             window = ext[e.src][off:off + t_n]
-            if e.mats[0].dtype == np.float64:
-                window = window.astype(np.float64)
             b_n = window.shape[1]
+            xb = e.crossbars[0]
             if t_n == 1 and b_n == 1:
                 x = window[0, 0]
                 nz = np.flatnonzero(x)
                 if not nz.size:
                     continue
-                prod = _matmul(x[nz], e.mats[0][nz])[None, None, :]
+                prod = xb.rows(nz, x[nz])[None, None, :]
             else:
-                prod = _matmul(window.reshape(t_n * b_n, -1), e.mats[0]).reshape(t_n, b_n, -1)
+                prod = xb(window.reshape(t_n * b_n, -1)).reshape(t_n, b_n, -1)
             acc = out.setdefault(e.post, {})
             if e.proj in acc:
+                dtype = self.sum_dtype[(e.post, e.proj)]
                 old = acc[e.proj]
-                acc[e.proj] = old + prod if old.dtype == prod.dtype else old + prod.astype(np.float64)
+                acc[e.proj] = old.astype(dtype, copy=False) + prod.astype(dtype, copy=False)
             else:
                 acc[e.proj] = prod
         return out
 
-    def _ordered_drive(self, edges: list[_Edge], ext: list[NDArray[np.float32]], offsets: list[int], t0: int,
+    def _ordered_drive(self, edges: list[_Edge], ext: list[NDArray[Any]], offsets: list[int], t0: int,
                        t_n: int) -> dict[int, tuple[F64, F64]]:
         """Positive and negative parts of the drive per population, ``[t_n, B, S, n]`` float64
         (S synaptic states, ``datapath.slots``). Exact integers."""
@@ -738,16 +758,16 @@ class FastEngine:
             off = offsets[e.src] + t0 - e.delay
             window = ext[e.src][off:off + t_n]
             b_n = window.shape[1]
+            up, down = e.crossbars
             if t_n == 1 and b_n == 1:
                 x = window[0, 0]
                 nz = np.flatnonzero(x)
                 if not nz.size:
                     continue
-                xs = x[nz].astype(e.mats[0].dtype)
-                pp, nn = _matmul(xs, e.mats[0][nz]), _matmul(xs, e.mats[1][nz])
+                pp, nn = up.rows(nz, x[nz]), down.rows(nz, x[nz])
             else:
-                flat = window.reshape(t_n * b_n, -1).astype(e.mats[0].dtype)
-                pp, nn = _matmul(flat, e.mats[0]), _matmul(flat, e.mats[1])
+                flat = window.reshape(t_n * b_n, -1)
+                pp, nn = up(flat), down(flat)
             if e.post not in out:
                 shape = (t_n, b_n, self.n_slots[e.post], self.pops[e.post].size)
                 out[e.post] = (np.zeros(shape), np.zeros(shape))
@@ -756,7 +776,7 @@ class FastEngine:
             neg[:, :, e.synapse, :] += nn.reshape(t_n, b_n, -1)
         return out
 
-    def _run_block(self, comp: list[int], ext: list[NDArray[np.float32]], offsets: list[int], t_n: int,
+    def _run_block(self, comp: list[int], ext: list[NDArray[Any]], offsets: list[int], t_n: int,
                    recorded: dict[tuple[int, str], I64]) -> None:
         members = set(comp)
         ext_edges = [e for e in self.external if e.post in members]
@@ -798,56 +818,62 @@ def _at(parts: tuple[F64, F64] | None, t: int) -> tuple[F64 | None, F64 | None]:
     return (None, None) if parts is None else (parts[0][t], parts[1][t])
 
 
-#: an edge matrix is kept sparse (CSR, pre-major) when at most this share of its entries is non-zero
-SPARSE_DENSITY = 0.05
-#: ... and it has at least this many entries (small matrices are fastest dense)
-SPARSE_MIN_ENTRIES = 1 << 18
+def _spike_dtype(max_count: int) -> np.dtype[Any]:
+    """The dtype of the engine's spike arrays: the narrowest that holds ``max_count`` exactly
+    (int8 for the chips' 0/1 spikes and Xylo's up to 31: the int8 products read it directly)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if max_count <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
 
 
-def _edge_matrices(blocks: list[SynapseBlock], shape: tuple[int, int], max_count: int, ordered: bool
-                   ) -> tuple[Any, ...]:
-    """The matrices of one edge from its synapse blocks: pre-major ``[pre_n, post_n]`` increments
-    (repeated pairs summed), or (order-sensitive families) their positive and negative parts.
-
-    dtype: float32 while the exactness bound ``max_post Σ_pre |w| · max_count < 2^24`` holds, else
-    float64 (exact below 2^53). Dense C-order arrays, or CSR matrices when sparse (conv layers):
-    a product over CSR adds the same integers, exact under the same bound.
-    """
-    n = shape[0] * shape[1]
-    if sum(b.size for b in blocks) < SPARSE_DENSITY * n and n >= SPARSE_MIN_ENTRIES:
-        return _sparse_matrices(blocks, shape, max_count, ordered)
-    return _dense_matrices(blocks, shape, max_count, ordered)
+def _sum_dtype(dtypes: set[np.dtype[Any]], bound: int) -> np.dtype[Any]:
+    """The dtype in which products of ``dtypes`` add exactly up to ``bound``: their own when
+    they agree and the sum fits (int32 < 2^31, float32 < 2^24), else float64 (< 2^53) or int64."""
+    if len(dtypes) == 1:
+        (dtype,) = dtypes
+        if (dtype == np.int32 and bound < 1 << 31) or (dtype == np.float32 and bound < 1 << 24):
+            return dtype
+    return np.dtype(np.float64 if bound < 1 << 53 else np.int64)
 
 
-def _sparse_matrices(blocks: list[SynapseBlock], shape: tuple[int, int], max_count: int, ordered: bool
-                     ) -> tuple[Any, ...]:
-    """:func:`_edge_matrices` as CSR matrices (duplicates summed)."""
+def _edge_crossbars(blocks: list[SynapseBlock], shape: tuple[int, int], max_count: int, ordered: bool
+                    ) -> tuple[Crossbar, ...]:
+    """The exact products of one edge from its synapse blocks (:func:`emulator.crossbar.crossbar`):
+    its pre-major ``[pre_n, post_n]`` increments (repeated pairs summed), or (order-sensitive
+    families) their positive and negative parts. A big edge with few non-zero entries (a
+    convolution expanded into a crossbar) is summed as a CSR matrix, any other densely."""
+    if keep_sparse(sum(b.size for b in blocks), shape[0] * shape[1]):
+        m: Any = _sparse_sum(blocks, shape)
+        if ordered:
+            pos, neg = m.copy(), m.copy()
+            pos.data = np.maximum(pos.data, 0)
+            neg.data = np.minimum(neg.data, 0)
+            pos.eliminate_zeros()
+            neg.eliminate_zeros()
+            return (crossbar(pos, max_count), crossbar(neg, max_count))
+        return (crossbar(m, max_count),)
+    dense = _dense_sum(blocks, shape, max_count)
+    if ordered:
+        return (crossbar(np.maximum(dense, 0), max_count), crossbar(np.minimum(dense, 0), max_count))
+    return (crossbar(dense, max_count),)
+
+
+def _sparse_sum(blocks: list[SynapseBlock], shape: tuple[int, int]) -> sp.csr_matrix:
+    """An edge's increments as a CSR matrix, float64, duplicates summed."""
     pre = np.concatenate([b.pre for b in blocks]).astype(np.int64)
     post = np.concatenate([b.post for b in blocks]).astype(np.int64)
     inc = np.concatenate([b.increment for b in blocks]).astype(np.float64)
     m = sp.csr_matrix((inc, (pre, post)), shape=shape, dtype=np.float64)
     m.sum_duplicates()
-    col_abs = np.bincount(m.indices, weights=np.abs(m.data), minlength=shape[1])
-    dtype = np.float32 if float(col_abs.max(initial=0.0)) * max_count < 2**24 else np.float64
-    m = m.astype(dtype)
-    if not ordered:
-        return (m,)
-    pos, neg = m.copy(), m.copy()
-    pos.data = np.maximum(pos.data, 0)
-    neg.data = np.minimum(neg.data, 0)
-    pos.eliminate_zeros()
-    neg.eliminate_zeros()
-    return (pos, neg)
+    return m
 
 
-def _dense_matrices(blocks: list[SynapseBlock], shape: tuple[int, int], max_count: int, ordered: bool
-                    ) -> tuple[NDArray[np.floating[Any]], ...]:
-    """:func:`_edge_matrices` as dense arrays, filled by one unbuffered addition per path
-    (``np.add.at``, slice by slice). In float32 directly when a bound over the paths,
+def _dense_sum(blocks: list[SynapseBlock], shape: tuple[int, int], max_count: int) -> NDArray[Any]:
+    """An edge's increments as a dense array, filled by one unbuffered addition per path
+    (``np.add.at``, slice by slice): in float32 when a bound over the paths,
     ``max_post (paths into post) · max|w| · max(1, max_count) < 2^24`` (:func:`_paths_bound`), proves
-    every partial sum exact: it also bounds the summed matrix's ``Σ_pre |w| · max_count``, so
-    float32 is the dtype chosen. Otherwise in float64, and the bound is taken on the summed matrix.
-    """
+    every partial sum exact, else in float64 (exact below 2^53)."""
     exact32 = _paths_bound(blocks, shape[1]) * max(1, max_count) < 2**24
     acc = np.zeros(shape[0] * shape[1], dtype=np.float32 if exact32 else np.float64)
     for b in blocks:
@@ -857,12 +883,7 @@ def _dense_matrices(blocks: list[SynapseBlock], shape: tuple[int, int], max_coun
             index *= shape[1]
             index += b.post[sl]
             np.add.at(acc, index, b.increment[sl].astype(acc.dtype))
-    dense = acc.reshape(shape)
-    wide = not exact32 and float(np.abs(dense).sum(axis=0).max(initial=0.0)) * max_count >= 2**24
-    dtype = np.float64 if wide else np.float32
-    if ordered:
-        return (np.maximum(dense, 0).astype(dtype, copy=False), np.minimum(dense, 0).astype(dtype, copy=False))
-    return (dense.astype(dtype, copy=False),)
+    return acc.reshape(shape)
 
 
 def _paths_bound(blocks: list[SynapseBlock], post_n: int) -> int:
@@ -874,12 +895,3 @@ def _paths_bound(blocks: list[SynapseBlock], post_n: int) -> int:
         fan_in += np.bincount(b.post, minlength=post_n)
         top = max(top, abs(int(b.increment.min())), abs(int(b.increment.max())))
     return int(fan_in.max(initial=0)) * top
-
-
-def _matmul(x: NDArray[Any], m: Any) -> NDArray[Any]:
-    """``x @ m`` as a dense array (``m`` dense or CSR; ``x`` 1-D or 2-D)."""
-    if sp.issparse(m):
-        if x.ndim == 1:
-            return np.asarray(m.T @ x)
-        return np.asarray((m.T @ x.T).T)
-    return x @ m

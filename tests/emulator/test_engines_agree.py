@@ -10,7 +10,6 @@ import os
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -176,37 +175,47 @@ def test_fast_equals_reference(target, data):
 
 
 @contextlib.contextmanager
-def sparse_edges():
-    """Force every fast-engine edge matrix to CSR (and the numpy Xylo path, not the compiled one)."""
-    from emulator import fast
+def only_kernels(*kinds: str):
+    """Force the fast engine's crossbar products onto ``kinds`` (and the numpy Xylo path, not the
+    compiled one)."""
+    from emulator import crossbar
 
-    saved = fast.SPARSE_DENSITY, fast.SPARSE_MIN_ENTRIES, os.environ.get("SPIKEFORGE_EMULATOR_JIT")
-    fast.SPARSE_DENSITY, fast.SPARSE_MIN_ENTRIES = 2.0, 0
+    saved = crossbar.KERNELS, os.environ.get("SPIKEFORGE_EMULATOR_JIT")
+    crossbar.KERNELS = kinds
     os.environ["SPIKEFORGE_EMULATOR_JIT"] = "0"
     try:
         yield
     finally:
-        fast.SPARSE_DENSITY, fast.SPARSE_MIN_ENTRIES = saved[:2]
-        if saved[2] is None:
+        crossbar.KERNELS = saved[0]
+        if saved[1] is None:
             os.environ.pop("SPIKEFORGE_EMULATOR_JIT")
         else:
-            os.environ["SPIKEFORGE_EMULATOR_JIT"] = saved[2]
+            os.environ["SPIKEFORGE_EMULATOR_JIT"] = saved[1]
 
 
+@pytest.mark.parametrize("kernel", ["sparse", "dense", "int8"])
 @pytest.mark.parametrize("target", ["loihi", "tiny", "xylo", "truenorth"])
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_sparse_edge_matrices_equal_reference(target, data):
-    """Sparse (CSR) crossbar products, used for convolution-like projections, are exact too."""
+def test_each_crossbar_kernel_equals_reference(target, kernel, data):
+    """Every product kernel — CSR (convolution-like projections), float BLAS and int8 digits — is
+    exact: the fast engine on each alone equals the reference engine."""
+    from emulator import crossbar
+
     program = draw_program(data, target)
     batch = data.draw(st.integers(1, 3), label="batch")
     steps = data.draw(st.integers(1, 10), label="steps")
     spikes = draw_inputs(data, program, batch, steps)
     probes = all_probes(program)
     ref = emulator.run(program, spikes, probes=probes, engine="reference", seed=7)
-    with sparse_edges():
+    kinds = ("int8", "dense") if kernel == "int8" else (kernel,)
+    with only_kernels(*kinds):
         sim = emulator.Simulator(program, batch=batch, engine="fast", seed=7, probes=probes)
-        assert all(sp.issparse(m) for e in sim.engine.edges for m in e.mats)  # type: ignore[attr-defined]
+        used = {xb.kind for e in sim.engine.edges for xb in e.crossbars}  # type: ignore[attr-defined]
+        assert used <= set(kinds)
+        if kernel == "int8" and crossbar.int8_available():
+            # int8 takes every edge whose weights fit 14 bits (all drawn programs' do)
+            assert used <= {"int8"}
         fast = sim.run(spikes)
     assert_same(ref, fast)
 

@@ -20,7 +20,7 @@ from test_engines_agree import draw_inputs, draw_registers, draw_weights
 
 import emulator
 import hw_specs
-from emulator import fast
+from emulator import crossbar
 from emulator.engine import Wiring
 from emulator.fast import FastEngine, Lowered, LoweredSynapses, SynapseBlock, synops_terms
 from spikeforge.errors import DoesNotFit
@@ -69,7 +69,7 @@ def reference_edges(net: Lowered, flat: tuple[np.ndarray, ...], ordered: bool) -
         m = (src == k) & (post_pop == q) & (proj == j) & (delay == d)
         shape = (sizes[k], sizes[1 + q])
         n = shape[0] * shape[1]
-        if m.sum() < fast.SPARSE_DENSITY * n and n >= fast.SPARSE_MIN_ENTRIES:
+        if crossbar.keep_sparse(int(m.sum()), n):
             mat = sp.csr_matrix((inc[m].astype(np.float64), (pre[m], post[m])), shape=shape)
             mat.sum_duplicates()
             dense = mat.toarray()
@@ -89,15 +89,14 @@ def assert_same_edges(engine: FastEngine, want: list[tuple]) -> None:
     got = [(e.src, e.post, e.proj, e.delay) for e in engine.edges]
     assert got == [w[:4] for w in want]
     for e, (*_, kind, mats) in zip(engine.edges, want, strict=True):
-        assert len(e.mats) == len(mats)
-        for m, ref in zip(e.mats, mats, strict=True):
-            assert sp.issparse(m) == (kind == "csr"), (kind, type(m))
-            assert m.dtype == ref.dtype, (m.dtype, ref.dtype)
-            arr = m.toarray() if sp.issparse(m) else m
-            if not sp.issparse(m):
-                assert m.flags.c_contiguous
-            np.testing.assert_array_equal(arr, ref)
-            assert arr.dtype == ref.dtype
+        assert len(e.crossbars) == len(mats)
+        for xb, ref in zip(e.crossbars, mats, strict=True):
+            np.testing.assert_array_equal(xb.dense(), np.rint(ref).astype(np.int64))
+            if xb.kind == "int8":  # the exact int8 digits replace either form (emulator.crossbar)
+                assert xb.dtype == np.int32
+                continue
+            assert (xb.kind == "sparse") == (kind == "csr"), (kind, xb.kind)
+            assert xb.dtype == ref.dtype, (xb.dtype, ref.dtype)
 
 
 def check_program(program: emulator.Program) -> None:
@@ -115,12 +114,20 @@ def check_program(program: emulator.Program) -> None:
         assert blk.size and blk.pre.dtype.kind == blk.post.dtype.kind == blk.increment.dtype.kind == "i"
     ordered = bool(w.datapath.ORDERED)
     ref = reference_edges(net, flat, ordered)
-    assert_same_edges(FastEngine(w, 1, 0), ref)
-    # the same paths given flat, in edge order and shuffled, build the same edges
     sizes = [net.n_channels] + [pop.size for pop in net.populations]
+    saved = crossbar.KERNELS
+    try:
+        for kernels in (saved, ("dense", "sparse")):  # int8 digits where exact, and the float forms
+            crossbar.KERNELS = kernels
+            assert_same_edges(FastEngine(w, 1, 0), ref)
+            # the same paths given flat, in edge order and shuffled, build the same edges
+            for order in (np.arange(flat[0].size), np.random.default_rng(0).permutation(flat[0].size)):
+                paths = LoweredSynapses(*(c[order] for c in flat))
+                assert_same_edges(FastEngine(dataclasses.replace(net, synapses=paths), 1, 0), ref)
+    finally:
+        crossbar.KERNELS = saved
     for order in (np.arange(flat[0].size), np.random.default_rng(0).permutation(flat[0].size)):
         paths = LoweredSynapses(*(c[order] for c in flat))
-        assert_same_edges(FastEngine(dataclasses.replace(net, synapses=paths), 1, 0), ref)
         assert [(s, d, v.tolist()) for s, d, v in synops_terms(paths, sizes)] == [
             (s, d, v.tolist()) for s, d, v in synops_terms(net.synapses, sizes)]
 
@@ -271,8 +278,8 @@ def test_blocks_of_one_edge_add_up():
               SynapseBlock(0, 1, 0, 0, np.zeros(0, dtype=i32), np.zeros(0, dtype=i32), np.zeros(0, dtype=i32))]
     engine = FastEngine(dataclasses.replace(net, synapses=LoweredSynapses(blocks=blocks)), 1, 0)
     (edge,) = engine.edges
-    np.testing.assert_array_equal(edge.mats[0], [[0, 7], [0, -9], [7, 0]])
-    assert edge.mats[0].dtype == np.float32
+    np.testing.assert_array_equal(edge.crossbars[0].dense(), [[0, 7], [0, -9], [7, 0]])
+    assert edge.crossbars[0].dtype == (np.int32 if crossbar.int8_available() else np.float32)
     syn = LoweredSynapses(blocks=blocks)
     assert syn.size == 5 and syn.pre.tolist() == [0, 0, 2, 0, 1] and syn.increment.dtype == np.int64
     assert syn.src.tolist() == [0] * 5 and syn.delay.tolist() == [1] * 5

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_engines_agree import draw_registers, draw_weights, extreme, sparse_edges
+from test_engines_agree import draw_registers, draw_weights, extreme, only_kernels
 
 import emulator
 from emulator.fast import FastEngine, synops_terms
@@ -173,7 +173,7 @@ def test_netlist_equals_its_program(target, data):
 @given(data=st.data())
 def test_netlist_equals_its_program_with_sparse_products(target, data):
     """Sparse (CSR) crossbar products, as for convolutions, on both sides."""
-    with sparse_edges():
+    with only_kernels("sparse"):
         check_agreement(data, target)
 
 
