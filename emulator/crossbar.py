@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-__all__ = ["Crossbar", "crossbar", "int8_available", "keep_sparse", "KERNELS", "INT8_DENSE_ENTRIES",
+__all__ = ["Crossbar", "crossbar", "int8_available", "kernels", "keep_sparse", "KERNELS", "INT8_DENSE_ENTRIES",
            "SPARSE_DENSITY", "SPARSE_MIN_ENTRIES"]
 
 #: the kernels :func:`crossbar` may choose from (tests narrow it to exercise each one)
@@ -144,12 +144,15 @@ class Crossbar:
         flat = x.reshape(1, -1) if x.ndim == 1 else x
         x8 = flat if flat.dtype == np.int8 else flat.astype(np.int8)
         xt = torch.from_numpy(np.ascontiguousarray(x8))
-        out = _int_mm(xt, self._parts[0])
+        # the digits' sum and the shift in numpy: element-wise work on torch's thread pool only
+        # adds synchronisation for these sizes
+        y = _int_mm(xt, self._parts[0]).numpy()
         for k, digit in enumerate(self._parts[1:], start=1):
-            out.add_(_int_mm(xt, digit), alpha=1 << (_DIGIT * k))
+            high = _int_mm(xt, digit).numpy()
+            high <<= _DIGIT * k
+            y += high
         if self.shift:
-            out.bitwise_left_shift_(self.shift)
-        y = out.numpy()
+            y <<= self.shift
         return y[0] if x.ndim == 1 else y
 
     def dense(self) -> NDArray[np.int64]:
@@ -161,6 +164,11 @@ class Crossbar:
         m = self._parts[0]
         arr = m.toarray() if sp.issparse(m) else m
         return np.rint(arr).astype(np.int64)
+
+
+def kernels() -> tuple[str, ...]:
+    """The kernels :func:`crossbar` may choose from now (:data:`KERNELS`)."""
+    return KERNELS
 
 
 def keep_sparse(nnz: int, entries: int) -> bool:

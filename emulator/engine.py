@@ -263,7 +263,9 @@ class Simulator:
                     raise EmulatorError(f"input {name!r}: spike counts must be integers")
             elif arr.dtype.kind not in "iub":
                 raise EmulatorError(f"input {name!r}: spike counts must be integers, got dtype {arr.dtype}")
-            arr = arr.astype(np.int64)
+            if arr.dtype.kind == "b":
+                arr = arr.view(np.uint8)
+            # checked and clipped in the caller's dtype: no wide copy of a big input
             if arr.size and arr.min() < 0:
                 raise EmulatorError(f"input {name!r}: negative spike count {int(arr.min())}")
             limit = p.spec.chip.max_input_count
@@ -285,7 +287,8 @@ class Simulator:
         if length > steps:
             raise EmulatorError(f"input spans {length} steps but steps={steps}; pass steps >= the input length")
         # counts are validated to be <= max_input_count: a narrow dtype halves the copies that follow
-        narrow = np.int16 if p.spec.chip.max_input_count < (1 << 15) else np.int64
+        limit = p.spec.chip.max_input_count
+        narrow = np.int8 if limit < (1 << 7) else np.int16 if limit < (1 << 15) else np.int64
         out = np.zeros((self.batch, steps, max(1, int(sum(ports.values())))), dtype=narrow)
         for i, name in enumerate(ports):
             if name in arrays:

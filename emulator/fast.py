@@ -34,6 +34,8 @@ step's summed drive once instead of following an axon order it does not have.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -48,11 +50,12 @@ from hw_specs import HwSpec
 
 from . import families
 from .crossbar import Crossbar, crossbar, keep_sparse
+from .crossbar import kernels as crossbar_kernels
 from .engine import Wiring
 from .families.datapath import PopulationStep, Synapses
 from .program import Program
 
-__all__ = ["FastEngine", "Lowered", "LoweredPopulation", "LoweredSynapses", "SynapseBlock", "synops_terms"]
+__all__ = ["FastEngine", "Prepared", "prepare", "Lowered", "LoweredPopulation", "LoweredSynapses", "SynapseBlock", "synops_terms"]
 
 # The engine keeps exact integers in float32/float64 or int64 arrays; the aliases name the intent,
 # numpy's stubs cannot follow the mixed arithmetic.
@@ -446,18 +449,14 @@ class _Edge:
     synapse: int = 0    # the post neuron's synaptic state (``datapath.slot``)
 
 
-class FastEngine:
-    """Runs a :class:`Lowered` network (or a Program's :class:`Wiring`) over ``[batch, n]`` arrays;
-    keeps state between :meth:`run` calls. Implements :class:`emulator.families.datapath.Delivery`
-    for the family steps."""
+class Prepared:
+    """What the fast engine builds once per network, whatever the batch: the populations' sizes
+    and spike limits, the edges' exact products (:func:`_edge_crossbars`), the schedule of
+    strongly connected groups and the synaptic-operation products. Made by :func:`prepare`,
+    which keeps one per Program (a Program is immutable) so that running a Program again pays
+    none of this."""
 
-    name = "fast"
-
-    def __init__(self, network: Wiring | Lowered, batch: int, seed: int) -> None:
-        net = Lowered.from_wiring(network) if isinstance(network, Wiring) else network
-        self.net = net
-        self.batch = batch
-        self.seed = seed
+    def __init__(self, net: Lowered) -> None:
         self.datapath = families.get(net.family).datapath
         self.ordered = bool(self.datapath.ORDERED)
         self.pops = list(net.populations)
@@ -469,38 +468,8 @@ class FastEngine:
         #: per source, the most spikes a unit sends in one step (inputs: the chip's input limit)
         self.max_count = [int(net.spec.chip.max_input_count)] + [int(pop.max_spikes.max(initial=0))
                                                                   for pop in self.pops]
-        self.steps: list[PopulationStep] = [self.datapath.population(net, q, batch, seed)
-                                            for q in range(len(self.pops))]
-        # a family's compiled whole-program runner (Xylo's numba kernel) replaces the step loop
-        self.runner = self.datapath.compiled(network, batch) if isinstance(network, Wiring) else None
         self.spike_dtype = _spike_dtype(max(self.max_count))
-        self._build_edges()
-        # synaptic operations: Σ spikes(t - d) · fan-out, one exact product per (source, delay)
-        self.synops = [(src, d, crossbar(vec[:, None], self.max_count[src])) for src, d, vec in net.synops]
-        # the edge matrices hold the synapses now: drop the paths
-        self.net = net = replace(net, synapses=LoweredSynapses.empty())
-        self._build_schedule()
-        self.reset()
-
-    @property
-    def compiled(self) -> bool:
-        """Whether a compiled runner (not the numpy step loop) runs this network."""
-        return self.runner is not None
-
-    # ----------------------------------------------------------------- lowering
-    def _build_edges(self) -> None:
-        """One :class:`_Edge` per (source, post population, projection, delay), in that order, from
-        the network's synapse blocks (:func:`_edge_crossbars`)."""
-        net = self.net
-        max_count = self.max_count
-        by_edge: dict[tuple[int, int, int, int], list[SynapseBlock]] = defaultdict(list)
-        for blk in net.synapses.blocks:
-            by_edge[blk.edge].append(blk)
-        self.edges: list[_Edge] = []
-        for k, q, j, d in sorted(by_edge):
-            shape = (self.src_sizes[k], self.pops[q].size)  # pre-major
-            xbars = _edge_crossbars(by_edge[(k, q, j, d)], shape, max_count[k], self.ordered)
-            self.edges.append(_Edge(k, q, j, d, xbars, self.datapath.slot(net.projections[j])))
+        self.edges = self._build_edges(net)
         # a projection fed by several edges sums their products in a dtype its summed bound fits
         bound: dict[tuple[int, int], int] = defaultdict(int)
         kinds: dict[tuple[int, int], set[np.dtype[Any]]] = defaultdict(set)
@@ -508,6 +477,24 @@ class FastEngine:
             bound[(e.post, e.proj)] += e.crossbars[0].bound
             kinds[(e.post, e.proj)].add(e.crossbars[0].dtype)
         self.sum_dtype = {key: _sum_dtype(kinds[key], b) for key, b in bound.items()}
+        # synaptic operations: Σ spikes(t - d) · fan-out, one exact product per (source, delay)
+        self.synops = [(src, d, crossbar(vec[:, None], self.max_count[src])) for src, d, vec in net.synops]
+        # the edge products hold the synapses now: drop the paths
+        self.net = replace(net, synapses=LoweredSynapses.empty())
+        self._build_schedule()
+
+    def _build_edges(self, net: Lowered) -> list[_Edge]:
+        """One :class:`_Edge` per (source, post population, projection, delay), in that order, from
+        the network's synapse blocks (:func:`_edge_crossbars`)."""
+        by_edge: dict[tuple[int, int, int, int], list[SynapseBlock]] = defaultdict(list)
+        for blk in net.synapses.blocks:
+            by_edge[blk.edge].append(blk)
+        edges: list[_Edge] = []
+        for k, q, j, d in sorted(by_edge):
+            shape = (self.src_sizes[k], self.pops[q].size)  # pre-major
+            xbars = _edge_crossbars(by_edge.pop((k, q, j, d)), shape, self.max_count[k], self.ordered)
+            edges.append(_Edge(k, q, j, d, xbars, self.datapath.slot(net.projections[j])))
+        return edges
 
     def _build_schedule(self) -> None:
         """Strongly connected groups of populations, in dependency order (Tarjan's algorithm)."""
@@ -555,6 +542,65 @@ class FastEngine:
         self.internal = [e for e in self.edges if e.src > 0 and block_of[e.src - 1] == block_of[e.post]]
         self.external = [e for e in self.edges if not (e.src > 0 and block_of[e.src - 1] == block_of[e.post])]
         self.block_of = block_of
+
+
+
+#: one :class:`Prepared` per Program and kernel choice, while the Program lives
+_PREPARED: weakref.WeakKeyDictionary[Program, dict[tuple[str, ...], Prepared]] = weakref.WeakKeyDictionary()
+_PREPARED_LOCK = threading.Lock()
+
+
+def prepare(network: Wiring | Lowered) -> Prepared:
+    """The :class:`Prepared` form of ``network``; a Program's (given as its :class:`Wiring`) is
+    built once and shared by every engine that runs that Program."""
+    if isinstance(network, Lowered):
+        return Prepared(network)
+    program = network.program
+    key = tuple(crossbar_kernels())
+    with _PREPARED_LOCK:
+        found = _PREPARED.get(program, {}).get(key)
+    if found is not None:
+        return found
+    made = Prepared(Lowered.from_wiring(network))
+    with _PREPARED_LOCK:
+        return _PREPARED.setdefault(program, {}).setdefault(key, made)
+
+
+class FastEngine:
+    """Runs a :class:`Lowered` network (or a Program's :class:`Wiring`) over ``[batch, n]`` arrays;
+    keeps state between :meth:`run` calls. Implements :class:`emulator.families.datapath.Delivery`
+    for the family steps. What does not depend on the batch is :func:`prepare` d once per Program."""
+
+    name = "fast"
+
+    def __init__(self, network: Wiring | Lowered, batch: int, seed: int) -> None:
+        prep = prepare(network)
+        self.prepared = prep
+        self.batch = batch
+        self.seed = seed
+        self.net = prep.net
+        self.datapath = prep.datapath
+        self.ordered = prep.ordered
+        self.pops = prep.pops
+        self.pop_index = prep.pop_index
+        self.src_sizes = prep.src_sizes
+        self.dmax, self.din = prep.dmax, prep.din
+        self.n_slots = prep.n_slots
+        self.max_count = prep.max_count
+        self.spike_dtype = prep.spike_dtype
+        self.edges, self.sum_dtype, self.synops = prep.edges, prep.sum_dtype, prep.synops
+        self.blocks, self.block_of = prep.blocks, prep.block_of
+        self.internal, self.external = prep.internal, prep.external
+        self.steps: list[PopulationStep] = [self.datapath.population(self.net, q, batch, seed)
+                                            for q in range(len(self.pops))]
+        # a family's compiled whole-program runner (Xylo's numba kernel) replaces the step loop
+        self.runner = self.datapath.compiled(network, batch) if isinstance(network, Wiring) else None
+        self.reset()
+
+    @property
+    def compiled(self) -> bool:
+        """Whether a compiled runner (not the numpy step loop) runs this network."""
+        return self.runner is not None
 
     # ----------------------------------------------------- the chip's axon order
     @cached_property
