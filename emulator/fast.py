@@ -55,7 +55,8 @@ from .engine import Wiring
 from .families.datapath import PopulationStep, Synapses
 from .program import Program
 
-__all__ = ["FastEngine", "Prepared", "prepare", "Lowered", "LoweredPopulation", "LoweredSynapses", "SynapseBlock", "synops_terms"]
+__all__ = ["FastEngine", "Prepared", "prepare", "Lowered", "LoweredPopulation", "LoweredSynapses", "SynapseBlock",
+           "synops_terms"]
 
 # The engine keeps exact integers in float32/float64 or int64 arrays; the aliases name the intent,
 # numpy's stubs cannot follow the mixed arithmetic.
