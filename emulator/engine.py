@@ -15,8 +15,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from spikeforge.errors import EmulatorError
 
-from . import families
+from . import families, memory
 from .families.datapath import Synapses
+from .inputs import Inputs
+from .inputs import check as check_inputs
 from .program import Program
 
 __all__ = ["Wiring", "WiringLists", "Trace", "Simulator", "run", "ENGINES"]
@@ -173,6 +175,10 @@ class EngineProtocol(Protocol):
     def run(self, inputs: NDArray[np.int64], probes: dict[str, tuple[str, str]]
             ) -> tuple[dict[str, NDArray[Any]], dict[str, NDArray[np.int64]], NDArray[np.int64]]: ...
 
+    def step_bytes(self, probes: dict[str, tuple[str, str]]) -> int:
+        """Working memory of one step of one sample in :meth:`run`, bytes (an upper estimate)."""
+        ...
+
 
 class Simulator:
     """A Program loaded into an engine, with state that carries over between :meth:`run` calls
@@ -181,10 +187,12 @@ class Simulator:
     ``engine``: ``"fast"`` (vectorised, batched) or ``"reference"`` (per neuron, the definition);
     both give identical integers. ``seed`` drives the stochastic modes (TrueNorth).
     ``probes``: ``"pop.state"`` names, e.g. ``"l1.v"``, ``"h.isyn"``, ``"l1.spikes"``.
+    ``memory_budget``: bytes (or ``"512MiB"``) of working memory a :meth:`run` may take; default
+    from :func:`emulator.memory.budget`.
     """
 
     def __init__(self, program: Program, *, engine: str = "fast", batch: int = 1, seed: int = 0,
-                 probes: Iterable[str] = ()) -> None:
+                 probes: Iterable[str] = (), memory_budget: int | str | None = None) -> None:
         if engine not in ENGINES:
             raise EmulatorError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         if not isinstance(batch, int) or batch < 1:
@@ -193,6 +201,7 @@ class Simulator:
         self.batch = batch
         self.seed = int(seed)
         self.probes = self._parse_probes(probes)
+        self.memory_budget = memory.budget(memory_budget)
         self.wiring = Wiring(program)
         if engine == "reference":
             from .reference import ReferenceEngine
@@ -229,78 +238,46 @@ class Simulator:
 
         ``spikes``: ``[batch, time, channels]`` counts for the only input port, or a mapping
         port → array; a 2-D ``[time, channels]`` array means batch 1. Missing steps are zeros.
+        The engine takes the run in time chunks that fit the memory budget
+        (:mod:`emulator.memory`); the result is the same as in one piece.
         """
-        inputs = self._inputs(spikes, steps)
-        by_pop, probes, synops = self.engine.run(inputs, self.probes)
-        out = {name: by_pop[pop].astype(np.int16) for name, pop in self.program.output_ports.items()}
-        return Trace(out, probes, synops, self.engine.name)
-
-    def _inputs(self, spikes: ArrayLike | Mapping[str, ArrayLike] | None, steps: int | None) -> NDArray[np.int64]:
         p = self.program
-        ports = p.input_ports
-        if spikes is None:
-            spikes = {}
-        if not isinstance(spikes, Mapping):
-            if len(ports) != 1:
-                raise EmulatorError(f"program has input ports {list(ports)}; pass a dict port -> spikes")
-            spikes = {next(iter(ports)): spikes}
-        unknown = set(spikes) - set(ports)
-        if unknown:
-            raise EmulatorError(f"unknown input port(s) {sorted(unknown)}; the program has {list(ports)}")
-        arrays: dict[str, NDArray[np.int64]] = {}
-        length = 0
-        for name, raw in spikes.items():
-            arr = np.asarray(raw)
-            if arr.ndim == 2 and self.batch == 1:
-                arr = arr[None]
-            if arr.ndim != 3 or arr.shape[0] != self.batch or arr.shape[2] != ports[name]:
-                raise EmulatorError(
-                    f"input {name!r}: spikes have shape {arr.shape}; expected [batch={self.batch}, time, "
-                    f"channels={ports[name]}]"
-                )
-            if arr.dtype.kind == "f":
-                if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-                    raise EmulatorError(f"input {name!r}: spike counts must be integers")
-            elif arr.dtype.kind not in "iub":
-                raise EmulatorError(f"input {name!r}: spike counts must be integers, got dtype {arr.dtype}")
-            if arr.dtype.kind == "b":
-                arr = arr.view(np.uint8)
-            # checked and clipped in the caller's dtype: no wide copy of a big input
-            if arr.size and arr.min() < 0:
-                raise EmulatorError(f"input {name!r}: negative spike count {int(arr.min())}")
-            limit = p.spec.chip.max_input_count
-            if arr.size and arr.max() > limit:
-                if p.spec.chip.clip_input_counts:
-                    arr = np.minimum(arr, limit)  # the chip clips (XyloSim MAX_NUM_INP_SPIKES)
-                else:
-                    raise EmulatorError(
-                        f"input {name!r}: a channel receives {int(arr.max())} spikes in one step; target "
-                        f"{p.target} accepts at most {limit} ({p.spec.where()}: chip.max_input_count); "
-                        "pass 0/1 spikes or bin events more finely"
-                    )
-            arrays[name] = arr
-            length = max(length, arr.shape[1])
-        if steps is None:
-            steps = length
-        if not isinstance(steps, int) or steps < 0:
-            raise EmulatorError(f"steps = {steps!r}; expected a non-negative integer")
-        if length > steps:
-            raise EmulatorError(f"input spans {length} steps but steps={steps}; pass steps >= the input length")
-        # counts are validated to be <= max_input_count: a narrow dtype halves the copies that follow
-        limit = p.spec.chip.max_input_count
-        narrow = np.int8 if limit < (1 << 7) else np.int16 if limit < (1 << 15) else np.int64
-        out = np.zeros((self.batch, steps, max(1, int(sum(ports.values())))), dtype=narrow)
-        for i, name in enumerate(ports):
-            if name in arrays:
-                lo = int(sum(list(ports.values())[:i]))
-                a = arrays[name]
-                out[:, : a.shape[1], lo:lo + ports[name]] = a
-        return out
+        return self.run_checked(check_inputs(spikes, steps, p.input_ports, self.batch, p.spec))
+
+    def run_checked(self, inputs: Inputs) -> Trace:
+        """:meth:`run` on inputs already checked (:func:`emulator.inputs.check`) for this batch."""
+        p = self.program
+        if inputs.batch != self.batch:
+            raise EmulatorError(f"inputs for batch {inputs.batch}; this simulator runs batch {self.batch}")
+        per_step = self.engine.step_bytes(self.probes) * self.batch
+        spans = memory.chunks(inputs.steps, per_step, self.memory_budget)
+        if len(spans) == 1:
+            by_pop, probes, synops = self.engine.run(inputs.chunk(0, inputs.steps), self.probes)
+            out = {name: by_pop[pop].astype(np.int16) for name, pop in p.output_ports.items()}
+            return Trace(out, probes, synops, self.engine.name)
+        b, t_n = self.batch, inputs.steps
+        out = {name: np.zeros((b, t_n, p.populations[pop].size), dtype=np.int16)
+               for name, pop in p.output_ports.items()}
+        probed = {name: np.zeros((b, t_n, p.populations[pop].size), dtype=np.int64)
+                  for name, (pop, _) in self.probes.items()}
+        synops = np.zeros((b, t_n), dtype=np.int64)
+        for t0, t1 in spans:
+            by_pop, got, ops = self.engine.run(inputs.chunk(t0, t1), self.probes)
+            for name, pop in p.output_ports.items():
+                out[name][:, t0:t1] = by_pop[pop]
+            for name, arr in got.items():
+                probed[name][:, t0:t1] = arr
+            synops[:, t0:t1] = ops
+        return Trace(out, probed, synops, self.engine.name)
 
 
 def run(program: Program, spikes: ArrayLike | Mapping[str, ArrayLike] | None = None, *, steps: int | None = None,
-        probes: Iterable[str] = (), engine: str = "fast", seed: int = 0) -> Trace:
+        probes: Iterable[str] = (), engine: str = "fast", seed: int = 0,
+        memory_budget: int | str | None = None) -> Trace:
     """Run ``program`` from its initial state on ``spikes`` ``[batch, time, channels]``.
+
+    The run is cut into batch and time chunks that fit ``memory_budget`` (:mod:`emulator.memory`;
+    samples are independent, the state carries over time): the result is the same as in one piece.
 
     >>> trace = run(program, spikes, probes=["l1.v"])      # doctest: +SKIP
     >>> trace.spikes["out"].shape                            # doctest: +SKIP
@@ -314,5 +291,30 @@ def run(program: Program, spikes: ArrayLike | Mapping[str, ArrayLike] | None = N
     else:
         arr = np.asarray(spikes)
         batch = arr.shape[0] if arr.ndim == 3 else 1
-    sim = Simulator(program, engine=engine, batch=batch, seed=seed, probes=probes)
-    return sim.run(spikes, steps=steps)
+    limit = memory.budget(memory_budget)
+    inputs = check_inputs(spikes, steps, program.input_ports, batch, program.spec)
+    samples = batch
+    if engine == "fast" and batch > 1:
+        # the working memory of one sample-step, from a one-sample engine (the Program's prepared
+        # form is shared, so this costs no second setup)
+        one = Simulator(program, engine=engine, batch=1, seed=seed, probes=probes, memory_budget=limit)
+        per_sample = one.engine.step_bytes(one.probes) * max(1, min(inputs.steps, memory.MIN_CHUNK_ROWS))
+        samples = max(1, min(batch, limit // max(1, per_sample)))
+    if samples == batch:
+        sim = Simulator(program, engine=engine, batch=batch, seed=seed, probes=probes, memory_budget=limit)
+        return sim.run_checked(inputs)
+    trace: Trace | None = None
+    for b0, b1 in memory.chunks(batch, 1, samples):
+        sim = Simulator(program, engine=engine, batch=b1 - b0, seed=seed, probes=probes, memory_budget=limit)
+        part = sim.run_checked(inputs.samples(b0, b1))
+        if trace is None:  # the whole result, allocated once
+            trace = Trace({k: np.zeros((batch, *v.shape[1:]), dtype=np.int16) for k, v in part.spikes.items()},
+                          {k: np.zeros((batch, *v.shape[1:]), dtype=np.int64) for k, v in part.probes.items()},
+                          np.zeros((batch, inputs.steps), dtype=np.int64), part.engine)
+        for k, counts in part.spikes.items():
+            trace.spikes[k][b0:b1] = counts
+        for k, values in part.probes.items():
+            trace.probes[k][b0:b1] = values
+        trace.synaptic_ops[b0:b1] = part.synaptic_ops
+    assert trace is not None
+    return trace

@@ -603,6 +603,24 @@ class FastEngine:
         """Whether a compiled runner (not the numpy step loop) runs this network."""
         return self.runner is not None
 
+    def step_bytes(self, probes: dict[str, tuple[str, str]]) -> int:
+        """Working memory of :meth:`run` per step and sample, bytes (an upper estimate): the
+        input and spike histories, the largest strongly connected group's drives (each edge's
+        product, the population's summed drive in float64; order-sensitive families keep
+        positive and negative parts per synaptic state), the probed records and their copies."""
+        if self.runner is not None:
+            return int(self.runner.step_bytes(probes))
+        spike = self.spike_dtype.itemsize
+        total = self.src_sizes[0] * (spike + 8) + sum(self.src_sizes[1:]) * spike
+        edges_into: dict[int, int] = defaultdict(int)
+        for e in self.edges:
+            edges_into[e.post] += 8 * len(e.crossbars)
+        per_neuron = [edges_into[q] + (16 * self.n_slots[q] if self.ordered else 8) + 8
+                      for q in range(len(self.pops))]
+        total += max((sum(per_neuron[q] * self.pops[q].size for q in comp) for comp in self.blocks), default=0)
+        total += sum(16 * self.pops[self.pop_index[pop]].size for pop, _ in probes.values())
+        return int(total) + 16
+
     # ----------------------------------------------------- the chip's axon order
     @cached_property
     def _order_maps(self) -> tuple[I64, I64]:

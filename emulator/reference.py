@@ -47,6 +47,12 @@ class ReferenceEngine:
         self.neuron_hist = [[[0] * n for _ in range(w.max_delay)] for _ in range(self.batch)]
         self.input_hist = [[[0] * w.n_channels for _ in range(w.max_input_delay + 1)] for _ in range(self.batch)]
 
+    def step_bytes(self, probes: dict[str, tuple[str, str]]) -> int:
+        """Bytes per step and sample of :meth:`run`: its int64 spike and state records, the
+        populations' and probes' copies, the input."""
+        w = self.w
+        return 8 * (w.n_channels + w.n_neurons * (2 + len(w.state_names)) + 2 * len(probes) * w.n_neurons)
+
     def run(self, inputs: NDArray[np.int64], probes: dict[str, tuple[str, str]]
             ) -> tuple[dict[str, NDArray[np.int64]], dict[str, NDArray[np.int64]], NDArray[np.int64]]:
         """``inputs`` ``[B, T, channels]`` (all ports concatenated) → spikes per population

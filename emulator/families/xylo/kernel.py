@@ -187,6 +187,13 @@ class Runner:
         self.in_hist = np.zeros((b, self.din, self.wiring.n_channels), dtype=np.int64)
         self.sp_hist = np.zeros((b, self.dmax, n), dtype=np.int64)
 
+    def step_bytes(self, probes: dict[str, tuple[str, str]]) -> int:
+        """Bytes per step and sample of :meth:`run`: int64 input and spike records, the three
+        recorded states when a state is probed, the populations' and probes' copies."""
+        w = self.wiring
+        record = any(var != "spikes" for _, var in probes.values())
+        return 8 * (2 * w.n_channels + w.n_neurons * (2 + (3 if record else 0) + len(probes)) + 1)
+
     def run(self, inputs: NDArray[Any], probes: dict[str, tuple[str, str]]
             ) -> tuple[dict[str, NDArray[Any]], dict[str, NDArray[np.int64]], NDArray[np.int64]]:
         """As :meth:`emulator.fast.FastEngine.run`."""
