@@ -201,6 +201,7 @@ def crossbar(matrix: NDArray[Any] | sp.csr_matrix, max_count: int) -> Crossbar:
     count = max(1, int(max_count))
     if sp.issparse(matrix):
         csr = sp.csr_matrix(matrix)
+        csr.sum_duplicates()
         nnz = int(csr.nnz)
         col_abs = np.bincount(csr.indices, weights=np.abs(csr.data), minlength=shape[1])
         amax = float(np.abs(csr.data).max(initial=0.0))
@@ -214,9 +215,9 @@ def crossbar(matrix: NDArray[Any] | sp.csr_matrix, max_count: int) -> Crossbar:
     bound = int(col_abs.max(initial=0.0)) * count
     entries = shape[0] * shape[1]
     if _int8_wanted(max_count, amax, entries, nnz, csr is not None):
-        dense = csr.toarray() if csr is not None else matrix
-        w = np.rint(dense).astype(np.int32) if dense.dtype.kind == "f" else dense.astype(np.int32)
-        del dense
+        # the digits are made from the non-zero values of a sparse matrix (linear in them) and
+        # scattered into zeroed int8 matrices; a dense one is converted whole
+        w = _as_int32(csr.data if csr is not None else matrix)
         # a common power of two (Xylo's weight << shift) leaves the digits and returns as a shift
         shift = _trailing_zeros(int(np.bitwise_or.reduce(w, axis=None)))
         if shift:
@@ -227,7 +228,12 @@ def crossbar(matrix: NDArray[Any] | sp.csr_matrix, max_count: int) -> Crossbar:
         widest = (bound >> shift) + ((1 << (_DIGIT * (digits - 1))) - 1) * count * shape[0]
         affordable = csr is None or entries * digits <= INT8_DENSE_ENTRIES
         if digits <= _MAX_DIGITS and bound < 1 << 31 and widest < 1 << 31 and affordable:
-            return Crossbar("int8", shape, bound, np.dtype(np.int32), _int8_digits(w, digits), nnz, shift)
+            where = None
+            if csr is not None:
+                rows = np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(csr.indptr))
+                where = rows * shape[1] + csr.indices
+            return Crossbar("int8", shape, bound, np.dtype(np.int32), _int8_digits(w, digits, shape, where),
+                            nnz, shift)
         del w
     dtype = np.dtype(np.float32 if bound < 1 << 24 else np.float64)
     if csr is None and not keep_sparse(nnz, entries):
@@ -252,16 +258,30 @@ def _trailing_zeros(x: int) -> int:
     return (x & -x).bit_length() - 1 if x else 0
 
 
-def _int8_digits(w: NDArray[np.int32], digits: int) -> list[Any]:
-    """Integers ``w`` as int8 torch matrices ``W_k``, ``w = Σ_k W_k 2^(7k)``: the lower digits in
-    ``[0, 127]``, the top one signed (``|W_top| <= 127`` as ``|w| < 2^(7·digits)``)."""
+def _as_int32(values: NDArray[Any]) -> NDArray[np.int32]:
+    """Integer-valued ``values`` as int32 (callers have checked ``|values| < 2^21``)."""
+    return np.rint(values).astype(np.int32) if values.dtype.kind == "f" else values.astype(np.int32)
+
+
+def _int8_digits(w: NDArray[np.int32], digits: int, shape: tuple[int, int], where: NDArray[np.int64] | None
+                 ) -> list[Any]:
+    """Integers ``w`` as int8 torch matrices ``W_k`` ``[pre, post]``, ``w = Σ_k W_k 2^(7k)``: the
+    lower digits in ``[0, 127]``, the top one signed (``|W_top| <= 127`` as ``|w| < 2^(7·digits)``).
+    ``w`` is the whole matrix, or (``where`` given: flat positions) its non-zero entries."""
     import torch
+
+    def place(digit: NDArray[np.int32]) -> Any:
+        if where is None:
+            return torch.from_numpy(digit.astype(np.int8).reshape(shape))
+        full = np.zeros(shape[0] * shape[1], dtype=np.int8)
+        full[where] = digit
+        return torch.from_numpy(full.reshape(shape))
 
     out = []
     rest = w
     for _ in range(digits - 1):
         low = rest & _INT8_MAX
-        out.append(torch.from_numpy(low.astype(np.int8)))
+        out.append(place(low))
         rest = (rest - low) >> _DIGIT
-    out.append(torch.from_numpy(rest.astype(np.int8)))
+    out.append(place(rest))
     return out

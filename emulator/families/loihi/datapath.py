@@ -147,24 +147,26 @@ class LoihiPopulation(PopulationStep):
     def reset(self) -> None:
         shape = (self.batch, self.size)
         self.state = {"u": np.zeros(shape), "v": np.zeros(shape), "refractory": np.zeros(shape, dtype=np.int64)}
+        self.scratch = np.zeros(shape)
 
     def current(self, sums: Mapping[int, NDArray[Any]]) -> NDArray[Any] | None:
-        """``a · 2^6`` with ``a = Σ_projections shift(Σ w·count, weight_exp)``, time-major
-        ``[t, B, n]`` (the 6-bit MSB alignment of the input folded in once per chunk). Scaling by
-        a power of two keeps float32 exact, so a single exponent-0 projection stays float32."""
+        """``a = Σ_projections shift(Σ w·count, weight_exp)``, time-major ``[t, B, n]``; the step
+        aligns it (``· 2^6``). A single exponent-0 projection's sums pass through as they are
+        (int32 or float32 from the products: no chunk-sized conversion)."""
         out: NDArray[Any] | None = None
         for j, total in sums.items():
             exp = self.weight_exp[j]
             term = total if exp == 0 else fixed.shift_float(total.astype(np.float64), exp)
             out = term if out is None else out.astype(np.float64) + term
-        return None if out is None else out * 64.0
+        return out
 
     def step(self, drive: Any, delivery: Delivery, t: int, t_global: int) -> NDArray[np.bool_]:
-        """One step; ``drive`` is the synaptic input already shifted by 6 (``[B, n]``)."""
+        """One step; ``drive`` is the synaptic input ``a`` of :meth:`current` (``[B, n]``)."""
         st = self.state
         u, v = st["u"], st["v"]
         np.trunc(np.multiply(u, self.ku, out=u), out=u)  # == sign(p)(|p| >> 12), see module doc
-        u += drive
+        np.multiply(drive, 64.0, out=self.scratch)  # the 6-bit MSB alignment, exact in float64
+        u += self.scratch
         fixed.wrap_float_inplace(u, self.bits_u)
         np.trunc(np.multiply(v, self.kv, out=v), out=v)
         v += u
