@@ -25,6 +25,7 @@ of growing input), with the log-log slope of each curve (1.0 = linear), and a PN
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -194,10 +195,25 @@ def build_xylo(seed: int = 0) -> emulator.Program:
     return b.build()
 
 
-def build_mlp(sizes: tuple[int, ...], seed: int = 0) -> emulator.Program:
+def wide_loihi() -> Path:
+    """A loihi variant whose per-core routing limits admit all-to-all layers of 8192 neurons
+    (``axons_in/out_per_core``, ``fan_out_per_neuron``: a real chip cannot route them, and the
+    engine's cost does not depend on them), written next to the sweep's output."""
+    import tempfile
+
+    text = (Path(__file__).resolve().parent.parent / "hw_specs" / "loihi.toml").read_text()
+    for key in ("axons_in_per_core", "axons_out_per_core", "fan_out_per_neuron"):
+        text = re.sub(rf"^{key} = \d+", f"{key} = 1048576", text, flags=re.M)
+    text = re.sub(r'^name = "loihi"', 'name = "loihi-wide"', text, flags=re.M)
+    path = Path(tempfile.mkdtemp(prefix="spikeforge-bench-")) / "loihi-wide.toml"
+    path.write_text(text)
+    return path
+
+
+def build_mlp(sizes: tuple[int, ...], seed: int = 0, target: str | Path = "loihi") -> emulator.Program:
     """The standard workload's network with other layer sizes (the sweep's hidden width)."""
     rng = np.random.default_rng(seed)
-    b = emulator.ProgramBuilder("loihi")
+    b = emulator.ProgramBuilder(str(target))
     prev = b.input("in", sizes[0])
     for i, n in enumerate(sizes[1:]):
         pop = b.population(f"l{i + 1}", n, du=410, dv=205, vth=200)
@@ -207,64 +223,62 @@ def build_mlp(sizes: tuple[int, ...], seed: int = 0) -> emulator.Program:
     return b.build()
 
 
-class PeakMemory:
-    """Peak resident memory above the start, sampled every 2 ms in a thread (``/proc/self/statm``
-    on Linux: counts numpy's and torch's allocations alike); 0 where unavailable."""
+def measure(kind: str, value: int) -> dict[str, float]:
+    """One point of the sweep in a fresh process (so that its peak memory is its own): build (not
+    timed), set up (``Simulator``: the engine's one-off preparation) and run once; seconds, and
+    the peak resident memory above the resident size before each phase (``ru_maxrss``)."""
+    import json
+    import subprocess
 
-    def __enter__(self) -> PeakMemory:
-        import threading
-
-        self.page = 4096
-        try:
-            import resource
-
-            self.page = resource.getpagesize()
-            self.start = self._rss()
-        except (OSError, ImportError):
-            self.start = -1
-        self.peak = self.start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        if self.start >= 0:
-            self._thread.start()
-        return self
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, self._rss())
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self.start >= 0:
-            self._thread.join()
-            self.peak = max(self.peak, self._rss())
-
-    @property
-    def bytes(self) -> int:
-        return max(0, self.peak - self.start) if self.start >= 0 else 0
+    out = subprocess.run([sys.executable, __file__, "--point", kind, str(value)], capture_output=True, text=True,
+                         check=False)
+    if out.returncode:
+        raise SystemExit(f"sweep point {kind}={value} failed:\n{out.stderr[-2000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def measure(program_of: Any, batch: int, steps: int, channels_of: Any, seed: int = 1) -> dict[str, float]:
-    """Build (not timed), set up (``Simulator``: the engine's one-off preparation) and run once;
-    seconds and peak memory above the start of each."""
+def point(kind: str, value: int) -> dict[str, float]:
+    """The body of :func:`measure`, run in the child process."""
     import gc
+    import resource
 
-    program = program_of()
-    x = (np.random.default_rng(seed).random((batch, steps, channels_of(program))) < 0.10).astype(np.int8)
+    from emulator.crossbar import int8_available
+
+    int8_available()  # the one-off import of the int8 kernel is the process's, not the setup's
+    batch, steps = 16, 100
+    if kind == "batch":
+        program, batch = build_loihi(), value
+    elif kind == "width":
+        program = build_mlp((784, value, value, 10), target=wide_loihi())
+    elif kind == "steps":
+        program, steps = build_loihi(), value
+    else:
+        program = build_conv(value, head=False, depth=2)[0]
+    rng = np.random.default_rng(1)
+    x = np.empty((batch, steps, program.inputs["in"]), dtype=np.int8)
+    for b in range(batch):  # sample by sample: no float64 temporary to raise the peak before the phases
+        x[b] = rng.random((steps, x.shape[2]), dtype=np.float32) < 0.10
     gc.collect()
-    with PeakMemory() as mem_setup:
-        t0 = time.perf_counter()
-        sim = emulator.Simulator(program, batch=batch)
-        setup = time.perf_counter() - t0
-    with PeakMemory() as mem_run:
-        t0 = time.perf_counter()
-        sim.run(x)
-        run = time.perf_counter() - t0
-    return {"setup": setup, "run": run, "setup_mem": mem_setup.bytes, "run_mem": mem_run.bytes,
+
+    def rss() -> int:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * resource.getpagesize()
+
+    def maxrss() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    # a phase's peak is known when it raises the process's peak: start each from there
+    before = max(rss(), maxrss())
+    t0 = time.perf_counter()
+    sim = emulator.Simulator(program, batch=batch)
+    setup = time.perf_counter() - t0
+    setup_mem = max(0, maxrss() - before)
+    before = max(rss(), maxrss())
+    t0 = time.perf_counter()
+    sim.run(x)
+    run = time.perf_counter() - t0
+    run_mem = max(0, maxrss() - before)
+    return {"setup": setup, "run": run, "setup_mem": setup_mem, "run_mem": run_mem,
             "synapses": int(program.syn_axon.size)}
 
 
@@ -286,12 +300,10 @@ def sweep(out: Path, quick: bool) -> int:
     steps_list = [100, 300, 1000] if quick else [100, 300, 1000, 3000, 10000]
     sides = [34, 48, 64] if quick else [34, 48, 64, 96, 128]
     plans = [
-        ("batch", "samples", batches, lambda v: measure(build_loihi, v, 100, lambda p: SIZES[0])),
-        ("hidden width", "neurons per hidden layer", widths,
-         lambda v: measure(lambda: build_mlp((784, v, v, 10)), 16, 100, lambda p: 784)),
-        ("steps", "steps", steps_list, lambda v: measure(build_loihi, 16, v, lambda p: SIZES[0])),
-        ("synapses (conv)", "synapses", sides,
-         lambda v: measure(lambda: build_conv(v, head=False, depth=2)[0], 16, 100, lambda p: p.inputs["in"])),
+        ("batch", "samples", batches, lambda v: measure("batch", v)),
+        ("hidden width", "neurons per hidden layer", widths, lambda v: measure("width", v)),
+        ("steps", "steps", steps_list, lambda v: measure("steps", v)),
+        ("synapses (conv)", "synapses", sides, lambda v: measure("conv", v)),
     ]
     for name, unit, values, run in plans:
         rows = []
@@ -329,7 +341,7 @@ def sweep(out: Path, quick: bool) -> int:
         ys = [max(r["run_mem"], 1) / 2**20 for r in rows]
         ax.loglog(xs, ys, "s-", color="C2", label=f"run peak (slope {slope(xs, ys):.2f})")
         ax.set_xlabel(unit)
-        ax.set_ylabel("MiB above start")
+        ax.set_ylabel("peak MiB above the run's start")
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle("spikeforge fast engine: cost as the work grows (loihi, 10 % input spikes)")
@@ -366,7 +378,13 @@ def main() -> int:
     ap.add_argument("--sweep", action="store_true", help="time and peak memory against batch, width, steps, synapses")
     ap.add_argument("--quick", action="store_true", help="with --sweep: the smaller sizes only")
     ap.add_argument("--plot", type=Path, default=Path("benchmarks/out/emulator_sweep.png"), help="the sweep's PNG")
+    ap.add_argument("--point", nargs=2, metavar=("KIND", "VALUE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.point:
+        import json
+
+        print(json.dumps(point(args.point[0], int(args.point[1]))))
+        return 0
     if args.sweep:
         return sweep(args.plot, args.quick)
     rng = np.random.default_rng(1)
