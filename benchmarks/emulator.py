@@ -338,7 +338,7 @@ def sweep(out: Path, quick: bool) -> int:
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
         ax = axes[1, col]
-        ys = [max(r["run_mem"], 1) / 2**20 for r in rows]
+        ys = [max(r["run_mem"] / 2**20, 0.1) for r in rows]  # 0.1 MiB: the floor of a log axis
         ax.loglog(xs, ys, "s-", color="C2", label=f"run peak (slope {slope(xs, ys):.2f})")
         ax.set_xlabel(unit)
         ax.set_ylabel("peak MiB above the run's start")
