@@ -180,7 +180,9 @@ class Simulator:
 
     ``engine``: ``"fast"`` (vectorised, batched) or ``"reference"`` (per neuron, the definition);
     both give identical integers. ``seed`` drives the stochastic modes (TrueNorth).
-    ``probes``: ``"pop.state"`` names, e.g. ``"l1.v"``, ``"h.isyn"``, ``"l1.spikes"``.
+    ``probes``: ``"pop.state"`` names, e.g. ``"l1.v"``, ``"h.isyn"``, ``"l1.spikes"``; for a plastic
+    projection ``"proj.w"`` (``"d"``, ``"t"``: ``[batch, time, post, pre]``) and its traces
+    ``"proj.x1"`` (``x2``: ``[batch, time, pre]``; ``y1, y2, y3``: ``[batch, time, post]``).
     """
 
     def __init__(self, program: Program, *, engine: str = "fast", batch: int = 1, seed: int = 0,
@@ -206,8 +208,17 @@ class Simulator:
     def _parse_probes(self, probes: Iterable[str]) -> dict[str, tuple[str, str]]:
         out: dict[str, tuple[str, str]] = {}
         states = tuple(self.program.spec.state)
+        plastic = {p.name for p in self.program.projections if p.plasticity is not None}
         for name in probes:
             pop, _, var = str(name).partition(".")
+            if pop not in self.program.populations and pop in plastic:
+                from .learning import PROBES
+
+                if var not in PROBES:
+                    raise EmulatorError(f"probe {name!r}: {var!r} is not a learning variable; probe one of "
+                                        f"{', '.join(PROBES)} of plastic projection {pop!r}")
+                out[name] = (pop, var)
+                continue
             if pop not in self.program.populations:
                 raise EmulatorError(
                     f"probe {name!r}: no population {pop!r}; populations: {', '.join(self.program.populations)}"
@@ -223,6 +234,18 @@ class Simulator:
     def reset(self) -> None:
         """Back to the state before the first step (all registers 0, nothing in flight)."""
         self.engine.reset()
+
+    def learned(self, batch: int = 0) -> Program:
+        """The Program with the weights batch element ``batch`` has learned so far (the Program itself
+        when nothing is plastic): save it, load it, run it again."""
+        learning = getattr(self.engine, "learning", None)
+        if learning is None:
+            return self.program
+        if not 0 <= batch < self.batch:
+            raise EmulatorError(f"batch = {batch!r}; this simulator runs {self.batch} batch element(s)")
+        from .learning.wiring import learned_program
+
+        return learned_program(self.program, learning.learned_weights(batch))
 
     def run(self, spikes: ArrayLike | Mapping[str, ArrayLike] | None = None, steps: int | None = None) -> Trace:
         """Advance by ``steps`` (default: the input's length) and return what happened.
