@@ -49,6 +49,7 @@ from hw_specs import HwSpec
 from . import families
 from .engine import Wiring
 from .families.datapath import PopulationStep, Synapses
+from .learning.vectorised import plastic_runner
 from .program import Program
 
 __all__ = ["FastEngine", "Lowered", "LoweredPopulation", "LoweredSynapses", "SynapseBlock", "synops_terms"]
@@ -469,6 +470,9 @@ class FastEngine:
                                             for q in range(len(self.pops))]
         # a family's compiled whole-program runner (Xylo's numba kernel) replaces the step loop
         self.runner = self.datapath.compiled(network, batch) if isinstance(network, Wiring) else None
+        # on-chip learning: a Program with plastic projections runs on emulator/learning's step loop
+        self.learning = plastic_runner(network, batch, seed) if isinstance(network, Wiring) else None
+        self.runner = self.learning or self.runner
         self._build_edges()
         # the edge matrices hold the synapses now: drop the paths
         self.net = net = replace(net, synapses=LoweredSynapses.empty())

@@ -91,12 +91,9 @@ class ReferenceEngine:
         by_pop = {name: spikes[:, :, pop.neurons] for name, pop in pops.items()}
         probed = {name: (spikes if var == "spikes" else states[var])[:, :, pops[pop].neurons]
                   for name, (pop, var) in probes.items() if pop in pops}
-        assert learning is not None or not learned
         for name, rows in learned.items():  # rows in (t, b) order: [T, B, ...] -> [B, T, ...]
-            shape: tuple[int, ...] = (t_n, b_n, -1)
-            if learning is not None and probes[name][1] in ("w", "d", "t"):
-                pp = learning.by_name[probes[name][0]]
-                shape = (t_n, b_n, pp.n_post, pp.n_pre)
+            assert learning is not None
+            shape = (t_n, b_n, *learning.probe_shape(*probes[name]))
             probed[name] = np.ascontiguousarray(np.moveaxis(np.array(rows, dtype=np.int64).reshape(shape), 0, 1))
         return by_pop, probed, synops
 

@@ -215,6 +215,13 @@ class ReferenceLearning:
             if observe(st, pp, self.seed, b, g, pre, post, reward):
                 self.steps[b] = None
 
+    def probe_shape(self, name: str, var: str) -> tuple[int, ...]:
+        """The shape of learning probe ``name.var`` per step: ``(post, pre)`` or ``(units,)``."""
+        pp = self.by_name[name]
+        if var in ("w", "d", "t"):
+            return (pp.n_post, pp.n_pre)
+        return (pp.n_pre if var[0] == "x" else pp.n_post,)
+
     def probe(self, b: int, name: str, var: str) -> list[int]:
         """The value of learning probe ``name.var`` for batch element ``b``: synaptic variables as a
         flat ``[post, pre]`` list (0 where no synapse), traces per unit."""
