@@ -72,7 +72,7 @@ def test_reward_modulated_stdp_needs_the_reward(engine):
     b = emulator.ProgramBuilder("loihi")
     x = b.input("pre", 1)
     teach = b.input("teach", 1)
-    reward = b.input("reward", 1)
+    b.input("reward", 1)
     post = b.population("post", 1, du=4095, dv=4095, vth=101)
     b.connect(x, post, weights=[[100]], name="syn", plasticity=reward_stdp("reward", a_plus=1.0, a_minus=1.0))
     b.connect(teach, post, weights=[[255]])
