@@ -11,4 +11,5 @@ from .builder import Node, ProgramBuilder
 from .engine import ENGINES, Simulator, Trace, run
 from .program import Population, Program, Projection
 
-__all__ = ["learning", "Program", "ProgramBuilder", "Population", "Projection", "Node", "Simulator", "Trace", "run", "ENGINES"]
+__all__ = ["learning", "Program", "ProgramBuilder", "Population", "Projection", "Node", "Simulator", "Trace", "run",
+           "ENGINES"]
