@@ -174,7 +174,7 @@ class ProgramBuilder:
         else:
             post_idx, pre_idx, w = _coo(weights, post_n.size, pre_n.size, name)
             keep = w != 0
-            if not keep.all():
+            if rule is None and not keep.all():  # a listed plastic synapse of weight 0 stays: it can learn
                 post_idx, pre_idx, w = post_idx[keep], pre_idx[keep], w[keep]
             del keep
         where = spec.where()

@@ -90,3 +90,21 @@ def test_reward_modulated_stdp_needs_the_reward(engine):
     assert tr.probes["syn.w"][0, -1, 0, 0] == 100  # no reward, no change
     assert tr.probes["syn.w"][1, -1, 0, 0] > 100  # reward after a causal pairing: potentiation
     assert tr.probes["syn.y3"][0].max() == 0 and tr.probes["syn.y3"][1].max() > 0
+
+
+@pytest.mark.slow
+def test_example_learns_the_hidden_pattern(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "stdp_pattern.py"
+    spec = importlib.util.spec_from_file_location("stdp_pattern", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    monkeypatch.chdir(tmp_path)
+    example.main()
+    lines = capsys.readouterr().out.splitlines()
+    first = [float(w) for w in lines[1].split() if w.replace(".", "").isdigit()]
+    last = [float(w) for w in lines[2].split() if w.replace(".", "").isdigit()]
+    assert last[0] > 0 and last[1] < first[1] and last[1] < 0.2 * last[0]  # it answers the pattern only
