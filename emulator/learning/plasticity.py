@@ -6,12 +6,12 @@ and what a Program file stores; a plain rule string takes the documented default
 spec's ``[learning]`` limits) and gives the integers the engines run (:class:`Plasticity`).
 
 Trace parameters: ``<trace>_impulse`` (added to the trace on a spike, in trace units, 8
-fractional bits) and ``<trace>_tau`` (decay time constant in steps; 0: no decay) for the
-pre-synaptic traces ``x1, x2`` and post-synaptic traces ``y1, y2, y3``; ``epoch`` (steps per
-learning epoch, a power of two); ``nearest`` (each spike restarts its traces at the impulse:
-nearest-neighbour pairing instead of all-to-all); ``reward`` (an input port or population whose
-spikes drive ``y3`` instead of the post spikes: a third factor; one unit for every post neuron,
-or one per post neuron).
+fractional bits) and ``<trace>_tau`` (decay time constant in steps; 0: the trace holds only the
+impulse of its spike's step) for the pre-synaptic traces ``x1, x2`` and post-synaptic traces
+``y1, y2, y3``; ``epoch`` (steps per learning epoch, a power of two); ``nearest`` (each spike
+restarts its traces at the impulse: nearest-neighbour pairing instead of all-to-all); ``reward``
+(an input port or population whose spikes drive ``y3`` instead of the post spikes: a third
+factor; one unit for every post neuron, or one per post neuron).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def compile_plasticity(plasticity: str | LearningRule, spec: HwSpec) -> Plastici
         tau = rule.tau(trace)
         if not tlo <= tau <= thi:
             raise LearningRuleError(f"{trace}_tau = {tau}: outside [{tlo}, {thi}] steps of the {spec.family} "
-                                    "learning engine (0: no decay)")
+                                    "learning engine (0: no memory between spikes)")
         fixed_impulse = engine.impulse_fixed(rule.impulse(trace))
         if not 0 <= fixed_impulse <= (trace_hi << engine.IMPULSE_FRACTION_BITS):
             raise LearningRuleError(f"{trace}_impulse = {rule.impulse(trace)}: outside [0, {trace_hi}] "

@@ -74,8 +74,8 @@ def networks(draw: Any) -> tuple[emulator.Program, dict[str, np.ndarray], list[s
         b.connect(l1, l2, weights=weights(n2, n1), name="p2", plasticity=rule(), delay=draw(st.integers(1, 3)))
     else:
         b.connect(l1, l2, weights=weights(n2, n1), name="p2")
-    if draw(st.booleans()):
-        b.connect(l2, l1, weights=weights(n1, n2), name="back")
+    if draw(st.booleans()):  # recurrence, plastic or not
+        b.connect(l2, l1, weights=weights(n1, n2), name="back", plasticity=rule() if draw(st.booleans()) else None)
     b.output("out", l2)
     program = b.build()
     steps = draw(st.integers(1, 24))

@@ -15,7 +15,7 @@ scale mantissa 4 bits, constants 8 bits, impulse fraction 8 bits, within-epoch t
 
 Traces (7-bit unsigned, ``[0, 2^trace_bits − 1]``), per step::
 
-    decay:    p = x · k_τ;  x ← (p >> 12) + [r₁₂ < (p mod 2^12)]      k_τ = round(2^12 · e^(−1/τ)), τ = 0: k = 2^12
+    decay:    p = x · k_τ;  x ← (p >> 12) + [r₁₂ < (p mod 2^12)]      k_τ = round(2^12 · e^(−1/τ)), τ = 0: k = 0
     impulse:  x ← min(2^bits − 1, x + (I >> 8) + [r₈ < (I mod 2^8)])  I = round(impulse · 2^8)  ("set": 0 + ...)
 
 (stochastic rounding to the nearest integer, unbiased: ``E[x'] = x·e^(−1/τ)`` and ``x + impulse``).
@@ -124,8 +124,10 @@ def factor_bits(var: str, trace_bits: int) -> int:
 
 
 def decay_factor(tau: int) -> int:
-    """``k_τ = round(2^12 · e^(−1/τ))``; ``τ = 0`` means no decay (``2^12``), as Lava's ``tau = 0``."""
-    return 1 << DECAY_BITS if tau == 0 else int(round(math.exp(-1.0 / tau) * (1 << DECAY_BITS)))
+    """``k_τ = round(2^12 · e^(−1/τ))``; ``τ = 0`` gives 0 (the limit of ``e^(−1/τ)``): the trace holds
+    only the impulse of the step its unit spikes, as Lava's ``_compute_trace_histories`` leaves a
+    trace of ``tau = 0`` at 0 between impulses."""
+    return 0 if tau == 0 else int(round(math.exp(-1.0 / tau) * (1 << DECAY_BITS)))
 
 
 def impulse_fixed(impulse: float) -> int:
