@@ -51,6 +51,7 @@ class PlasticState:
         self.pp = pp
         self.batch = batch
         self.seed = seed
+        self._batches = np.arange(batch)
         self.trace = {name: np.zeros((batch, pp.n_pre if name[0] == "x" else pp.n_post), dtype=np.int64)
                       for name in TRACES}
         self.tx = np.zeros((batch, pp.n_pre), dtype=np.int64)
@@ -62,9 +63,7 @@ class PlasticState:
 
     def _draws(self, step: int, purpose: int, n: int, bits: int) -> I64:
         eng = self.pp.plasticity.engine
-        units = np.arange(n, dtype=np.int64)
-        return np.stack([eng.draw_array(self.seed, b, self.pp.index, step, purpose, units, bits)
-                         for b in range(self.batch)])
+        return eng.draw_array(self.seed, self._batches, self.pp.index, step, purpose, np.arange(n), bits)
 
     def observe(self, g: int, pre: NDArray[np.bool_], post: NDArray[np.bool_], reward: NDArray[np.bool_] | None
                 ) -> bool:

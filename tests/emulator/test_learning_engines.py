@@ -183,7 +183,7 @@ def test_product_arithmetic_scalar_and_array_agree(factors, m, e, width, acc, k,
 
 
 def test_draws_scalar_and_array_agree():
-    units = np.arange(50)
-    arr = loihi_learning.draw_array(7, 1, 2, 33, 9, units, 12)
-    assert arr.tolist() == [loihi_learning.draw(7, 1, 2, 33, 9, u, 12) for u in range(50)]
+    arr = loihi_learning.draw_array(7, np.arange(3), 2, 33, 9, np.arange(50), 12)
+    assert arr.tolist() == [[loihi_learning.draw(7, b, 2, 33, 9, u, 12) for u in range(50)] for b in range(3)]
     assert 0 <= arr.min() and arr.max() < 4096
+    assert len(np.unique(arr)) > 100  # batch elements draw their own numbers

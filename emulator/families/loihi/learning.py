@@ -155,28 +155,37 @@ def variable_bounds(var: str, params: Mapping[str, int]) -> tuple[int, int, int]
 _M64 = (1 << 64) - 1
 
 
-def _base(seed: int, batch: int, proj: int, step: int, purpose: int) -> int:
+def _base(seed: int, proj: int, step: int, purpose: int) -> int:
     h = fixed.mix64(seed)
-    for part in (batch, proj, step, purpose):
+    for part in (proj, step, purpose):
         h = fixed.mix64((h ^ part) & _M64)
     return h
 
 
 def draw(seed: int, batch: int, proj: int, step: int, purpose: int, unit: int, bits: int) -> int:
     """A ``bits``-wide pseudo-random integer for (run seed, batch element, projection, step or epoch,
-    purpose, unit): SplitMix64's finaliser (:func:`emulator.fixed.mix64`) over the key, counter-based."""
-    return fixed.mix64((_base(seed, batch, proj, step, purpose) + unit) & _M64) >> (64 - bits)
+    purpose, unit): SplitMix64's finaliser (:func:`emulator.fixed.mix64`) over the key, counter-based:
+    ``mix64(mix64(base + unit) ^ batch) >> (64 − bits)`` with ``base`` the hash of (seed, projection,
+    step, purpose)."""
+    x = fixed.mix64((_base(seed, proj, step, purpose) + unit) & _M64)
+    return fixed.mix64(x ^ batch) >> (64 - bits)
 
 
-def draw_array(seed: int, batch: int, proj: int, step: int, purpose: int, units: NDArray[Any],
-               bits: int) -> NDArray[np.int64]:
-    """:func:`draw` for every unit of ``units`` (non-negative integers)."""
-    base = np.uint64(_base(seed, batch, proj, step, purpose))
+def _mix64_array(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
     with np.errstate(over="ignore"):
-        x = np.asarray(units, dtype=np.uint64) + base
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
+    return x ^ (x >> np.uint64(31))
+
+
+def draw_array(seed: int, batches: NDArray[Any], proj: int, step: int, purpose: int, units: NDArray[Any],
+               bits: int) -> NDArray[np.int64]:
+    """:func:`draw` for every batch element of ``batches`` ``[B]`` and unit of ``units`` ``[n]``
+    (non-negative integers): int64 ``[B, n]``."""
+    base = np.uint64(_base(seed, proj, step, purpose))
+    with np.errstate(over="ignore"):
+        x = _mix64_array(np.asarray(units, dtype=np.uint64) + base)
+    x = _mix64_array(x[None, :] ^ np.asarray(batches, dtype=np.uint64)[:, None])
     return np.right_shift(x, np.uint64(64 - bits)).astype(np.int64)
 
 
