@@ -41,7 +41,7 @@ def stimulus(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def network(rule: emulator.learning.LearningRule) -> emulator.Program:
     b = emulator.ProgramBuilder("loihi")
     x = b.input("in", CHANNELS)
-    neuron = b.population("neuron", 1, du=4095, dv=512, vth=2000, refractory=4)
+    neuron = b.population("neuron", 1, du=4095, dv=512, vth=1600, refractory=4)
     w0 = np.full((1, CHANNELS), 128)
     b.connect(x, neuron, weights=w0, name="syn", plasticity=rule)
     b.output("out", neuron)
@@ -57,7 +57,7 @@ def selectivity(spikes: np.ndarray, shown: np.ndarray) -> tuple[float, float]:
 def main() -> None:
     # depression slightly dominates (a_minus · tau_minus > a_plus · tau_plus): noise weakens a synapse,
     # a channel that fires reliably just before the neuron strengthens
-    rule = stdp(a_plus=2.0 ** -2, a_minus=3 * 2.0 ** -3, tau_plus=8, tau_minus=16, impulse=24.0)
+    rule = stdp(a_plus=2.0 ** -2, a_minus=5 * 2.0 ** -4, tau_plus=8, tau_minus=16, impulse=24.0)
     program = network(rule)
     spikes, shown = stimulus()
     sim = emulator.Simulator(program, engine="fast", seed=0, probes=["syn.w"])
