@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..families.datapath import ReferenceStep, Synapses
+from .lava import LavaRandom, LavaStep
 from .plasticity import TRACES
 from .wiring import PlasticProjection, plastic_projections
 
@@ -63,14 +64,16 @@ class ProjectionState:
 
 
 def observe(st: ProjectionState, pp: PlasticProjection, seed: int, b: int, g: int, pre: list[int],
-            post: list[int], reward: list[int]) -> bool:
+            post: list[int], reward: list[int], lava: LavaRandom | None = None) -> bool:
     """Record step ``g``'s spikes (local unit indices) and, at an epoch's last step, learn.
-    Returns whether the synaptic variables were updated."""
+    Returns whether the synaptic variables were updated. ``lava``: the projection's Lava generators
+    (``random="lava"``), else None."""
     pl = pp.plasticity
     eng, T = pl.engine, pl.epoch
     s = g % T + 1
     near, hi = pl.rule.nearest, pl.trace_hi
     j = pp.index
+    ls = lava.step(g) if lava is not None else None
     y_traces = ("y1", "y2") if pp.reward_units is not None else ("y1", "y2", "y3")
     groups = ((st.tx, pre, ("x1", "x2")), (st.ty, post, y_traces), (st.tr, _reward_targets(pp, reward), ("y3",)))
     for times, units, names in groups:
@@ -78,12 +81,16 @@ def observe(st: ProjectionState, pp: PlasticProjection, seed: int, b: int, g: in
             if times[u]:
                 for name in names:
                     k = TRACES.index(name)
+                    if ls is not None:  # Lava: a repeated pre spike rounds with 0, a post spike with its number
+                        r = 0 if name[0] == "x" else ls.post_impulse
+                        st.trace[name][u] = eng.lava_add_impulse(st.trace[name][u], pl.impulse[k], r, hi)
+                        continue
                     r = eng.draw(seed, b, j, g, PURPOSE_REPEAT + k, u, eng.IMPULSE_FRACTION_BITS)
                     st.trace[name][u] = eng.add_impulse(st.trace[name][u], pl.impulse[k], r, hi, near)
             times[u] = s
     if s < T:
         return False
-    end_epoch(st, pp, seed, b, g // T)
+    end_epoch(st, pp, seed, b, g // T, ls)
     return True
 
 
@@ -95,8 +102,8 @@ def _reward_targets(pp: PlasticProjection, reward: list[int]) -> list[int]:
 
 
 def _history(st: ProjectionState, pp: PlasticProjection, name: str, times: list[int], seed: int, b: int,
-             e: int) -> list[list[int]]:
-    """``h[s][unit]`` for ``s = 0..T`` (module docstring)."""
+             e: int, ls: LavaStep | None) -> list[list[int]]:
+    """``h[s][unit]`` for ``s = 0..T`` (module docstring; Lava's numbers when ``ls`` is given)."""
     pl = pp.plasticity
     eng, T = pl.engine, pl.epoch
     k = TRACES.index(name)
@@ -106,6 +113,13 @@ def _history(st: ProjectionState, pp: PlasticProjection, name: str, times: list[
         g = e * T + s - 1
         cur = []
         for u, x in enumerate(h[-1]):
+            if ls is not None:
+                x = eng.lava_decay(x, pl.lava_decay[k], ls.x_decay if name[0] == "x" else ls.y_decay)
+                if times[u] == s:
+                    x = eng.lava_add_impulse(x, impulse, ls.x_impulse if name[0] == "x" else ls.y_impulse,
+                                             pl.trace_hi)
+                cur.append(x)
+                continue
             x = eng.decay(x, decay, eng.draw(seed, b, pp.index, g, PURPOSE_DECAY + k, u, eng.DECAY_BITS))
             if times[u] == s:
                 r = eng.draw(seed, b, pp.index, g, PURPOSE_IMPULSE + k, u, eng.IMPULSE_FRACTION_BITS)
@@ -115,13 +129,16 @@ def _history(st: ProjectionState, pp: PlasticProjection, name: str, times: list[
     return h
 
 
-def end_epoch(st: ProjectionState, pp: PlasticProjection, seed: int, b: int, e: int) -> None:
-    """Apply the rule at the end of epoch ``e`` (module docstring) and start the next epoch."""
+def end_epoch(st: ProjectionState, pp: PlasticProjection, seed: int, b: int, e: int, ls: LavaStep | None = None
+              ) -> None:
+    """Apply the rule at the end of epoch ``e`` (module docstring) and start the next epoch; ``ls``:
+    Lava's numbers of the epoch's last step (``random="lava"``)."""
     pl = pp.plasticity
     eng, T = pl.engine, pl.epoch
+    acc_lo = eng.LAVA_ACCUMULATOR_LO if ls is not None else -(1 << (eng.ACCUMULATOR_BITS - 1))
     times = {"x1": st.tx, "x2": st.tx, "y1": st.ty, "y2": st.ty,
              "y3": st.tr if pp.reward_units is not None else st.ty}
-    hist = {name: _history(st, pp, name, times[name], seed, b, e) for name in TRACES}
+    hist = {name: _history(st, pp, name, times[name], seed, b, e, ls) for name in TRACES}
     old = {v: list(vals) for v, vals in st.z.items()}
     post, pre = pp.post.tolist(), pp.pre.tolist()
     for eq in pl.equations:
@@ -156,7 +173,11 @@ def end_epoch(st: ProjectionState, pp: PlasticProjection, seed: int, b: int, e: 
                     bits = pl.widths[f.var]
                     width += bits
                     values.append(eng.factor(raw, f.const, f.sgn, bits))
-                acc = eng.accumulate(acc, eng.term(dep, values, p.mantissa, p.exponent, width))
+                acc = eng.accumulate(acc, eng.term(dep, values, p.mantissa, p.exponent, width, acc_lo), acc_lo)
+            if ls is not None:
+                assert ls.conn is not None
+                new[si] = eng.lava_finish(acc, var, pp.params, ls.conn)
+                continue
             r = eng.draw(seed, b, pp.index, e, PURPOSE_ROUND + _VARS.index(var), si, eng.SYNAPSE_SHIFT + k)
             new[si] = eng.finish(acc, lo, hi, k, r)
     for name in TRACES:
@@ -181,6 +202,8 @@ class ReferenceLearning:
         w0 = self.wiring.program.syn_weight.astype(np.int64)
         self.states = [[ProjectionState(pp, w0[pp.synapses].tolist()) for pp in self.projections]
                        for _ in range(self.batch)]
+        self.lava = [LavaRandom(pp.plasticity.rule.rng_seed, pp.plasticity.epoch)
+                     if pp.plasticity.rule.random == "lava" else None for pp in self.projections]
         self.steps: list[ReferenceStep | None] = [None] * self.batch
 
     def step(self, b: int) -> ReferenceStep:
@@ -204,7 +227,7 @@ class ReferenceLearning:
     def observe(self, b: int, inputs: list[int], spikes: list[int], g: int) -> None:
         """Step ``g`` of batch element ``b``: input channel counts ``inputs`` and neuron spike counts
         ``spikes`` (global ids)."""
-        for pp, st in zip(self.projections, self.states[b], strict=True):
+        for pp, st, lava in zip(self.projections, self.states[b], self.lava, strict=True):
             src = inputs if pp.pre_is_input else spikes
             pre = [i for i, u in enumerate(pp.pre_units.tolist()) if src[u]]
             post = [n for n, u in enumerate(pp.post_units.tolist()) if spikes[u]]
@@ -212,7 +235,7 @@ class ReferenceLearning:
             if pp.reward_units is not None:
                 rsrc = inputs if pp.reward_is_input else spikes
                 reward = [r for r, u in enumerate(pp.reward_units.tolist()) if rsrc[u]]
-            if observe(st, pp, self.seed, b, g, pre, post, reward):
+            if observe(st, pp, self.seed, b, g, pre, post, reward, lava):
                 self.steps[b] = None
 
     def probe_shape(self, name: str, var: str) -> tuple[int, ...]:

@@ -11,7 +11,10 @@ impulse of its spike's step) for the pre-synaptic traces ``x1, x2`` and post-syn
 ``y1, y2, y3``; ``epoch`` (steps per learning epoch, a power of two); ``nearest`` (each spike
 restarts its traces at the impulse: nearest-neighbour pairing instead of all-to-all); ``reward``
 (an input port or population whose spikes drive ``y3`` instead of the post spikes: a third
-factor; one unit for every post neuron, or one per post neuron).
+factor; one unit for every post neuron, or one per post neuron); ``random`` (``"counter"``: the
+emulator's counter-based draws; ``"lava"``: lava-nc 0.10's generators, seeded from ``rng_seed``, and
+its arithmetic, so that a network ported from Lava learns the same weights step by step:
+:mod:`emulator.learning.lava`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ __all__ = ["LearningRule", "Plasticity", "TRACES", "PROBES", "as_rule", "compile
 TRACES = ("x1", "x2", "y1", "y2", "y3")
 #: what a probe ``"<projection>.<name>"`` may read: synaptic variables ``[post, pre]`` and traces
 PROBES = ("w", "d", "t", *TRACES)
+#: the random-number modes: the emulator's counter-based draws, or lava-nc 0.10's generators
+RANDOM = ("counter", "lava")
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class LearningRule:
     epoch: int = 1
     nearest: bool = False
     reward: str | None = None
+    random: str = "counter"
+    rng_seed: int = 0
 
     @cached_property
     def equations(self) -> tuple[rules.Equation, ...]:
@@ -89,6 +96,8 @@ class LearningRule:
                 ok = isinstance(value, str) and len(value) <= rules.MAX_TEXT
             elif key == "reward":
                 ok = value is None or isinstance(value, str) and len(value) <= rules.MAX_TEXT
+            elif key == "random":
+                ok = value in RANDOM
             elif key == "nearest":
                 ok = isinstance(value, bool)
             elif key.endswith("_impulse"):
@@ -142,6 +151,7 @@ class Plasticity:
     trace_hi: int
     widths: Mapping[str, int]
     engine: Any
+    lava_decay: tuple[float, ...] = ()
 
     @property
     def equations(self) -> tuple[rules.Equation, ...]:
@@ -185,4 +195,17 @@ def compile_plasticity(plasticity: str | LearningRule, spec: HwSpec) -> Plastici
         decay.append(engine.decay_factor(tau))
         impulse.append(fixed_impulse)
     widths = {v: engine.factor_bits(v, bits) for v in rules.FACTOR_VARS}
-    return Plasticity(rule, rules.compile_rule(equations), e, tuple(decay), tuple(impulse), trace_hi, widths, engine)
+    lava_decay: tuple[float, ...] = ()
+    if rule.random not in RANDOM:
+        raise LearningRuleError(f"random = {rule.random!r}; choose one of {', '.join(map(repr, RANDOM))}")
+    if rule.random == "lava":
+        ks = {p.decimate for eq in equations for p in eq.products if p.dependency == "u"}
+        if rule.reward is not None or rule.nearest or len(ks) > 1:
+            raise LearningRuleError(
+                "random='lava' reproduces Lava's two-factor learning engine: no reward channel, no nearest "
+                "pairing, one u_k period for all equations")
+        if not isinstance(rule.rng_seed, int) or not 0 <= rule.rng_seed < 2**62:
+            raise LearningRuleError(f"rng_seed = {rule.rng_seed!r}; expected an integer in [0, 2^62)")
+        lava_decay = tuple(engine.lava_decay_factors([rule.tau(t) for t in TRACES]))
+    return Plasticity(rule, rules.compile_rule(equations), e, tuple(decay), tuple(impulse), trace_hi, widths, engine,
+                      lava_decay)

@@ -26,6 +26,7 @@ from spikeforge.errors import EmulatorError
 
 from ..families.datapath import PopulationStep, Synapses
 from .epoch import PURPOSE_DECAY, PURPOSE_IMPULSE, PURPOSE_REPEAT, PURPOSE_ROUND
+from .lava import LavaRandom, LavaStep
 from .plasticity import TRACES
 from .wiring import PlasticProjection, has_plasticity, plastic_projections
 
@@ -52,6 +53,8 @@ class PlasticState:
         self.batch = batch
         self.seed = seed
         self._batches = np.arange(batch)
+        rule = pp.plasticity.rule
+        self.lava = LavaRandom(rule.rng_seed, pp.plasticity.epoch) if rule.random == "lava" else None
         self.trace = {name: np.zeros((batch, pp.n_pre if name[0] == "x" else pp.n_post), dtype=np.int64)
                       for name in TRACES}
         self.tx = np.zeros((batch, pp.n_pre), dtype=np.int64)
@@ -72,6 +75,7 @@ class PlasticState:
         pl = self.pp.plasticity
         eng, T = pl.engine, pl.epoch
         s = g % T + 1
+        ls = self.lava.step(g) if self.lava is not None else None
         y_traces: tuple[str, ...] = ("y1", "y2") if reward is not None else ("y1", "y2", "y3")
         groups: list[tuple[I64, NDArray[np.bool_], tuple[str, ...]]] = [
             (self.tx, pre, ("x1", "x2")), (self.ty, post, y_traces)]
@@ -82,17 +86,21 @@ class PlasticState:
             if repeat.any():
                 for name in names:
                     k = TRACES.index(name)
-                    r = self._draws(g, PURPOSE_REPEAT + k, spk.shape[1], eng.IMPULSE_FRACTION_BITS)
                     tr = self.trace[name]
+                    if ls is not None:  # Lava: a repeated pre spike rounds with 0, a post spike with its number
+                        lr = 0 if name[0] == "x" else ls.post_impulse
+                        tr[repeat] = eng.lava_add_impulse_array(tr, pl.impulse[k], lr, pl.trace_hi)[repeat]
+                        continue
+                    r = self._draws(g, PURPOSE_REPEAT + k, spk.shape[1], eng.IMPULSE_FRACTION_BITS)
                     tr[repeat] = eng.add_impulse_array(tr, pl.impulse[k], r, pl.trace_hi, pl.rule.nearest)[repeat]
             times[spk] = s
         if s < T:
             return False
-        self.end_epoch(g // T)
+        self.end_epoch(g // T, ls)
         return True
 
-    def _history(self, name: str, times: I64, e: int) -> I64:
-        """``h[s, b, unit]`` for ``s = 0..T``."""
+    def _history(self, name: str, times: I64, e: int, ls: LavaStep | None) -> I64:
+        """``h[s, b, unit]`` for ``s = 0..T`` (Lava's numbers when ``ls`` is given)."""
         pl = self.pp.plasticity
         eng, T = pl.engine, pl.epoch
         k = TRACES.index(name)
@@ -103,6 +111,16 @@ class PlasticState:
         for s in range(1, T + 1):
             g = e * T + s - 1
             cur = h[s - 1]
+            if ls is not None:
+                x_trace = name[0] == "x"
+                cur = eng.lava_decay_array(cur, pl.lava_decay[k], ls.x_decay if x_trace else ls.y_decay)
+                hit = times == s
+                if hit.any():
+                    imp = eng.lava_add_impulse_array(cur, pl.impulse[k], ls.x_impulse if x_trace else ls.y_impulse,
+                                                     pl.trace_hi)
+                    cur[hit] = imp[hit]
+                h[s] = cur
+                continue
             if cur.any():  # a zero trace decays to 0 whatever the draw
                 cur = eng.decay_array(cur, pl.decay[k], self._draws(g, PURPOSE_DECAY + k, n, eng.DECAY_BITS))
             else:
@@ -114,14 +132,15 @@ class PlasticState:
             h[s] = cur
         return h
 
-    def end_epoch(self, e: int) -> None:
+    def end_epoch(self, e: int, ls: LavaStep | None = None) -> None:
         """:func:`emulator.learning.epoch.end_epoch` over the batch."""
         pp = self.pp
         pl = pp.plasticity
         eng, T = pl.engine, pl.epoch
+        acc_lo = eng.LAVA_ACCUMULATOR_LO if ls is not None else -(1 << (eng.ACCUMULATOR_BITS - 1))
         times = {"x1": self.tx, "x2": self.tx, "y1": self.ty, "y2": self.ty,
                  "y3": self.tr if pp.reward_units is not None else self.ty}
-        hist = {name: self._history(name, times[name], e) for name in TRACES}
+        hist = {name: self._history(name, times[name], e, ls) for name in TRACES}
         old = {v: z.copy() for v, z in self.z.items()}
         bidx = np.arange(self.batch)[:, None]
         pre, post = pp.pre[None, :], pp.post[None, :]
@@ -155,7 +174,12 @@ class PlasticState:
                     bits = pl.widths[f.var]
                     width += bits
                     values.append(eng.factor_array(raw, f.const, f.sgn, bits))
-                acc = eng.accumulate_array(acc, eng.term_array(dep, values, p.mantissa, p.exponent, width))
+                acc = eng.accumulate_array(acc, eng.term_array(dep, values, p.mantissa, p.exponent, width, acc_lo),
+                                           acc_lo)
+            if ls is not None:
+                assert ls.conn is not None
+                self.z[var] = eng.lava_finish_array(acc, var, pp.params, ls.conn)
+                continue
             r = self._draws(e, PURPOSE_ROUND + _VARS.index(var), n_syn, eng.SYNAPSE_SHIFT + k)
             self.z[var] = eng.finish_array(acc, lo, hi, k, r)
         for name in TRACES:

@@ -122,6 +122,10 @@ def plastic_projections(program: Any) -> tuple[PlasticProjection, ...]:
                 raise LearningRuleError(f"projection {proj.name!r}: reward source {rule.reward!r} has "
                                         f"{reward_units.size} units; give 1 (every post neuron) or "
                                         f"{post_units.size} (one per post neuron)")
+        if rule.random == "lava" and plasticity.engine.variable_bounds("w", proj.params)[2]:
+            raise LearningRuleError(f"projection {proj.name!r}: random='lava' keeps Lava's 8-bit learned weights, "
+                                    "which this projection's stored format cannot hold; use an excitatory or "
+                                    "inhibitory projection of 8-bit weights")
         out.append(PlasticProjection(j, proj.name, plasticity, dict(proj.params), syn, post_local, pre_local,
                                      pre_is_input, pre_units, post_units, reward_units, reward_is_input))
     return tuple(out)

@@ -16,7 +16,7 @@ from emulator.learning.plasticity import TRACES
 from emulator.learning.rules import Equation, Factor, Product
 
 
-def _rule_text(draw: Any) -> str:
+def _rule_text(draw: Any, one_k: bool = False) -> str:
     def product() -> Product:
         n = draw(st.integers(0, 3))
         factors = []
@@ -31,10 +31,12 @@ def _rule_text(draw: Any) -> str:
                        draw(st.integers(0, 2)) if dep == "u" else 0)
 
     eqs = []
+    k_all = draw(st.integers(0, 2))
     for target in draw(st.lists(st.sampled_from(("dw", "dd", "dt")), min_size=1, max_size=3, unique=True)):
         products = [product() for _ in range(draw(st.integers(1, 4)))]
         ks = {p.decimate for p in products if p.dependency == "u"}
-        products = [Product(p.dependency, p.mantissa, p.exponent, p.factors, min(ks) if p.dependency == "u" else 0)
+        k = k_all if one_k else min(ks, default=0)
+        products = [Product(p.dependency, p.mantissa, p.exponent, p.factors, k if p.dependency == "u" else 0)
                     for p in products]
         eqs.append(Equation(target, tuple(products)))
     return format_rule(eqs)
@@ -56,26 +58,33 @@ def networks(draw: Any) -> tuple[emulator.Program, dict[str, np.ndarray], list[s
     l1 = b.population("l1", n1, **regs())
     l2 = b.population("l2", n2, **regs())
 
-    def rule() -> LearningRule:
+    def rule(lava: bool) -> LearningRule:
         params: dict[str, Any] = {f"{t}_impulse": draw(st.integers(0, 127 * 256)) / 256 for t in TRACES}
         params.update({f"{t}_tau": draw(st.sampled_from((0, 1, 2, 5, 16, 255))) for t in TRACES})
+        if lava:  # Lava's generators and arithmetic: two-factor rules, one u_k period
+            return LearningRule(_rule_text(draw, one_k=True), epoch=draw(st.sampled_from((1, 2, 4, 8))),
+                                random="lava", rng_seed=draw(st.integers(0, 2**20)), **params)
         return LearningRule(_rule_text(draw), epoch=draw(st.sampled_from((1, 2, 4, 8))),
                             nearest=draw(st.booleans()), reward="reward" if draw(st.booleans()) else None,
                             **params)
 
-    def weights(post: int, pre: int) -> np.ndarray:
-        lo = draw(st.sampled_from((-256, 0)))
+    def weights(post: int, pre: int, lava: bool = False) -> np.ndarray:
+        lo = 0 if lava else draw(st.sampled_from((-256, 0)))  # Lava mode: an 8-bit excitatory projection
         values = draw(st.lists(st.integers(lo, 255), min_size=post * pre, max_size=post * pre))
         return np.array(values).reshape(post, pre)
 
-    bits = draw(st.integers(6, 8))
-    b.connect(x, l1, weights=weights(n1, n_in), name="p1", plasticity=rule(), num_weight_bits=bits)
+    lava = [draw(st.booleans()) for _ in range(3)]
+    bits = 8 if lava[0] else draw(st.integers(6, 8))
+    b.connect(x, l1, weights=weights(n1, n_in, lava[0]), name="p1", plasticity=rule(lava[0]), num_weight_bits=bits)
     if draw(st.booleans()):
-        b.connect(l1, l2, weights=weights(n2, n1), name="p2", plasticity=rule(), delay=draw(st.integers(1, 3)))
+        b.connect(l1, l2, weights=weights(n2, n1, lava[1]), name="p2", plasticity=rule(lava[1]),
+                  delay=draw(st.integers(1, 3)))
     else:
         b.connect(l1, l2, weights=weights(n2, n1), name="p2")
     if draw(st.booleans()):  # recurrence, plastic or not
-        b.connect(l2, l1, weights=weights(n1, n2), name="back", plasticity=rule() if draw(st.booleans()) else None)
+        plastic = draw(st.booleans())
+        b.connect(l2, l1, weights=weights(n1, n2, lava[2] and plastic), name="back",
+                  plasticity=rule(lava[2]) if plastic else None)
     b.output("out", l2)
     program = b.build()
     steps = draw(st.integers(1, 24))

@@ -36,7 +36,8 @@ product, stochastic rounding to the variable's stored precision and the sign-mod
 (Lava ``clip_weights``, with ``hi`` rounded down to a multiple of ``2^k``), delay tag ``[0, 255]``,
 tag ``[−256, 255]``.
 
-Differences from Lava 0.10, and why (a ``random="lava"`` mode would restore the first four):
+Differences from Lava 0.10, and why (a rule with ``random="lava"`` restores all of them: the
+``lava_*`` functions below and :mod:`emulator.learning.lava`):
 
 * Lava decays with the float ``exp(−t/τ)`` and draws one random number per step shared by every
   trace and one per epoch shared by every synapse; here the decay factor is the integer ``k_τ``
@@ -74,7 +75,9 @@ if TYPE_CHECKING:
 __all__ = ["ACCUMULATOR_BITS", "DECAY_BITS", "IMPULSE_FRACTION_BITS", "SYNAPSE_SHIFT", "limits", "factor_bits",
            "decay_factor", "impulse_fixed", "variable_bounds", "draw", "draw_array", "decay", "decay_array",
            "add_impulse", "add_impulse_array", "factor", "factor_array", "term", "term_array", "accumulate",
-           "accumulate_array", "finish", "finish_array"]
+           "accumulate_array", "finish", "finish_array", "LAVA_ACCUMULATOR_LO", "lava_decay_factors", "lava_decay",
+           "lava_decay_array", "lava_add_impulse", "lava_add_impulse_array", "lava_bounds", "lava_finish",
+           "lava_finish_array"]
 
 #: the synaptic-change accumulator: 15 bits + sign (Lava W_ACCUMULATOR_S)
 ACCUMULATOR_BITS = 16
@@ -212,17 +215,18 @@ def factor(value: int, const: int, sgn: bool, bits: int) -> int:
     return min(max(v, -(1 << bits)), (1 << bits) - 1)
 
 
-def term(dependency: int, factors: list[int], mantissa: int, exponent: int, width: int) -> int:
+def term(dependency: int, factors: list[int], mantissa: int, exponent: int, width: int, lo: int = _ACC_LO) -> int:
     """One product's contribution to the accumulator (module docstring); ``width`` = Σ b_n."""
     v = dependency * mantissa
     for f in factors:
         v *= f
     v = (v >> max(0, width + MANTISSA_BITS - (ACCUMULATOR_BITS - 1))) << (exponent + EXPONENT_BIAS)
-    return min(max(v, _ACC_LO), _ACC_HI)
+    return min(max(v, lo), _ACC_HI)
 
 
-def accumulate(acc: int, v: int) -> int:
-    return min(max(acc + v, _ACC_LO), _ACC_HI)
+def accumulate(acc: int, v: int, lo: int = _ACC_LO) -> int:
+    """``clip(acc + v, lo, 2^15 − 1)`` (``lo``: Lava's bound in ``random="lava"`` mode)."""
+    return min(max(acc + v, lo), _ACC_HI)
 
 
 def finish(acc: int, lo: int, hi: int, k: int, r: int) -> int:
@@ -256,17 +260,18 @@ def factor_array(value: I64, const: int, sgn: bool, bits: int) -> I64:
     return np.clip(v, -(1 << bits), (1 << bits) - 1)
 
 
-def term_array(dependency: I64, factors: list[I64], mantissa: int, exponent: int, width: int) -> I64:
+def term_array(dependency: I64, factors: list[I64], mantissa: int, exponent: int, width: int,
+               lo: int = _ACC_LO) -> I64:
     v = dependency.astype(np.int64) * mantissa
     for f in factors:
         v = v * f
     v = np.left_shift(np.right_shift(v, max(0, width + MANTISSA_BITS - (ACCUMULATOR_BITS - 1))),
                       exponent + EXPONENT_BIAS)
-    return np.clip(v, _ACC_LO, _ACC_HI)
+    return np.clip(v, lo, _ACC_HI)
 
 
-def accumulate_array(acc: I64, v: I64) -> I64:
-    return np.clip(acc + v, _ACC_LO, _ACC_HI)
+def accumulate_array(acc: I64, v: I64, lo: int = _ACC_LO) -> I64:
+    return np.clip(acc + v, lo, _ACC_HI)
 
 
 def finish_array(acc: I64, lo: int, hi: int, k: int, r: I64) -> I64:
@@ -274,3 +279,83 @@ def finish_array(acc: I64, lo: int, hi: int, k: int, r: I64) -> I64:
     n = acc >> q
     n = n + (r < acc - (n << q))
     return np.clip(n << k, lo, hi)
+
+
+# ------------------------------------------------- random="lava": Lava 0.10's own arithmetic
+#: Lava clips the accumulator to [−2^15 − 1, 2^15 − 1] (``LearningRuleApplierBitApprox.apply``)
+LAVA_ACCUMULATOR_LO = _ACC_LO - 1
+#: Lava's tag bounds (``_saturate_synaptic_variable``): tag_2 (d) [0, 255], tag_1 (t) [−257, 255]
+_LAVA_TAG_BOUNDS = {"d": (0, 255), "t": (-257, 255)}
+
+
+def lava_decay_factors(taus: list[int]) -> list[float]:
+    """``e^(−1/τ)`` per trace (x1, x2, y1, y2, y3) computed as Lava does: one numpy ``exp`` over the
+    non-zero time constants of the pre traces, one over the post traces' (``_compute_trace_histories``
+    calls ``_decay_trace(..., 1, taus[taus != 0][:, np.newaxis], ...)``), so the floats are Lava's;
+    0.0 for ``τ = 0`` (Lava leaves such a trace at 0 between impulses)."""
+    out: list[float] = []
+    for group in (taus[:2], taus[2:]):
+        arr = np.array(group)
+        nonzero = arr[arr != 0]
+        factors = iter(np.exp(-1 / nonzero[:, np.newaxis])[:, 0].tolist())
+        out += [next(factors) if t else 0.0 for t in group]
+    return out
+
+
+def lava_decay(x: int, factor: float, r: float) -> int:
+    """Lava's decay: ``v = e^(−1/τ)·x`` (float64), ``floor(v) + [r < v − floor(v)]``, ``r`` one uniform
+    float shared by every trace of the step."""
+    v = factor * x
+    f = math.floor(v)
+    return int(f) + (1 if r < v - f else 0)
+
+
+def lava_decay_array(x: I64, factor: float, r: float) -> I64:
+    v = factor * x
+    f = np.floor(v)
+    return (f + (r < v - f)).astype(np.int64)
+
+
+def lava_add_impulse(x: int, impulse: int, r: int, hi: int) -> int:
+    """Lava's ``_add_impulse``: ``clip(x + ⌊I⌋ + [r < frac(I)·2^8], 0, hi)`` with ``r`` a 7-bit number."""
+    frac = impulse & ((1 << IMPULSE_FRACTION_BITS) - 1)
+    return min(max(x + (impulse >> IMPULSE_FRACTION_BITS) + (1 if r < frac else 0), 0), hi)
+
+
+def lava_add_impulse_array(x: I64, impulse: int, r: int, hi: int) -> I64:
+    frac = impulse & ((1 << IMPULSE_FRACTION_BITS) - 1)
+    return np.clip(x + (impulse >> IMPULSE_FRACTION_BITS) + int(r < frac), 0, hi)
+
+
+def lava_bounds(var: str, params: Mapping[str, int]) -> tuple[int, int]:
+    """Lava's clip range of a learned variable (``clip_weights`` with 8 bits; the tags' bounds)."""
+    if var != "w":
+        return _LAVA_TAG_BOUNDS[var]
+    mode = int(params.get("sign_mode", 0))
+    return (0, 255) if mode == 1 else (-255, 0) if mode == 2 else (-256, 255)
+
+
+def lava_finish(acc: int, var: str, params: Mapping[str, int], r: float) -> int:
+    """Lava's ``_apply_learning_rules`` after the products: sign saturation (w by sign mode, d ≥ 0),
+    stochastic rounding to 2^7 with the epoch's one float ``r`` (``r < frac``, exact for
+    ``frac = (acc mod 2^7) / 2^7``), the shift back and the clip (:func:`lava_bounds`)."""
+    lo, hi = lava_bounds(var, params)
+    if var == "d" or var == "w" and lo == 0:
+        acc = max(0, acc)
+    elif var == "w" and hi == 0:
+        acc = min(0, acc)
+    n = acc >> SYNAPSE_SHIFT
+    if r < (acc - (n << SYNAPSE_SHIFT)) / (1 << SYNAPSE_SHIFT):
+        n += 1
+    return min(max(n, lo), hi)
+
+
+def lava_finish_array(acc: I64, var: str, params: Mapping[str, int], r: float) -> I64:
+    lo, hi = lava_bounds(var, params)
+    if var == "d" or var == "w" and lo == 0:
+        acc = np.maximum(0, acc)
+    elif var == "w" and hi == 0:
+        acc = np.minimum(0, acc)
+    n = acc >> SYNAPSE_SHIFT
+    n = n + (r < (acc - (n << SYNAPSE_SHIFT)) / (1 << SYNAPSE_SHIFT))
+    return np.clip(n, lo, hi)
