@@ -152,3 +152,11 @@ def test_untrusted_rule_data_is_refused(edit):
     assert emulator.Program.from_bytes(_patched(program, lambda m: None)).to_bytes() == program.to_bytes()
     with pytest.raises(ProgramFormatError):
         emulator.Program.from_bytes(_patched(program, edit))
+
+
+def test_inspect_names_the_rule(tmp_path, capsys):
+    from spikeforge.cli import main
+
+    path = _plastic_program().save(tmp_path / "p.sfp")
+    assert main(["inspect", str(path)]) == 0
+    assert "plasticity='dw = 2^-2*x1*y0 - 2^-2*y1*x0' epoch=2" in capsys.readouterr().out
