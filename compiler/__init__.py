@@ -39,7 +39,7 @@ def __getattr__(name: str) -> Any:
 def compile(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *, labels: Any = None,
             input_shape: tuple[int, ...] | None = None, dt: float = 1e-3, steps: int = 100, percentile: float = 99.9,
             num_weight_bits: int | None = None, verify: str = "sample", verify_samples: int = 128,
-            progress: Progress | None = None, test: Any = None) -> emulator.Program:
+            progress: Progress | None = None, test: Any = None, plasticity: Any = None) -> emulator.Program:
     """Compile ``model`` for ``target`` and return the :class:`emulator.Program`.
 
     ``model``: a torch module, a ``torch.export`` archive (``.pt2``) or TorchScript file by path (or
@@ -52,7 +52,9 @@ def compile(model: Any, target: str | HwSpec = "loihi", calibration: Any = None,
     (threshold balancing, default 99.9), ``num_weight_bits`` (Loihi), ``verify`` (``"sample"``,
     the default: the first ``verify_samples`` (128) samples of ``test``, else of the calibration
     data; ``"full"``: all of them; ``"off"``: no verification), ``progress`` (callback
-    ``(stage, fraction)``), ``test`` (held-out ``x`` or ``(x, labels)`` for the verification).
+    ``(stage, fraction)``), ``test`` (held-out ``x`` or ``(x, labels)`` for the verification),
+    ``plasticity`` (``{layer: rule}``: those projections learn on chip; also read from a module's
+    ``plasticity`` attribute; ``docs/learning.md``).
     Raises ``DoesNotFit`` listing every violation when the model does not fit. The full report:
     :func:`compile_with_report`.
     """
@@ -60,5 +62,6 @@ def compile(model: Any, target: str | HwSpec = "loihi", calibration: Any = None,
 
     program, _ = compile_with_report(model, target, calibration, labels=labels, input_shape=input_shape, dt=dt,
                                      steps=steps, percentile=percentile, num_weight_bits=num_weight_bits,
-                                     verify=verify, verify_samples=verify_samples, progress=progress, test=test)
+                                     verify=verify, verify_samples=verify_samples, progress=progress, test=test,
+                                     plasticity=plasticity)
     return program

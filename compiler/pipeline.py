@@ -19,7 +19,7 @@ used for verification only). Either may be ``(x, labels)``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -189,11 +189,12 @@ def check(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *
 
 
 def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[str, Any],
-                layout: Replicated | None = None) -> emulator.Program | None:
+                layout: Replicated | None = None, plasticity: Mapping[str, Any] | None = None
+                ) -> emulator.Program | None:
     from .passes.rules import Violation
 
     try:
-        program = emit(qgraph, spec, metadata=meta, layout=layout)
+        program = emit(qgraph, spec, metadata=meta, layout=layout, plasticity=plasticity)
     except DoesNotFit as exc:
         report.violations.append(Violation("placement", "-", "cores, axons or synapse memory", 0, 1, spec.where(),
                                            str(exc)))
@@ -310,7 +311,8 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
                         labels: Any = None, input_shape: tuple[int, ...] | None = None, dt: float = 1e-3,
                         steps: int = 100, percentile: float = 99.9, num_weight_bits: int | None = None,
                         verify: str = "sample", verify_samples: int = 128, progress: Progress | None = None,
-                        test: Any = None) -> tuple[emulator.Program, CompileReport]:
+                        test: Any = None, plasticity: Mapping[str, Any] | None = None
+                        ) -> tuple[emulator.Program, CompileReport]:
     """Compile ``model`` for ``target``; return the Program and its :class:`CompileReport`.
 
     ``verify`` (one of :data:`VERIFY_MODES`): ``"sample"`` (default) emulates the Program on the
@@ -320,9 +322,16 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     ``"full"`` uses every sample; ``"off"`` skips it. Spiking models: verification needs data
     (``calibration`` or ``test``); without any it is skipped.
 
+    ``plasticity``: ``{layer: rule}`` (a rule string or :class:`emulator.learning.LearningRule`), with
+    the model's ``plasticity`` module attributes: those projections learn on chip
+    (:mod:`compiler.passes.learning`). The verification then runs the Program with learning off
+    (the same Program without its rules), which is what the simulated network computes.
+
     Raises :class:`DoesNotFit` listing every violation when the model does not fit,
     :class:`UnsupportedOperator` for layers or targets not supported, :class:`CompileError` else.
     """
+    from .passes.learning import attach, module_rules
+
     if verify not in VERIFY_MODES:
         raise CompileError(f"verify={verify!r}; choose one of {', '.join(map(repr, VERIFY_MODES))}")
     if verify == "sample" and verify_samples < 1:
@@ -354,10 +363,12 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     ann_graph = None
     meta: dict[str, Any] = {"compiler": {"target": spec.name, "dt": dt, "steps": steps,
                                          "converted": ann, "input_scale": conv.input_scale if conv else None}}
-    program = _build_into(check_report, qgraph, spec, meta, layout)
+    rules = attach(qgraph, {**module_rules(model), **(plasticity or {})}, spec)
+    program = _build_into(check_report, qgraph, spec, meta, layout, rules)
     st.done("emit", 0.8)
     if program is None:
         raise DoesNotFit("the model does not fit: " + str(check_report.violations[-1]))
+    verified = program if not rules else emit(qgraph, spec, metadata=meta, layout=layout)
     if verify == "off":
         report.verified_on = "not verified (verify='off')"
     elif xs is None or x is None:
@@ -365,7 +376,8 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     else:
         n = len(xs)
         report.verified_on = (f"{data} samples 0..{n - 1} ({'all' if n == len(x) else f'first {n} of {len(x)}'}), "
-                              f"fast engine vs the simulated network")
+                              f"fast engine vs the simulated network"
+                              + (" (learning off: the Program without its rules)" if rules else ""))
         source: NDArray[Any] | Callable[[int, int], NDArray[Any]]
         if ann:
             assert conv is not None
@@ -377,7 +389,7 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
 
         else:
             source = _spike_input(xs, lowered.of_type(ir.Input)[0].shape, spec)
-        report.verification = verification(program, lowered, qgraph, spec, source, y, dt, ann_pred, samples=n)
+        report.verification = verification(verified, lowered, qgraph, spec, source, y, dt, ann_pred, samples=n)
         st.done("verify", 1.0)
     report.timings = dict(st.timings)
     return program, report

@@ -25,6 +25,7 @@ from hw_specs import HwSpec
 from spikeforge.errors import ProgramError, RegisterError
 
 from . import families
+from .learning.plasticity import LearningRule, as_rule, compile_plasticity
 from .program import Program
 
 if TYPE_CHECKING:  # the back end is imported when a program is built (it imports the compiler package)
@@ -66,6 +67,7 @@ class _Conn:
     delay: int
     params: dict[str, int]
     axon_types: NDArray[np.int64] | None
+    plasticity: LearningRule | None = None
 
 
 class ProgramBuilder:
@@ -128,7 +130,7 @@ class ProgramBuilder:
         weights: ArrayLike | Coo,
         delay: int | None = None,
         name: str | None = None,
-        plasticity: str | None = None,
+        plasticity: str | LearningRule | None = None,
         weight_exp: int = 0,
         num_weight_bits: int = 8,
         sign_mode: int | None = None,
@@ -146,7 +148,14 @@ class ProgramBuilder:
         chip stores them, truncated to ``num_weight_bits`` (``w = (w >> k) << k``,
         ``k = 8 - num_weight_bits + is_mixed``). Xylo: ``synapse`` (0 or 1) and ``weight_shift``.
         TrueNorth: 0/1 weights and ``axon_types`` ``[pre]`` (0..3). Keywords of another family are
-        ignored. ``plasticity`` is refused: on-chip learning is not supported by this version.
+        ignored.
+
+        ``plasticity``: a learning rule such as ``"dw = 2^-2*x1*y0 - 2^-2*y1*x0"`` (documented trace
+        defaults) or an :class:`emulator.learning.LearningRule` (rule, trace parameters, epoch): the
+        projection learns on chip (``docs/learning.md``). The rule is checked against the target's
+        learning engine here (:class:`LearningRuleError` pointing at the term and column; a target
+        without a learning engine says so). Every entry of a dense ``weights`` matrix, zeros included,
+        is a plastic synapse; a COO triple lists them.
         """
         pre_n = self._node(pre)
         post_n = self._node(post)
@@ -154,18 +163,20 @@ class ProgramBuilder:
             raise ProgramError(f"connect: post {post_n.name!r} is an input port; connect into a population")
         spec = self.spec
         name = name or f"{pre_n.name}->{post_n.name}"
+        rule = None
         if plasticity is not None:
-            raise ProgramError(
-                f"projection {name!r}: plasticity={plasticity!r} is not supported: this version of spikeforge has "
-                "no on-chip learning; train the network off the chip and connect its learned weights (plasticity=None)"
-            )
+            rule = as_rule(plasticity)
+            compile_plasticity(rule, spec)  # checked where it is given
         if any(c.name == name for c in self._conns):
             raise ProgramError(f"connect: a projection named {name!r} exists already; pass name=...")
-        post_idx, pre_idx, w = _coo(weights, post_n.size, pre_n.size, name)
-        keep = w != 0
-        if not keep.all():
-            post_idx, pre_idx, w = post_idx[keep], pre_idx[keep], w[keep]
-        del keep
+        if rule is not None and not isinstance(weights, tuple):
+            post_idx, pre_idx, w = _all_pairs(weights, post_n.size, pre_n.size, name)
+        else:
+            post_idx, pre_idx, w = _coo(weights, post_n.size, pre_n.size, name)
+            keep = w != 0
+            if rule is None and not keep.all():  # a listed plastic synapse of weight 0 stays: it can learn
+                post_idx, pre_idx, w = post_idx[keep], pre_idx[keep], w[keep]
+            del keep
         where = spec.where()
         hardware = families.get(spec.family).hardware
         wr = spec.synapse_range("weight")
@@ -188,7 +199,8 @@ class ProgramBuilder:
                 f"{'input' if is_input else 'neuron'} projections of target {spec.name} ({where})"
             )
         fields = {"weight_exp": weight_exp, "num_weight_bits": num_weight_bits, "sign_mode": sign_mode,
-                  "synapse": synapse, "weight_shift": weight_shift, "axon_types": axon_types}
+                  "synapse": synapse, "weight_shift": weight_shift, "axon_types": axon_types,
+                  "plastic": rule is not None}
 
         def check_field(raw: ArrayLike, shape: tuple[int, ...], key: str) -> NDArray[np.int64]:
             return _register_array(raw, shape, name, key, spec, table="synapse")
@@ -202,7 +214,7 @@ class ProgramBuilder:
                     f"projection {name!r}: {key}={value} outside {spec.synapse_range(key)} of target "
                     f"{spec.name} ({where})"
                 )
-        self._conns.append(_Conn(name, pre_n, post_n, post_idx, pre_idx, w, int(delay), params, types))
+        self._conns.append(_Conn(name, pre_n, post_n, post_idx, pre_idx, w, int(delay), params, types, rule))
         return Node(name, 0, "projection")
 
     def output(self, name: str, population: Node | str) -> None:
@@ -230,7 +242,7 @@ class ProgramBuilder:
             projections=tuple(
                 net.Projection(c.name, c.pre.name, c.pre.size, c.pre.kind == "input", c.post.name, c.post.size,
                                ro(c.post_idx), ro(c.pre_idx), ro(c.weight), c.delay, net.frozen_mapping(c.params),
-                               None if c.axon_types is None else ro(c.axon_types))
+                               None if c.axon_types is None else ro(c.axon_types), c.plasticity)
                 for c in self._conns),
             outputs=net.frozen_mapping(self._outputs),
         )
@@ -345,6 +357,19 @@ def _coo(weights: ArrayLike | Coo, n_post: int, n_pre: int, name: str
     if _exact_int(val.dtype):  # no int64 copy: connect narrows the values once they are checked
         return post, pre, val.ravel() if val.dtype == np.int64 else val.ravel().copy()
     return post, pre, val.astype(np.int64).ravel()
+
+
+def _all_pairs(weights: ArrayLike, n_post: int, n_pre: int, name: str
+               ) -> tuple[NDArray[np.integer[Any]], NDArray[np.integer[Any]], NDArray[np.integer[Any]]]:
+    """A plastic projection's dense ``[post, pre]`` weights as COO with every pair, zeros included
+    (a zero-weight plastic synapse can learn)."""
+    dense = np.asarray(weights)
+    if dense.shape != (n_post, n_pre):
+        raise ProgramError(
+            f"projection {name!r}: weights have shape {dense.shape}; expected [post, pre] = ({n_post}, {n_pre})")
+    idx_dtype = _index_dtype(n_post, n_pre)
+    post, pre = np.divmod(np.arange(n_post * n_pre, dtype=np.int64), n_pre)
+    return _coo((post.astype(idx_dtype), pre.astype(idx_dtype), dense.ravel()), n_post, n_pre, name)
 
 
 def _exact_int(dtype: np.dtype[Any]) -> bool:

@@ -186,7 +186,9 @@ class Simulator:
 
     ``engine``: ``"fast"`` (vectorised, batched) or ``"reference"`` (per neuron, the definition);
     both give identical integers. ``seed`` drives the stochastic modes (TrueNorth).
-    ``probes``: ``"pop.state"`` names, e.g. ``"l1.v"``, ``"h.isyn"``, ``"l1.spikes"``.
+    ``probes``: ``"pop.state"`` names, e.g. ``"l1.v"``, ``"h.isyn"``, ``"l1.spikes"``; for a plastic
+    projection ``"proj.w"`` (``"d"``, ``"t"``: ``[batch, time, post, pre]``) and its traces
+    ``"proj.x1"`` (``x2``: ``[batch, time, pre]``; ``y1, y2, y3``: ``[batch, time, post]``).
     ``memory_budget``: bytes (or ``"512MiB"``) of working memory a :meth:`run` may take; default
     from :func:`emulator.memory.budget`.
     """
@@ -215,8 +217,17 @@ class Simulator:
     def _parse_probes(self, probes: Iterable[str]) -> dict[str, tuple[str, str]]:
         out: dict[str, tuple[str, str]] = {}
         states = tuple(self.program.spec.state)
+        plastic = {p.name for p in self.program.projections if p.plasticity is not None}
         for name in probes:
             pop, _, var = str(name).partition(".")
+            if pop not in self.program.populations and pop in plastic:
+                from .learning import PROBES
+
+                if var not in PROBES:
+                    raise EmulatorError(f"probe {name!r}: {var!r} is not a learning variable; probe one of "
+                                        f"{', '.join(PROBES)} of plastic projection {pop!r}")
+                out[name] = (pop, var)
+                continue
             if pop not in self.program.populations:
                 raise EmulatorError(
                     f"probe {name!r}: no population {pop!r}; populations: {', '.join(self.program.populations)}"
@@ -232,6 +243,18 @@ class Simulator:
     def reset(self) -> None:
         """Back to the state before the first step (all registers 0, nothing in flight)."""
         self.engine.reset()
+
+    def learned(self, batch: int = 0) -> Program:
+        """The Program with the weights batch element ``batch`` has learned so far (the Program itself
+        when nothing is plastic): save it, load it, run it again."""
+        learning = getattr(self.engine, "learning", None)
+        if learning is None:
+            return self.program
+        if not 0 <= batch < self.batch:
+            raise EmulatorError(f"batch = {batch!r}; this simulator runs {self.batch} batch element(s)")
+        from .learning.wiring import learned_program
+
+        return learned_program(self.program, learning.learned_weights(batch))
 
     def run(self, spikes: ArrayLike | Mapping[str, ArrayLike] | None = None, steps: int | None = None) -> Trace:
         """Advance by ``steps`` (default: the input's length) and return what happened.
@@ -251,21 +274,22 @@ class Simulator:
             raise EmulatorError(f"inputs for batch {inputs.batch}; this simulator runs batch {self.batch}")
         per_step = self.engine.step_bytes(self.probes) * self.batch
         spans = memory.chunks(inputs.steps, per_step, self.memory_budget)
-        if len(spans) == 1:
+        if len(spans) <= 1:  # one piece (or no step at all)
             by_pop, probes, synops = self.engine.run(inputs.chunk(0, inputs.steps), self.probes)
             out = {name: by_pop[pop].astype(np.int16) for name, pop in p.output_ports.items()}
             return Trace(out, probes, synops, self.engine.name)
         b, t_n = self.batch, inputs.steps
         out = {name: np.zeros((b, t_n, p.populations[pop].size), dtype=np.int16)
                for name, pop in p.output_ports.items()}
-        probed = {name: np.zeros((b, t_n, p.populations[pop].size), dtype=np.int64)
-                  for name, (pop, _) in self.probes.items()}
+        probed: dict[str, NDArray[np.int64]] = {}  # shaped by the first chunk (learning probes are 4-D)
         synops = np.zeros((b, t_n), dtype=np.int64)
         for t0, t1 in spans:
             by_pop, got, ops = self.engine.run(inputs.chunk(t0, t1), self.probes)
             for name, pop in p.output_ports.items():
                 out[name][:, t0:t1] = by_pop[pop]
             for name, arr in got.items():
+                if name not in probed:
+                    probed[name] = np.zeros((b, t_n, *arr.shape[2:]), dtype=np.int64)
                 probed[name][:, t0:t1] = arr
             synops[:, t0:t1] = ops
         return Trace(out, probed, synops, self.engine.name)
@@ -277,7 +301,8 @@ def run(program: Program, spikes: ArrayLike | Mapping[str, ArrayLike] | None = N
     """Run ``program`` from its initial state on ``spikes`` ``[batch, time, channels]``.
 
     The run is cut into batch and time chunks that fit ``memory_budget`` (:mod:`emulator.memory`;
-    samples are independent, the state carries over time): the result is the same as in one piece.
+    samples are independent, the state carries over time; a Program that learns is cut over time
+    only): the result is the same as in one piece.
 
     >>> trace = run(program, spikes, probes=["l1.v"])      # doctest: +SKIP
     >>> trace.spikes["out"].shape                            # doctest: +SKIP
@@ -294,7 +319,10 @@ def run(program: Program, spikes: ArrayLike | Mapping[str, ArrayLike] | None = N
     limit = memory.budget(memory_budget)
     inputs = check_inputs(spikes, steps, program.input_ports, batch, program.spec)
     samples = batch
-    if engine == "fast" and batch > 1:
+    # samples are independent, except that a learning Program's random draws are keyed by the
+    # sample's index in its batch: that one is cut over time only
+    learns = any(pr.plasticity is not None for pr in program.projections)
+    if engine == "fast" and batch > 1 and not learns:
         # the working memory of one sample-step, from a one-sample engine (the Program's prepared
         # form is shared, so this costs no second setup)
         one = Simulator(program, engine=engine, batch=1, seed=seed, probes=probes, memory_budget=limit)

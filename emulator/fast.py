@@ -53,6 +53,7 @@ from .crossbar import Crossbar, crossbar, keep_sparse
 from .crossbar import kernels as crossbar_kernels
 from .engine import Wiring
 from .families.datapath import PopulationStep, Synapses
+from .learning.vectorised import plastic_runner
 from .program import Program
 
 __all__ = ["FastEngine", "Prepared", "prepare", "Lowered", "LoweredPopulation", "LoweredSynapses", "SynapseBlock",
@@ -596,6 +597,9 @@ class FastEngine:
                                             for q in range(len(self.pops))]
         # a family's compiled whole-program runner (Xylo's numba kernel) replaces the step loop
         self.runner = self.datapath.compiled(network, batch) if isinstance(network, Wiring) else None
+        # on-chip learning: a Program with plastic projections runs on emulator/learning's step loop
+        self.learning = plastic_runner(network, batch, seed) if isinstance(network, Wiring) else None
+        self.runner = self.learning or self.runner
         self.reset()
 
     @property
@@ -744,6 +748,10 @@ class FastEngine:
             self.t += inputs.shape[1]
             return out
         b_n, t_n, _ = inputs.shape
+        if t_n == 0:  # nothing to run: empty records of the right shapes
+            by_pop = {pop.name: np.zeros((b_n, 0, pop.size), dtype=self.spike_dtype) for pop in self.pops}
+            return by_pop, {name: np.zeros((b_n, 0, self.pops[self.pop_index[pop]].size), dtype=np.int64)
+                            for name, (pop, _) in probes.items()}, np.zeros((b_n, 0), dtype=np.int64)
         net = self.net
         sd = self.spike_dtype
         x_in = np.empty((self.din + t_n, b_n, net.n_channels), dtype=sd)

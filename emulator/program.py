@@ -38,6 +38,7 @@ from hw_specs import HwSpec
 from spikeforge.errors import DoesNotFit, ProgramError, RegisterError
 
 from . import families
+from .learning.plasticity import LearningRule
 
 __all__ = ["Program", "Population", "Projection", "INT_ARRAYS", "DTYPES"]
 
@@ -80,15 +81,15 @@ class Projection:
 
     ``params`` is the synapse format shared by the projection's axons: Loihi ``weight_exp``,
     ``num_weight_bits``, ``sign_mode`` (0 mixed, 1 excitatory, 2 inhibitory); Xylo ``synapse``
-    (0 or 1) and ``weight_shift``; TrueNorth none. ``plasticity`` is kept in the file format for
-    compatibility and is always None (on-chip learning is not supported by this version).
+    (0 or 1) and ``weight_shift``; TrueNorth none. ``plasticity``: the learning rule and its trace
+    parameters (:class:`emulator.learning.LearningRule`) of a plastic projection, None otherwise.
     """
 
     name: str
     pre: str
     post: str
     params: Mapping[str, int] = field(default_factory=dict)
-    plasticity: str | None = None
+    plasticity: LearningRule | None = None
 
 
 class Program:
@@ -297,6 +298,7 @@ class Program:
                 raise ProgramError(f"projection {proj.name!r}: pre {proj.pre!r} is neither population nor input")
         self._validate_registers()
         self._validate_synapses()
+        self._validate_plasticity()
         self._validate_resources()
 
     def _synapses_within_cores(self, unsorted: bool) -> bool:
@@ -376,6 +378,14 @@ class Program:
                     )
             if untruncated is not None and j == untruncated[0]:
                 raise RegisterError(untruncated[1])
+
+    def _validate_plasticity(self) -> None:
+        """Every plastic projection's rule runs on the target and its synapses are tables the learning
+        engine can address (:func:`emulator.learning.wiring.plastic_projections` checks both)."""
+        if any(p.plasticity is not None for p in self.projections):
+            from .learning.wiring import plastic_projections
+
+            plastic_projections(self)
 
     def _validate_resources(self) -> None:
         spec, chip = self.spec, self.spec.chip

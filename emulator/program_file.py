@@ -21,6 +21,7 @@ import hw_specs
 from spikeforge import __version__
 from spikeforge.errors import ProgramError, ProgramFormatError
 
+from .learning.plasticity import LearningRule
 from .program import INT_ARRAYS, Population, Program, Projection
 
 __all__ = ["to_bytes", "from_bytes", "save", "load", "MAGIC", "FORMAT_VERSION"]
@@ -45,7 +46,7 @@ def _manifest_and_arrays(program: Program) -> tuple[dict[str, Any], list[tuple[s
         "populations": [{"name": p.name, "readout": p.readout} for p in program.populations.values()],
         "projections": [
             {"name": p.name, "pre": p.pre, "post": p.post, "params": dict(sorted(p.params.items())),
-             "plasticity": p.plasticity}
+             "plasticity": None if p.plasticity is None else p.plasticity.to_dict()}
             for p in program.projections
         ],
         "metadata": dict(program.metadata),
@@ -136,7 +137,7 @@ def from_bytes(data: bytes, target: str | None = None, source: str = "<bytes>") 
         pops = [Population(p["name"], arrays[f"pop/{p['name']}"].astype(np.int32), bool(p["readout"]))
                 for p in manifest["populations"]]
         projs = [Projection(p["name"], p["pre"], p["post"], {k: int(v) for k, v in p["params"].items()},
-                            p.get("plasticity")) for p in manifest["projections"]]
+                            _plasticity(p.get("plasticity"))) for p in manifest["projections"]]
         program = Program(
             spec,
             arrays=arrays,
@@ -159,6 +160,12 @@ def from_bytes(data: bytes, target: str | None = None, source: str = "<bytes>") 
             f"--target {target}"
         )
     return program
+
+
+def _plasticity(entry: Any) -> LearningRule | None:
+    """A projection's stored rule (untrusted data: types checked here, the rule against the target
+    when the Program is validated)."""
+    return None if entry is None else LearningRule.from_dict(entry)
 
 
 #: above this many bytes the checksum runs in two threads (zlib.crc32 releases the GIL)

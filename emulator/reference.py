@@ -13,6 +13,10 @@ One time step ``t``, per batch element:
 
 Step 2 onward is the family's: ``families.get(program.family).datapath.reference_step`` (its
 module's docstring gives the equations). This module only moves spikes.
+
+A Program with plastic projections learns after each step (:class:`emulator.learning.epoch.ReferenceLearning`,
+the definition of on-chip learning): every batch element keeps its own weights, and the family's
+step runs over them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .engine import Wiring
+from .learning.epoch import ReferenceLearning
+from .learning.wiring import has_plasticity
 
 __all__ = ["ReferenceEngine"]
 
@@ -36,6 +42,7 @@ class ReferenceEngine:
         self.seed = seed
         self.registers = (*wiring.state_names, *wiring.datapath.HIDDEN)
         self.step = wiring.datapath.reference_step(wiring, seed)
+        self.learning = ReferenceLearning(wiring, batch, seed) if has_plasticity(wiring.program) else None
         self.reset()
 
     def reset(self) -> None:
@@ -46,6 +53,8 @@ class ReferenceEngine:
         # history[b][k] = spike counts of step t-1-k (k < max_delay)
         self.neuron_hist = [[[0] * n for _ in range(w.max_delay)] for _ in range(self.batch)]
         self.input_hist = [[[0] * w.n_channels for _ in range(w.max_input_delay + 1)] for _ in range(self.batch)]
+        if self.learning is not None:
+            self.learning.reset()
 
     def step_bytes(self, probes: dict[str, tuple[str, str]]) -> int:
         """Bytes per step and sample of :meth:`run`: its int64 spike and state records, the
@@ -63,23 +72,35 @@ class ReferenceEngine:
         states = {key: np.zeros((b_n, t_n, w.n_neurons), dtype=np.int64) for key in w.state_names}
         synops = np.zeros((b_n, t_n), dtype=np.int64)
         step = self.step
+        learning = self.learning
+        pops = w.program.populations
+        learned: dict[str, list[list[int]]] = {name: [] for name, (pop, _) in probes.items() if pop not in pops}
         for t in range(t_n):
             for b in range(b_n):
                 self.input_hist[b].insert(0, [int(c) for c in inputs[b, t]])
                 self.input_hist[b].pop()
                 counts, ops = self._arrivals(b)
                 synops[b, t] = ops
+                if learning is not None:
+                    step = learning.step(b)
                 out = step(self.state[b], counts, self.t)
                 spikes[b, t] = out
                 for key in w.state_names:
                     states[key][b, t] = self.state[b][key]
+                if learning is not None:
+                    learning.observe(b, self.input_hist[b][0], out, self.t)
+                    for name in learned:
+                        learned[name].append(learning.probe(b, *probes[name]))
                 self.neuron_hist[b].insert(0, out)
                 self.neuron_hist[b].pop()
             self.t += 1
-        pops = w.program.populations
         by_pop = {name: spikes[:, :, pop.neurons] for name, pop in pops.items()}
         probed = {name: (spikes if var == "spikes" else states[var])[:, :, pops[pop].neurons]
-                  for name, (pop, var) in probes.items()}
+                  for name, (pop, var) in probes.items() if pop in pops}
+        for name, rows in learned.items():  # rows in (t, b) order: [T, B, ...] -> [B, T, ...]
+            assert learning is not None
+            shape = (t_n, b_n, *learning.probe_shape(*probes[name]))
+            probed[name] = np.ascontiguousarray(np.moveaxis(np.array(rows, dtype=np.int64).reshape(shape), 0, 1))
         return by_pop, probed, synops
 
     # ------------------------------------------------------------------ step 1

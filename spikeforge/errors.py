@@ -34,6 +34,16 @@ class ProgramFormatError(ProgramError):
     """A Program file is truncated, corrupted, of another format version or for another target."""
 
 
+class LearningRuleError(ProgramError):
+    """A learning rule the target's learning engine cannot run; ``column`` (1-based) and ``term``
+    point at the offending part of the rule string when there is one."""
+
+    def __init__(self, message: str, column: int | None = None, term: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+        self.term = term
+
+
 class EmulatorError(SpikeforgeError, ValueError):
     """Bad emulator input: wrong spike array shape, unknown probe, negative counts."""
 

@@ -95,7 +95,7 @@ def layout(netlist: Netlist, placement: Placement, spec: HwSpec,
         registers=registers,
         inputs=netlist.input_sizes,
         populations=[Population(p.name, gids[p.name].astype(np.int32), p.readout) for p in pops],
-        projections=[Projection(c.name, c.pre, c.post, dict(c.params)) for c in conns],
+        projections=[Projection(c.name, c.pre, c.post, dict(c.params), c.plasticity) for c in conns],
         output_ports=netlist.outputs,
         metadata=metadata,
     )

@@ -64,6 +64,7 @@ class Projection:
     delay: int
     params: Mapping[str, int]
     axon_types: NDArray[np.int64] | None = None
+    plasticity: Any = None  # an emulator.learning.LearningRule of a plastic projection
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,11 @@ from .replicate import Replicated, replicate
 __all__ = ["emit", "to_builder"]
 
 
-def to_builder(graph: ir.Graph, spec: HwSpec) -> emulator.ProgramBuilder:
-    """Declare every input, population, projection and output of the quantised ``graph``."""
+def to_builder(graph: ir.Graph, spec: HwSpec, plasticity: Mapping[str, Any] | None = None
+               ) -> emulator.ProgramBuilder:
+    """Declare every input, population, projection and output of the quantised ``graph``;
+    ``plasticity`` maps a projection name to its learning rule (:mod:`compiler.passes.learning`)."""
+    plasticity = plasticity or {}
     ir.validate(graph, "quantized")
     b = emulator.ProgramBuilder(spec)
     try:
@@ -41,8 +44,12 @@ def to_builder(graph: ir.Graph, spec: HwSpec) -> emulator.ProgramBuilder:
                 kw: dict[str, Any] = dict(node.params)
                 if node.axon_types is not None:
                     kw["axon_types"] = node.axon_types
-                b.connect(node.inputs[0], node.post, weights=(node.post_idx, node.pre_idx, node.values),
-                          delay=node.delay, name=node.name, **kw)
+                if node.name in plasticity:  # every pair is a plastic synapse
+                    kw["plasticity"] = plasticity[node.name]
+                    weights: Any = node.dense()
+                else:
+                    weights = (node.post_idx, node.pre_idx, node.values)
+                b.connect(node.inputs[0], node.post, weights=weights, delay=node.delay, name=node.name, **kw)
             elif isinstance(node, ir.Output):
                 b.output(node.name, node.inputs[0])
     except ProgramError as exc:
@@ -51,17 +58,17 @@ def to_builder(graph: ir.Graph, spec: HwSpec) -> emulator.ProgramBuilder:
 
 
 def emit(graph: ir.Graph, spec: HwSpec, metadata: Mapping[str, Any] | None = None,
-         layout: Replicated | None = None) -> emulator.Program:
+         layout: Replicated | None = None, plasticity: Mapping[str, Any] | None = None) -> emulator.Program:
     """Build the Program for the quantised ``graph`` (see the module doc). One route per neuron
     (TrueNorth): ``layout`` is ``replicate(graph, spec)`` when the caller has it already (the
-    design rules compute it)."""
+    design rules compute it). ``plasticity``: learning rules by projection name."""
     if families.get(spec.family).hardware.ONE_ROUTE_PER_NEURON:
         if layout is None:
             layout = replicate(graph, spec)
-        builder = to_builder(layout.graph, spec)
+        builder = to_builder(layout.graph, spec, plasticity)
         placement: Mapping[str, Any] = layout.placement
     else:
-        builder = to_builder(graph, spec)
+        builder = to_builder(graph, spec, plasticity)
         placement = place(builder.netlist(), spec).cores
     try:
         return builder.build(placement=placement, metadata=metadata)

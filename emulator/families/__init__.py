@@ -47,6 +47,8 @@ class Family:
     ``columns``: registers that hold a row of values per neuron, with the row's length
     (TrueNorth ``type_weights``: one signed weight per axon type); every other register holds
     one value per neuron.
+    ``learns``: the family has an on-chip learning engine, its ``learning`` module (trace and
+    sum-of-products arithmetic, :mod:`emulator.learning` runs it).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Family:
     state: tuple[str, ...]
     synapse: tuple[str, ...]
     columns: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    learns: bool = False
 
     def register_shape(self, key: str, neurons: int) -> tuple[int, ...]:
         """Shape of register ``key`` for ``neurons`` neurons: ``[neurons]`` or ``[neurons, columns]``."""
@@ -82,6 +85,11 @@ class Family:
         """The family's ``compiling`` module (compiler hooks: time constants, quantisation, rules)."""
         return self._module("compiling")
 
+    @cached_property
+    def learning(self) -> Any:
+        """The family's ``learning`` module (its learning engine's arithmetic), or None without one."""
+        return self._module("learning") if self.learns else None
+
 
 REGISTRY: Mapping[str, Family] = MappingProxyType({
     "loihi": Family(
@@ -89,6 +97,7 @@ REGISTRY: Mapping[str, Family] = MappingProxyType({
         registers=("du", "dv", "vth", "bias_mant", "bias_exp", "refractory", "vmin_exp", "vmax_exp"),
         state=("u", "v"),
         synapse=("weight", "num_weight_bits", "weight_exp", "delay", "input_delay"),
+        learns=True,  # Davies 2018: sum-of-products learning engine per core
     ),
     "xylo": Family(
         "xylo",

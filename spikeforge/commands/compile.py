@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "'off' skips it")
     p.add_argument("--verify-samples", type=int, default=128, help="samples verified with --verify sample "
                    "(default 128)")
+    p.add_argument("--plasticity", action="append", default=[], metavar="LAYER=RULE",
+                   help="learn on chip: LAYER's projection gets the sum-of-products RULE, e.g. "
+                   "fc1='dw = 2^-2*x1*y0 - 2^-2*y1*x0' (repeatable; docs/learning.md)")
     p.add_argument("--report", help="write the full report as JSON here")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -114,9 +117,11 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.fits else 1
     progress = None if args.quiet else _bar
     test = _calibration(args.test) if args.test else None
+    from compiler.passes.learning import parse_option
+
     program, full = compiler.compile_with_report(model, args.target, x, steps=args.steps, progress=progress,
                                                  test=test, verify=args.verify, verify_samples=args.verify_samples,
-                                                 **common)
+                                                 plasticity=parse_option(args.plasticity), **common)
     if progress:
         _bar("done", 1.0)
     program.save(args.output)

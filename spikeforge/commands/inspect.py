@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from emulator import Program
 
@@ -45,10 +46,17 @@ def usage(program: Program) -> dict:
         "inputs": program.inputs,
         "outputs": program.outputs,
         "populations": {p.name: p.size for p in program.populations.values()},
-        "projections": [{"name": p.name, "pre": p.pre, "post": p.post, **dict(p.params)} for p in program.projections],
+        "projections": [{"name": p.name, "pre": p.pre, "post": p.post, **dict(p.params), **_learning(p)}
+                        for p in program.projections],
         "per_core": cores,
         "metadata": dict(program.metadata),
     }
+
+
+def _learning(projection: Any) -> dict[str, Any]:
+    """A plastic projection's rule and epoch (nothing for a fixed one)."""
+    rule = projection.plasticity
+    return {} if rule is None else {"plasticity": repr(rule.rule), "epoch": rule.epoch}
 
 
 def render(u: dict, max_cores: int = 16) -> str:

@@ -31,11 +31,17 @@ def test_one_route_per_neuron_is_truenorth_only():
 
 @pytest.mark.parametrize("target", ["loihi", "xylo", "truenorth"])
 def test_plasticity_is_refused(target):
+    """A target without a learning engine refuses any rule; loihi refuses a string that is not a rule
+    (on-chip learning: tests/emulator/test_learning*.py)."""
+    from spikeforge.errors import LearningRuleError
+
     b = emulator.ProgramBuilder(target)
     x = b.input("in", 2)
     p = b.population("p", 1)
-    with pytest.raises(ProgramError, match=r"plasticity='stdp' is not supported: .*no on-chip learning"):
-        b.connect(x, p, weights=[[1, 1]], plasticity="stdp")
+    with pytest.raises(LearningRuleError) as err:
+        b.connect(x, p, weights=[[1, 1]], plasticity="stdp" if target == "loihi" else "dw = 2^-2*x1*y0")
+    assert isinstance(err.value, ProgramError)
+    assert families.get(target).learns == (target == "loihi")
     b.connect(x, p, weights=[[1, 1]])  # nothing was stored by the refused call: the name is free
     assert [c.name for c in b.netlist().projections] == ["in->p"]
     assert all(proj.plasticity is None for proj in b.build().projections)

@@ -123,3 +123,21 @@ def test_a_large_run_stays_within_an_address_space_limit():
     out = subprocess.run([sys.executable, "-c", LIMITED], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("ok")
+
+
+def test_a_learning_run_in_chunks_equals_one_run():
+    """On-chip learning carries its weights, traces and epoch over the chunks too."""
+    rng = np.random.default_rng(5)
+    b = emulator.ProgramBuilder("loihi")
+    x = b.input("in", 12)
+    h = b.population("h", 6, du=300, dv=300, vth=3)
+    b.connect(x, h, weights=rng.integers(0, 60, (6, 12)), name="p1", plasticity="dw = 2^-2*x1*y0 - 2^-2*y1*x0")
+    b.output("out", h)
+    program = b.build()
+    spikes = (rng.random((3, 40, 12)) < 0.3).astype(np.int8)
+    probes = ["p1.w", "p1.x1", "h.v"]
+    whole = emulator.run(program, spikes, probes=probes, seed=2, memory_budget="1GiB")
+    tiny = emulator.run(program, spikes, probes=probes, seed=2, memory_budget=1)
+    assert whole.probes["p1.w"].shape == (3, 40, 6, 12)
+    assert_same(whole, tiny)
+    assert (whole.probes["p1.w"][:, -1] != whole.probes["p1.w"][:, 0]).any()  # it learned

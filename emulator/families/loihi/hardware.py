@@ -72,7 +72,7 @@ def store(name: str, post_idx: NDArray[np.integer[Any]], pre_idx: NDArray[np.int
     if k:
         w = -(np.right_shift(-w, k) << k) if sign_mode == 2 else np.right_shift(w, k) << k
         keep = w != 0
-        if not keep.all():
+        if not keep.all() and not fields.get("plastic"):  # a plastic synapse of weight 0 can learn
             post_idx, pre_idx, w = post_idx[keep], pre_idx[keep], w[keep]
     return post_idx, pre_idx, w, params, None
 
