@@ -27,7 +27,9 @@ else dense float. All three take ``x`` in any integer or float dtype holding the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +51,8 @@ SPARSE_MIN_ENTRIES = 1 << 18
 #: 2 cores, CSR ~1 G non-zeros/s, so dense wins down to a density of ~1/300
 INT8_DENSE_ENTRIES = 1 << 26
 INT8_SPARSE_RATIO = 256
+#: int8 products of fewer multiply-adds than this run on one thread (~1 ms of one core's VNNI)
+SINGLE_THREAD_MACS = 1 << 28
 #: int8 digits: 7 bits each below the sign
 _DIGIT = 7
 _INT8_MAX = 127
@@ -144,13 +148,17 @@ class Crossbar:
         flat = x.reshape(1, -1) if x.ndim == 1 else x
         x8 = flat if flat.dtype == np.int8 else flat.astype(np.int8)
         xt = torch.from_numpy(np.ascontiguousarray(x8))
-        # the digits' sum and the shift in numpy: element-wise work on torch's thread pool only
-        # adds synchronisation for these sizes
-        y = _int_mm(xt, self._parts[0]).numpy()
-        for k, digit in enumerate(self._parts[1:], start=1):
-            high = _int_mm(xt, digit).numpy()
-            high <<= _DIGIT * k
-            y += high
+        # a small product runs on one thread: a parallel region's barrier costs more than it
+        # saves there, and on a busy machine it waits a whole scheduler slice (~8 ms measured)
+        small = x8.shape[0] * self.shape[0] * self.shape[1] < SINGLE_THREAD_MACS
+        with _one_thread(small):
+            # the digits' sum and the shift in numpy: element-wise work on torch's thread pool
+            # only adds synchronisation for these sizes
+            y = _int_mm(xt, self._parts[0]).numpy()
+            for k, digit in enumerate(self._parts[1:], start=1):
+                high = _int_mm(xt, digit).numpy()
+                high <<= _DIGIT * k
+                y += high
         if self.shift:
             y <<= self.shift
         return y[0] if x.ndim == 1 else y
@@ -177,6 +185,30 @@ def keep_sparse(nnz: int, entries: int) -> bool:
     if KERNELS == ("sparse",):
         return True
     return "sparse" in KERNELS and nnz < SPARSE_DENSITY * entries and entries >= SPARSE_MIN_ENTRIES
+
+
+_THREADS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_thread(wanted: bool) -> Iterator[None]:
+    """Torch's intra-op threads set to one while the block runs (when ``wanted``), restored after;
+    a lock keeps concurrent callers from restoring each other's setting."""
+    if not wanted:
+        yield
+        return
+    import torch
+
+    with _THREADS_LOCK:
+        before = torch.get_num_threads()
+        if before == 1:
+            yield
+            return
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def _dense_row(index: NDArray[np.intp], counts: NDArray[Any], n: int) -> NDArray[Any]:

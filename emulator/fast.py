@@ -873,14 +873,6 @@ class FastEngine:
             return
         sums = self._sum_drive(ext_edges, ext, offsets, 0, t_n)
         pre_current = {q: steps[q].current(sums[q]) for q in comp if q in sums}
-        if not int_edges and len(comp) == 1 and comp[0] in pre_current:
-            # the whole chunk's drive is known: a family's compiled chunk update may take it at once
-            (q,) = comp
-            drive = pre_current[q]
-            assert drive is not None
-            out = ext[1 + q][offsets[1 + q]:offsets[1 + q] + t_n]
-            if steps[q].chunk(drive, out, {var: arr for p_, var, arr in rec}):
-                return
         for t in range(t_n):
             step_sums = self._sum_drive(int_edges, ext, offsets, t, 1) if int_edges else {}
             for q in comp:

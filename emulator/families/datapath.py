@@ -102,13 +102,6 @@ class PopulationStep:
         of ``count · increment``; ``None`` when there are none."""
         raise NotImplementedError
 
-    def chunk(self, drive: Array, spikes: Array, record: dict[str, Array]) -> bool:
-        """Optionally, :meth:`step` over a whole chunk whose drive is known in advance (no
-        recurrence into the population): ``drive`` as :meth:`current` returns it ``[T, B, n]``,
-        ``spikes`` ``[T, B, n]`` to fill, ``record`` the states to keep per step (``{var: [T, B, n]}``
-        int64). Returns False when the family has no such form (the engine then steps)."""
-        return False
-
     def step(self, drive: Any, delivery: Delivery, t: int, t_global: int) -> Array:
         """Advance one step and return the spike counts ``[B, n]``. ``drive``: unordered families
         get :meth:`current`'s ``[B, n]`` slice (or None); ordered ones ``(pos, neg)`` ``[B, S, n]``

@@ -142,15 +142,6 @@ class LoihiPopulation(PopulationStep):
         self.vmax = vmax.astype(np.float64)
         self.has_refractory = bool((r["refractory"] > 0).any())
         self.has_bias = bool((r["bias_mant"] != 0).any())
-        # the compiled chunk update's registers (:mod:`.kernel`), [n] int64 each
-        n = self.size
-        full = {k: np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=np.int64), (n,))) for k, v in r.items()}
-        self.chunk_registers = {
-            "du_m": 4095 - full["du"], "dv_m": 4096 - full["dv"],
-            "bias": np.left_shift(full["bias_mant"], full["bias_exp"]), "vth": np.left_shift(full["vth"], 6),
-            "vmin": np.ascontiguousarray(np.broadcast_to(vmin, (n,)), dtype=np.int64),
-            "vmax": np.ascontiguousarray(np.broadcast_to(vmax, (n,)), dtype=np.int64),
-            "refractory": full["refractory"]}
         self.reset()
 
     def reset(self) -> None:
@@ -168,15 +159,6 @@ class LoihiPopulation(PopulationStep):
             term = total if exp == 0 else fixed.shift_float(total.astype(np.float64), exp)
             out = term if out is None else out.astype(np.float64) + term
         return out
-
-    def chunk(self, drive: NDArray[Any], spikes: NDArray[Any], record: dict[str, NDArray[Any]]) -> bool:
-        """The whole chunk on the compiled update (:mod:`.kernel`) when numba is installed."""
-        from . import kernel
-
-        if not kernel.load():
-            return False
-        kernel.run_chunk(drive, self.state, self.chunk_registers, self.bits_u, spikes, record)
-        return True
 
     def step(self, drive: Any, delivery: Delivery, t: int, t_global: int) -> NDArray[np.bool_]:
         """One step; ``drive`` is the synaptic input ``a`` of :meth:`current` (``[B, n]``)."""
