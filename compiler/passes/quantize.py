@@ -145,10 +145,47 @@ def _max_count(graph: ir.Graph, syn: ir.Synapses, spec: HwSpec) -> int:
 
 
 def _worst_input(syn: ir.Synapses, q: NDArray[Any], factor: float, count: int) -> NDArray[np.float64]:
-    # integer-valued terms: the sum is exact in any order (bincount is the fast scatter-add)
-    out: NDArray[np.float64] = np.bincount(syn.post_idx, weights=np.abs(q) * float(factor * count),
-                                           minlength=syn.shape[0]).astype(np.float64, copy=False)
+    """``Σ_i |q_ji| · factor · count`` per post neuron ``j`` (float64 ``[n_post]``): the input when
+    every pre unit sends ``count`` spikes.
+
+    Integer-valued terms: the sum is exact in any order. Projections in (post, pre) order (as
+    lowering makes them) and integer mantissas sum per row in int64 (a cumulative sum read at
+    the rows' bounds), else ``bincount`` scatters the float terms."""
+    n = syn.shape[0]
+    scale = float(factor * count)
+    post = syn.post_idx
+    if (q.dtype.kind in "iu" and q.size and scale == int(scale) and 0 <= scale
+            and bool(np.all(post[1:] >= post[:-1]))):
+        magnitude = np.abs(q).astype(np.int64, copy=False)
+        if float(magnitude.max()) * max(scale, 1.0) * q.size >= 2.0 ** 53:  # a float sum might round
+            return np.bincount(post, weights=magnitude * scale, minlength=n).astype(np.float64, copy=False)
+        sums = np.zeros(q.size + 1, dtype=np.int64)
+        np.cumsum(magnitude, out=sums[1:])
+        bounds = np.searchsorted(post, np.arange(n + 1, dtype=np.int64))
+        out: NDArray[np.float64] = (sums[bounds[1:]] - sums[bounds[:-1]]).astype(np.float64) * scale
+        return out
+    out = np.bincount(post, weights=np.abs(q) * scale, minlength=n).astype(np.float64, copy=False)
     return out
+
+
+def _projection_errors(values: NDArray[Any], q: NDArray[Any], unit: float, s: float, clip_at: float
+                       ) -> tuple[float, float]:
+    """``(relative RMS of q·unit/s − w, share of |w·s/unit| > clip_at)`` over a projection's
+    weights ``w``, with one float64 buffer the size of the projection (the same arithmetic as
+    :func:`_rel_rms` and the direct expressions, in place)."""
+    buf = np.multiply(values, s)
+    buf /= unit
+    np.abs(buf, out=buf)
+    over = np.count_nonzero(buf > clip_at)
+    clipped = over / buf.size if buf.size else float(np.mean(buf))
+    np.square(values, out=buf)
+    ref = float(np.sqrt(np.mean(buf))) if buf.size else 0.0
+    np.multiply(q, unit, out=buf)
+    buf /= s
+    buf -= values
+    np.square(buf, out=buf)
+    err = float(np.sqrt(np.mean(buf))) if buf.size else 0.0
+    return (err / ref if ref > 0 else 0.0), clipped
 
 
 def readouts(graph: ir.Graph, spec: HwSpec) -> set[str]:
@@ -243,23 +280,17 @@ def _mantissa_exponent(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None
         vth = min(max(vth, max(vth_rng.lo, 1)), vth_rng.hi)
         names = []
         for syn, q, ej, (step, qmax, _) in zip(syns, qs, exps, geom, strict=True):
-            keep_nz = np.flatnonzero(q)  # positions once, for the three arrays
-            qsyn = ir.Synapses(syn.name, syn.inputs, post=syn.post, shape=syn.shape,
-                               post_idx=syn.post_idx.take(keep_nz), pre_idx=syn.pre_idx.take(keep_nz),
-                               values=q.take(keep_nz).astype(np.int64, copy=False),
+            w_err, clipped = _projection_errors(syn.values, q, 2.0 ** (ej + fam.INPUT_SHIFT), s, qmax + step / 2)
+            report.projections.append(ProjectionQuant(syn.name, node.name, int(ej), bits, w_err, clipped, int(qmax)))
+            nonzero = q != 0
+            if nonzero.all():  # every weight kept: the positions are the lowered ones (read-only alike)
+                post_idx, pre_idx, values = syn.post_idx, syn.pre_idx, q
+            else:
+                post_idx, pre_idx, values = syn.post_idx[nonzero], syn.pre_idx[nonzero], q[nonzero]
+            qsyn = ir.Synapses(syn.name, syn.inputs, post=syn.post, shape=syn.shape, post_idx=post_idx,
+                               pre_idx=pre_idx, values=values.astype(np.int64, copy=False),
                                params=MappingProxyType({"weight_exp": int(ej), "num_weight_bits": bits}),
                                delay=syn.delay, source=syn.source)
-            # the same arithmetic as (q·2^(e+6)/s − w) and |w·s/2^(e+6)|, in place: fewer large temporaries
-            err = q * 2.0 ** (ej + fam.INPUT_SHIFT)
-            err /= s
-            err -= syn.values
-            scaled = syn.values * s
-            scaled /= 2.0 ** (ej + fam.INPUT_SHIFT)
-            np.abs(scaled, out=scaled)
-            over = np.count_nonzero(scaled > qmax + step / 2)
-            clipped = over / scaled.size if scaled.size else float(np.mean(scaled))
-            report.projections.append(ProjectionQuant(syn.name, node.name, int(ej), bits,
-                                                      _rel_rms(err, syn.values), clipped, int(qmax)))
             if qsyn.values.size == 0:
                 continue
             out.add(qsyn)

@@ -94,10 +94,11 @@ def weight_geometry(values: NDArray[Any], w_hi: int, bits: int) -> tuple[int, in
     truncation; a mixed-sign matrix loses one more bit), at most ``q_max`` (the spec's range).
     """
     mag_bits = max(w_hi.bit_length(), 1)  # 255 → 8-bit magnitude
-    mixed = bool((values > 0).any() and (values < 0).any())
+    hi, lo = float(np.max(values)), float(np.min(values))  # two passes: max|w| = max(hi, −lo)
+    mixed = hi > 0 and lo < 0
     k = max(0, mag_bits - bits + int(mixed))
     step = 1 << k
-    return step, (w_hi // step) * step, float(np.abs(values).max())
+    return step, (w_hi // step) * step, max(hi, -lo)
 
 
 def state_scale(q_max: int, w_max: float, e: int) -> float:
@@ -112,9 +113,14 @@ def exponent_for(w_max: float, s: float, q_max: int, lo: int, hi: int) -> int:
 
 
 def mantissas(values: NDArray[Any], s: float, e: int, step: int, q_max: int) -> NDArray[np.int64]:
-    """``clip(round(w·s / (2^(e+6)·step))·step, ±q_max)`` as int64."""
-    q = np.clip(np.round(values * s / (2.0 ** (e + INPUT_SHIFT) * step)) * step, -q_max, q_max)
-    return q.astype(np.int64, copy=False)
+    """``clip(round(w·s / (2^(e+6)·step))·step, ±q_max)`` as int64 (computed in place: one float
+    buffer the size of ``values``)."""
+    q = np.multiply(values, s, dtype=np.float64)
+    q /= 2.0 ** (e + INPUT_SHIFT) * step
+    np.round(q, out=q)
+    q *= step
+    np.clip(q, -q_max, q_max, out=q)
+    return q.astype(np.int64)
 
 
 def threshold_register(threshold: float, s: float) -> tuple[int, float]:
