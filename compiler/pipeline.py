@@ -28,12 +28,14 @@ from numpy.typing import NDArray
 
 import emulator
 import hw_specs
+from emulator import families
 from hw_specs import HwSpec
 from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator
 
 from . import ir
+from .backend.netlist import Netlist
 from .passes.convert import ConversionReport, calibration_input, convert, encode_rate, evaluate_analog, needs_conversion
-from .passes.emit import emit
+from .passes.emit import emit, to_builder
 from .passes.lower import lower
 from .passes.quantize import QuantReport, quantize
 from .passes.replicate import Replicated
@@ -198,11 +200,12 @@ def check(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *
 
 
 def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[str, Any],
-                layout: Replicated | None = None) -> emulator.Program | None:
+                layout: Replicated | None = None, builder: emulator.ProgramBuilder | None = None
+                ) -> emulator.Program | None:
     from .passes.rules import Violation
 
     try:
-        program = emit(qgraph, spec, metadata=meta, layout=layout)
+        program = emit(qgraph, spec, metadata=meta, layout=layout, builder=builder)
     except DoesNotFit as exc:
         report.violations.append(Violation("placement", "-", "cores, axons or synapse memory", 0, 1, spec.where(),
                                            str(exc)))
@@ -217,14 +220,15 @@ def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[
 def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph, spec: HwSpec,
                  spikes: NDArray[Any] | Callable[[int, int], NDArray[Any]], labels: NDArray[Any] | None, dt: float,
                  ann_pred: NDArray[Any] | None = None, *, samples: int | None = None,
-                 elements: int = CHUNK_ELEMENTS) -> dict[str, Any]:
+                 elements: int = CHUNK_ELEMENTS, netlist: Netlist | None = None) -> dict[str, Any]:
     """Emulate ``program`` on ``spikes`` and compare with the network-level simulations.
 
     ``spikes``: ``[samples, steps, n_in]`` counts, or a function ``(start, stop) → spikes`` of those
     samples (then ``samples`` gives their number), so that the inputs too are made a batch at a time.
     The emulator (fast engine) and both simulations stream over batches of samples and chunks of
     steps, each chunk array holding at most ``elements`` values: memory stays bounded however long
-    the run.
+    the run. ``netlist``: ``to_builder(qgraph, spec).netlist()`` when the caller has it (not held
+    here beyond the set-up).
 
     ``exact``: the emulated output spikes equal those of the quantised network run on the same fast
     engine without a mapping (its netlist: :mod:`emulator.lowering`; for TrueNorth the network
@@ -258,7 +262,8 @@ def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph,
     exact, mismatched = True, 0
     # the netlist's engine first: its set-up's temporaries (the synapse paths) are freed before the
     # Program's set-up needs as much again, so the two peaks do not add up
-    sim_q = NetworkSimulation(qgraph, spec, quantized=True, dt=dt, batch=batch, keep=(pop,))
+    sim_q = NetworkSimulation(qgraph, spec, quantized=True, dt=dt, batch=batch, keep=(pop,), netlist=netlist)
+    netlist = None
     emu = emulator.Simulator(program, engine="fast", batch=batch)
     sim_f = NetworkSimulation(lowered, spec, quantized=False, dt=dt, batch=batch, keep=(pop,))
     for lo, hi in spans(n, batch):
@@ -366,7 +371,13 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     ann_graph = ann_out = None
     meta: dict[str, Any] = {"compiler": {"target": spec.name, "dt": dt, "steps": steps,
                                          "converted": ann, "input_scale": conv.input_scale if conv else None}}
-    program = _build_into(check_report, qgraph, spec, meta, layout)
+    # the declaration the Program is built from is the netlist verification runs (one route per
+    # neuron: the Program is built from the replicated graph, verification runs the one before copies)
+    one_route = families.get(spec.family).hardware.ONE_ROUTE_PER_NEURON
+    builder = None if one_route or xs is None else to_builder(qgraph, spec)
+    program = _build_into(check_report, qgraph, spec, meta, layout, builder)
+    netlists = [] if builder is None else [builder.netlist()]
+    builder = None
     st.done("emit", 0.8)
     if program is None:
         raise DoesNotFit("the model does not fit: " + str(check_report.violations[-1]))
@@ -389,7 +400,8 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
 
         else:
             source = _spike_input(xs, lowered.of_type(ir.Input)[0].shape, spec)
-        report.verification = verification(program, lowered, qgraph, spec, source, y, dt, ann_pred, samples=n)
+        report.verification = verification(program, lowered, qgraph, spec, source, y, dt, ann_pred, samples=n,
+                                           netlist=netlists.pop() if netlists else None)  # not held here
         st.done("verify", 1.0)
     report.timings = dict(st.timings)
     return program, report

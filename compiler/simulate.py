@@ -42,6 +42,7 @@ from emulator.lowering import NetlistSimulator
 from hw_specs import HwSpec
 
 from . import ir
+from .backend.netlist import Netlist
 
 __all__ = ["simulate", "predictions", "NetworkSimulation", "chunks"]
 
@@ -74,11 +75,25 @@ class _Projection:
     history: NDArray[np.float32] | None = None  # [delay, batch, n_pre]: the source's last steps
 
 
+def _row_major(syn: ir.Synapses) -> bool:
+    """Whether ``syn`` holds every ``[post, pre]`` position once, in row-major order (a dense layer)."""
+    n_post, n_pre = syn.shape
+    if syn.values.size != n_post * n_pre or not syn.values.size:
+        return False
+    post = np.asarray(syn.post_idx).reshape(n_post, n_pre)
+    pre = np.asarray(syn.pre_idx).reshape(n_post, n_pre)
+    return bool((post == np.arange(n_post)[:, None]).all() and (pre == np.arange(n_pre)[None, :]).all())
+
+
 def _projection(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec) -> _Projection:
-    values = syn.effective(None).astype(np.float64)
     n_post, n_pre = syn.shape
     size = n_post * n_pre
     dense = sparse = None
+    if size and syn.values.size >= DENSE_SHARE * size and size <= DENSE_MAX and _row_major(syn):
+        # the weights are the matrix already: a float64 view, no copy (it is only read)
+        dense = np.asarray(syn.effective(None), dtype=np.float64).reshape(n_post, n_pre)
+        return _Projection(syn, syn.inputs[0], _delay(syn, graph, spec), dense, None)
+    values = syn.effective(None).astype(np.float64)
     if size and values.size >= DENSE_SHARE * size and size <= DENSE_MAX:
         dense = sp.coo_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape).toarray()  # sums repeats
     else:
@@ -90,13 +105,14 @@ class NetworkSimulation:
     """The population graph as a stream: ``run(spikes)`` advances by ``spikes.shape[1]`` steps.
 
     ``batch`` samples run side by side; :meth:`reset` returns to the state before the first step.
+    ``netlist`` (quantised only): ``to_builder(graph, spec).netlist()`` when the caller has it.
     ``run`` returns ``{population: [batch, steps, n]}`` float32 spike counts of the chunk (the
     output of every population, or of those named in ``keep``). ``quantized``: the quantised
     network on the emulator's fast engine, or the float network (see the module doc).
     """
 
     def __init__(self, graph: ir.Graph, spec: HwSpec, *, quantized: bool, dt: float = 1e-3, batch: int = 1,
-                 keep: tuple[str, ...] | None = None) -> None:
+                 keep: tuple[str, ...] | None = None, netlist: Netlist | None = None) -> None:
         self.quantized = quantized
         self.batch = batch
         self.keep = keep
@@ -109,8 +125,10 @@ class NetworkSimulation:
         if quantized:
             from .passes.emit import to_builder
 
-            self.netlist = NetlistSimulator(to_builder(graph, spec).netlist(), spec, batch=batch,
-                                            keep=self.names if keep is None else keep)
+            if netlist is None:
+                netlist = to_builder(graph, spec).netlist()
+            self.netlist = NetlistSimulator(netlist, spec, batch=batch, keep=self.names if keep is None else keep)
+            netlist = None
         else:
             hooks = families.get(spec.family).compiling
             for pop in neurons:

@@ -51,17 +51,19 @@ def to_builder(graph: ir.Graph, spec: HwSpec) -> emulator.ProgramBuilder:
 
 
 def emit(graph: ir.Graph, spec: HwSpec, metadata: Mapping[str, Any] | None = None,
-         layout: Replicated | None = None) -> emulator.Program:
+         layout: Replicated | None = None, builder: emulator.ProgramBuilder | None = None) -> emulator.Program:
     """Build the Program for the quantised ``graph`` (see the module doc). One route per neuron
     (TrueNorth): ``layout`` is ``replicate(graph, spec)`` when the caller has it already (the
-    design rules compute it)."""
+    design rules compute it). Otherwise ``builder`` is ``to_builder(graph, spec)`` when the caller
+    has it already (the compiler verifies the Program against the same declaration's netlist)."""
     if families.get(spec.family).hardware.ONE_ROUTE_PER_NEURON:
         if layout is None:
             layout = replicate(graph, spec)
         builder = to_builder(layout.graph, spec)
         placement: Mapping[str, Any] = layout.placement
     else:
-        builder = to_builder(graph, spec)
+        if builder is None:
+            builder = to_builder(graph, spec)
         placement = place(builder.netlist(), spec).cores
     try:
         return builder.build(placement=placement, metadata=metadata)
