@@ -75,26 +75,49 @@ class _Projection:
     history: NDArray[np.float32] | None = None  # [delay, batch, n_pre]: the source's last steps
 
 
-def _row_major(syn: ir.Synapses) -> bool:
-    """Whether ``syn`` holds every ``[post, pre]`` position once, in row-major order (a dense layer)."""
+#: synapses per block when a projection's positions are checked and scattered
+_BLOCK = 1 << 20
+
+
+def _dense_of(syn: ir.Synapses) -> NDArray[np.float64] | None:
+    """``syn``'s weights as a float64 ``[post, pre]`` array when its positions are distinct and in
+    row-major order (as lowering makes them), else None (then a repeated position must be summed).
+
+    Every position once: a float64 view of ``values`` (no copy; the matrix is only read); else a
+    scatter, block by block. The same matrix as the COO conversion: each entry is its one value."""
     n_post, n_pre = syn.shape
-    if syn.values.size != n_post * n_pre or not syn.values.size:
-        return False
-    post = np.asarray(syn.post_idx).reshape(n_post, n_pre)
-    pre = np.asarray(syn.pre_idx).reshape(n_post, n_pre)
-    return bool((post == np.arange(n_post)[:, None]).all() and (pre == np.arange(n_pre)[None, :]).all())
+    values = syn.effective(None)
+    n = values.size
+    if n == n_post * n_pre:
+        post = np.asarray(syn.post_idx).reshape(n_post, n_pre)
+        pre = np.asarray(syn.pre_idx).reshape(n_post, n_pre)
+        if (post == np.arange(n_post)[:, None]).all() and (pre == np.arange(n_pre)[None, :]).all():
+            return np.asarray(values, dtype=np.float64).reshape(n_post, n_pre)
+    dense = np.zeros((n_post, n_pre))
+    flat = dense.reshape(-1)
+    last = -1
+    for lo in range(0, n, _BLOCK):
+        hi = min(n, lo + _BLOCK)
+        key = np.multiply(syn.post_idx[lo:hi], n_pre, dtype=np.int64)
+        key += syn.pre_idx[lo:hi]
+        if key[0] <= last or not (key[1:] > key[:-1]).all():
+            return None  # not strictly increasing: a position may repeat
+        last = int(key[-1])
+        flat[key] = values[lo:hi]
+    return dense
 
 
 def _projection(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec) -> _Projection:
     n_post, n_pre = syn.shape
     size = n_post * n_pre
     dense = sparse = None
-    if size and syn.values.size >= DENSE_SHARE * size and size <= DENSE_MAX and _row_major(syn):
-        # the weights are the matrix already: a float64 view, no copy (it is only read)
-        dense = np.asarray(syn.effective(None), dtype=np.float64).reshape(n_post, n_pre)
-        return _Projection(syn, syn.inputs[0], _delay(syn, graph, spec), dense, None)
+    dense_form = size and syn.values.size >= DENSE_SHARE * size and size <= DENSE_MAX
+    if dense_form:
+        dense = _dense_of(syn)
+        if dense is not None:
+            return _Projection(syn, syn.inputs[0], _delay(syn, graph, spec), dense, None)
     values = syn.effective(None).astype(np.float64)
-    if size and values.size >= DENSE_SHARE * size and size <= DENSE_MAX:
+    if dense_form:
         dense = sp.coo_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape).toarray()  # sums repeats
     else:
         sparse = sp.csr_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape)

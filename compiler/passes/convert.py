@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from spikeforge.errors import CompileError
 
 from .. import ir
-from .lower import linear_matrix
+from .lower import csr_of_dense, linear_matrix
 
 __all__ = ["convert", "evaluate_analog", "encode_rate", "ConversionReport", "needs_conversion",
            "calibration_input"]
@@ -72,6 +72,10 @@ def evaluate_analog(graph: ir.Graph, x: NDArray[Any]) -> dict[str, NDArray[np.fl
             acts[node.name] = acts[node.inputs[0]]
         elif isinstance(node, ir.Neuron):
             raise CompileError(f"evaluate_analog: {node.name!r} is a spiking neuron")
+        elif isinstance(node, ir.Dense) and np.isfinite(acts[node.inputs[0]]).all():
+            # zeros stored too: no pass to find them, and the matrix's data is the weight array itself
+            b = np.asarray(node.bias if node.bias is not None else np.zeros(node.weight.shape[0]), dtype=np.float64)
+            acts[node.name] = np.asarray(csr_of_dense(node.weight, keep_zeros=True) @ acts[node.inputs[0]].T).T + b
         else:
             m, b = linear_matrix(node, graph.shape(node.inputs[0]))
             acts[node.name] = np.asarray(m @ acts[node.inputs[0]].T).T + b

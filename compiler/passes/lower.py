@@ -24,22 +24,24 @@ from spikeforge.errors import CompileError
 
 from .. import ir
 
-__all__ = ["lower", "linear_matrix", "conv_matrix", "pool_matrix"]
+__all__ = ["lower", "linear_matrix", "conv_matrix", "pool_matrix", "csr_of_dense"]
 
 Form = tuple[dict[str, Any], NDArray[np.float64], tuple[str, ...]]  # {source: matrix}, bias, layer names
 
 
-def _csr_of_dense(weight: NDArray[Any]) -> sp.csr_matrix:
+def csr_of_dense(weight: NDArray[Any], keep_zeros: bool = False) -> sp.csr_matrix:
     """``sp.csr_matrix(weight)`` of a 2-D array, laid out directly: row-major nonzeros, column
     indices sorted (the general conversion goes through COO, several passes over a large layer).
-    Without zeros, a C-contiguous float64 ``weight`` is not copied: the matrix's ``data`` is a view
-    of it (callers do not modify the matrices they get)."""
+    ``keep_zeros``: every entry is stored, zeros too (the same products for finite operands:
+    a zero adds ±0 to a sum that starts at +0, which changes no sum). Without zeros stored, a
+    C-contiguous float64 ``weight`` is not copied: the matrix's ``data`` is a view of it
+    (callers do not modify the matrices they get)."""
     w = np.asarray(weight)
     n, m = w.shape
     if w.size == 0 or w.size >= 1 << 31 or w.dtype.kind not in "fiu":
         return sp.csr_matrix(w)
-    nonzero = w != 0
-    if nonzero.all():
+    nonzero = None if keep_zeros else w != 0
+    if nonzero is None or nonzero.all():
         data = w.ravel()
         indices = np.tile(np.arange(m, dtype=np.int32), n)
         indptr = np.arange(0, n * m + 1, m, dtype=np.int32)
@@ -55,7 +57,7 @@ def _csr_of_dense(weight: NDArray[Any]) -> sp.csr_matrix:
 
 def _sparse(m: Any) -> Any:
     """A form's matrix as a scipy sparse matrix (a composed Dense layer is kept as an array)."""
-    return _csr_of_dense(m) if isinstance(m, np.ndarray) else m
+    return csr_of_dense(m) if isinstance(m, np.ndarray) else m
 
 
 def conv_matrix(node: ir.Conv2d, in_shape: tuple[int, ...]) -> sp.csr_matrix:
@@ -105,7 +107,7 @@ def linear_matrix(node: ir.Node, in_shape: tuple[int, ...]) -> tuple[Any, NDArra
     """``(M, b)`` of a linear layer node: ``y = M x + b`` on flattened per-sample tensors."""
     if isinstance(node, ir.Dense):
         b = node.bias if node.bias is not None else np.zeros(node.weight.shape[0])
-        return _csr_of_dense(node.weight), np.asarray(b, dtype=np.float64)
+        return csr_of_dense(node.weight), np.asarray(b, dtype=np.float64)
     if isinstance(node, ir.Conv2d):
         m = conv_matrix(node, in_shape)
         _, ho, wo = node.out_shape([in_shape])
@@ -141,7 +143,7 @@ def _compose(m: Any, x: Any) -> Any:
     if isinstance(m, np.ndarray):
         if d is not None and x.dtype == np.float64 and m.dtype == np.float64:
             return m * d  # [post, pre]: zeros (also of w·d) are dropped when the projection is made
-        m = _csr_of_dense(m)
+        m = csr_of_dense(m)
     if d is None or x.dtype != np.float64 or not (sp.issparse(m) and m.format == "csr" and m.has_canonical_format
                                                    and m.dtype == np.float64):
         return (m @ x).tocsr()  # (repeated entries would be multiplied one by one, then summed)
@@ -161,7 +163,7 @@ def _layer_matrix(node: ir.Node, in_shape: tuple[int, ...], bias: NDArray[np.flo
     b = np.asarray(node.bias if node.bias is not None else np.zeros(node.weight.shape[0]), dtype=np.float64)
     w = np.asarray(node.weight)
     if bias.any():
-        return w, _csr_of_dense(w) @ bias + b
+        return w, csr_of_dense(w) @ bias + b
     # a zero bias (the usual case: a spiking stage or the input before) gives +0.0 in the CSR product
     return w, np.zeros(w.shape[0]) + b
 
