@@ -178,9 +178,10 @@ def _coo(m: Any) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float
         if nonzero.all():
             return (np.repeat(np.arange(n, dtype=np.int64), k), np.tile(np.arange(k, dtype=np.int64), n),
                     flat.astype(np.float64, copy=False))
-        counts = np.count_nonzero(nonzero.reshape(n, k), axis=1)
-        return (np.repeat(np.arange(n, dtype=np.int64), counts), np.tile(np.arange(k, dtype=np.int64), n)[nonzero],
-                flat[nonzero].astype(np.float64, copy=False))
+        cols = np.flatnonzero(nonzero)  # flat positions, then (row, column) in place: no full-size tile
+        rows = cols // k
+        np.remainder(cols, k, out=cols)
+        return rows, cols, flat[nonzero].astype(np.float64, copy=False)
     m = sp.csr_matrix(m)
     m.eliminate_zeros()
     coo = m.tocoo()

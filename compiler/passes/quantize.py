@@ -144,28 +144,35 @@ def _max_count(graph: ir.Graph, syn: ir.Synapses, spec: HwSpec) -> int:
     return int(spec.chip.max_input_count) if isinstance(graph[syn.inputs[0]], ir.Input) else 1
 
 
+#: synapses per block of the per-row integer sums (a block's temporaries stay small)
+_BLOCK = 1 << 20
+
+
 def _worst_input(syn: ir.Synapses, q: NDArray[Any], factor: float, count: int) -> NDArray[np.float64]:
     """``Σ_i |q_ji| · factor · count`` per post neuron ``j`` (float64 ``[n_post]``): the input when
     every pre unit sends ``count`` spikes.
 
     Integer-valued terms: the sum is exact in any order. Projections in (post, pre) order (as
-    lowering makes them) and integer mantissas sum per row in int64 (a cumulative sum read at
-    the rows' bounds), else ``bincount`` scatters the float terms."""
+    lowering makes them) with integer mantissas sum per row in int64, a block of rows at a time
+    (no projection-sized temporary), else ``bincount`` scatters the float terms."""
     n = syn.shape[0]
     scale = float(factor * count)
     post = syn.post_idx
     if (q.dtype.kind in "iu" and q.size and scale == int(scale) and 0 <= scale
             and bool(np.all(post[1:] >= post[:-1]))):
-        magnitude = np.abs(q).astype(np.int64, copy=False)
-        if float(magnitude.max()) * max(scale, 1.0) * q.size >= 2.0 ** 53:  # a float sum might round
-            return np.bincount(post, weights=magnitude * scale, minlength=n).astype(np.float64, copy=False)
-        sums = np.zeros(q.size + 1, dtype=np.int64)
-        np.cumsum(magnitude, out=sums[1:])
-        bounds = np.searchsorted(post, np.arange(n + 1, dtype=np.int64))
-        out: NDArray[np.float64] = (sums[bounds[1:]] - sums[bounds[:-1]]).astype(np.float64) * scale
-        return out
-    out = np.bincount(post, weights=np.abs(q) * scale, minlength=n).astype(np.float64, copy=False)
-    return out
+        peak = max(int(np.max(q)), -int(np.min(q)))
+        if float(peak) * max(scale, 1.0) * q.size < 2.0 ** 53:  # every float sum is exact
+            bounds = np.searchsorted(post, np.arange(n + 1, dtype=np.int64))
+            rows = np.flatnonzero(bounds[1:] > bounds[:-1])  # rows with synapses
+            sums = np.zeros(n, dtype=np.int64)
+            group = max(1, _BLOCK * rows.size // q.size)
+            for g in range(0, rows.size, group):
+                part = rows[g:g + group]
+                lo, hi = int(bounds[part[0]]), int(bounds[part[-1] + 1])
+                sums[part] = np.add.reduceat(np.abs(q[lo:hi]).astype(np.int64, copy=False), bounds[part] - lo)
+            out: NDArray[np.float64] = sums.astype(np.float64) * scale
+            return out
+    return np.bincount(post, weights=np.abs(q) * scale, minlength=n).astype(np.float64, copy=False)
 
 
 def _projection_errors(values: NDArray[Any], q: NDArray[Any], unit: float, s: float, clip_at: float
@@ -173,6 +180,10 @@ def _projection_errors(values: NDArray[Any], q: NDArray[Any], unit: float, s: fl
     """``(relative RMS of q·unit/s − w, share of |w·s/unit| > clip_at)`` over a projection's
     weights ``w``, with one float64 buffer the size of the projection (the same arithmetic as
     :func:`_rel_rms` and the direct expressions, in place)."""
+    if values.dtype != np.float64:  # other dtypes: the direct expressions, in their own precision
+        scaled = np.abs(values * s / unit)
+        over = np.count_nonzero(scaled > clip_at)
+        return _rel_rms(q * unit / s - values, values), (over / scaled.size if scaled.size else float(np.mean(scaled)))
     buf = np.multiply(values, s)
     buf /= unit
     np.abs(buf, out=buf)

@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from compiler import ir
+from compiler.passes import quantize as quantize_module
 from compiler.passes.convert import evaluate_analog
 from compiler.passes.lower import csr_of_dense, lower
 from compiler.passes.quantize import _projection_errors, _rel_rms, _worst_input
@@ -115,7 +116,9 @@ def test_analog_evaluation_sums_as_the_sparse_product(zeros: float) -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_worst_input_sums_rows_as_bincount(seed: int) -> None:
+@pytest.mark.parametrize("block", [7, 1 << 20])
+def test_worst_input_sums_rows_as_bincount(seed: int, block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quantize_module, "_BLOCK", block)  # several blocks of rows, or one
     rng = np.random.default_rng(seed)
     n_post, n = 40, 500
     post = np.sort(rng.integers(0, n_post, n)) if seed % 2 == 0 else rng.integers(0, n_post, n)
@@ -140,7 +143,9 @@ def test_projection_errors_equal_the_direct_expressions() -> None:
     assert clipped == np.count_nonzero(np.abs(w * s / unit) > qmax + step / 2) / w.size
 
 
-def test_mantissas_and_geometry_equal_the_direct_expressions() -> None:
+@pytest.mark.parametrize("block", [13, 1 << 20])
+def test_mantissas_and_geometry_equal_the_direct_expressions(block: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loihi, "_BLOCK", block)
     rng = np.random.default_rng(7)
     for w in (rng.standard_normal(777), np.abs(rng.standard_normal(50)), -np.abs(rng.standard_normal(50))):
         step, qmax, wmax = loihi.weight_geometry(w, 255, 8)
@@ -149,6 +154,9 @@ def test_mantissas_and_geometry_equal_the_direct_expressions() -> None:
         s = loihi.state_scale(qmax, wmax, 0)
         want = np.clip(np.round(w * s / (2.0 ** loihi.INPUT_SHIFT * step)) * step, -qmax, qmax).astype(np.int64)
         np.testing.assert_array_equal(loihi.mantissas(w, s, 0, step, qmax), want)
+        w32 = w.astype(np.float32)  # another dtype computes in its own precision
+        want32 = np.clip(np.round(w32 * s / (2.0 ** loihi.INPUT_SHIFT * step)) * step, -qmax, qmax).astype(np.int64)
+        np.testing.assert_array_equal(loihi.mantissas(w32, s, 0, step, qmax), want32)
 
 
 def _synapses(post: np.ndarray, pre: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> ir.Synapses:
