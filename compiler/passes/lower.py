@@ -1,9 +1,14 @@
 """Lowering: a layer graph → a population graph (neurons and projections).
 
 Between two spiking stages everything is linear (Dense, Conv2d, Pool, Flatten, Affine and
-residual Add), so each stage is composed into one sparse matrix per spike source::
+residual Add), so each stage is composed into one matrix per spike source::
 
-    I_post = Σ_sources M_source · s_source + b,      M: float [post, pre] (CSR)
+    I_post = Σ_sources M_source · s_source + b,      M: float64 [post, pre] (CSR, or dense)
+
+A Dense layer scaled by a diagonal (its source's spike value, an ``Affine``) stays a dense array,
+``M = W · diag(d)`` (each entry the one product ``w_ij · d_j``): no sparse copy of a large layer;
+every other composition is a scipy sparse product, and a dense form becomes CSR (zeros dropped)
+before one. Either way a projection holds the nonzeros in (post, pre) order.
 
 Convolutions are expanded into crossbar connectivity (one synapse per kernel tap that lands in
 the input), average pooling becomes a ``1/(kh·kw)`` sum folded into the next layer's weights
