@@ -173,20 +173,25 @@ def _layer_matrix(node: ir.Node, in_shape: tuple[int, ...], bias: NDArray[np.flo
     return w, np.zeros(w.shape[0]) + b
 
 
-def _coo(m: Any) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """``(rows, cols, values)`` of the nonzeros of a form's matrix in (row, column) order: int64,
-    int64, float64 (the values of a dense form are a view of it)."""
+def _index_dtype(n_post: int, n_pre: int) -> type[np.signedinteger[Any]]:
+    """Projection indices as int32 when both sizes allow (every real chip), else int64."""
+    return np.int32 if max(n_post, n_pre) <= np.iinfo(np.int32).max else np.int64
+
+
+def _coo(m: Any) -> tuple[NDArray[np.signedinteger[Any]], NDArray[np.signedinteger[Any]], NDArray[np.float64]]:
+    """``(rows, cols, values)`` of the nonzeros of a form's matrix in (row, column) order: indices
+    int32 (int64 beyond 2^31 neurons), values float64 (those of a dense form are a view of it)."""
+    idx = _index_dtype(*m.shape)
     if isinstance(m, np.ndarray):
         n, k = m.shape
         flat = m.reshape(-1)
         nonzero = flat != 0
         if nonzero.all():
-            return (np.repeat(np.arange(n, dtype=np.int64), k), np.tile(np.arange(k, dtype=np.int64), n),
+            return (np.repeat(np.arange(n, dtype=idx), k), np.tile(np.arange(k, dtype=idx), n),
                     flat.astype(np.float64, copy=False))
-        cols = np.flatnonzero(nonzero)  # flat positions, then (row, column) in place: no full-size tile
-        rows = cols // k
-        np.remainder(cols, k, out=cols)
-        return rows, cols, flat[nonzero].astype(np.float64, copy=False)
+        counts = np.count_nonzero(nonzero.reshape(n, k), axis=1)
+        return (np.repeat(np.arange(n, dtype=idx), counts), np.tile(np.arange(k, dtype=idx), n)[nonzero],
+                flat[nonzero].astype(np.float64, copy=False))
     m = sp.csr_matrix(m)
     m.eliminate_zeros()
     coo = m.tocoo()
@@ -195,7 +200,7 @@ def _coo(m: Any) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float
     else:
         order = np.lexsort((coo.col, coo.row))
         rows, cols, vals = coo.row[order], coo.col[order], coo.data[order]
-    return rows.astype(np.int64), cols.astype(np.int64), vals.astype(np.float64, copy=False)
+    return rows.astype(idx, copy=False), cols.astype(idx, copy=False), vals.astype(np.float64, copy=False)
 
 
 def lower(graph: ir.Graph) -> ir.Graph:

@@ -162,7 +162,7 @@ def _worst_input(syn: ir.Synapses, q: NDArray[Any], factor: float, count: int) -
             and bool(np.all(post[1:] >= post[:-1]))):
         peak = max(int(np.max(q)), -int(np.min(q)))
         if float(peak) * max(scale, 1.0) * q.size < 2.0 ** 53:  # every float sum is exact
-            bounds = np.searchsorted(post, np.arange(n + 1, dtype=np.int64))
+            bounds = np.searchsorted(post, np.arange(n + 1, dtype=post.dtype))  # (no cast of the indices)
             rows = np.flatnonzero(bounds[1:] > bounds[:-1])  # rows with synapses
             sums = np.zeros(n, dtype=np.int64)
             group = max(1, _BLOCK * rows.size // q.size)
