@@ -181,6 +181,7 @@ class Output(Node):
 class Synapses(Node):
     """A projection ``inputs[0] → post``: COO ``[post, pre]`` (``post_idx``, ``pre_idx``, ``values``).
 
+    Indices are int32 or int64 (lowering makes int32 unless a population has 2^31 neurons or more).
     Float ``values`` before quantisation; afterwards the chip's integer weights, with ``params``
     (Loihi ``weight_exp``, ``num_weight_bits``; Xylo ``weight_shift``, ``synapse``) and
     ``delay`` in steps. ``source`` names the layers it was composed from (for messages).
@@ -188,8 +189,8 @@ class Synapses(Node):
 
     post: str = ""
     shape: tuple[int, int] = (0, 0)
-    post_idx: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    pre_idx: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    post_idx: NDArray[np.signedinteger[Any]] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pre_idx: NDArray[np.signedinteger[Any]] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     values: NDArray[Any] = field(default_factory=lambda: np.zeros(0))
     params: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     delay: int | None = None

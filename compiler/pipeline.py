@@ -28,12 +28,14 @@ from numpy.typing import NDArray
 
 import emulator
 import hw_specs
+from emulator import families
 from hw_specs import HwSpec
 from spikeforge.errors import CompileError, DoesNotFit, UnsupportedOperator
 
 from . import ir
-from .passes.convert import ConversionReport, convert, encode_rate, evaluate_analog, needs_conversion
-from .passes.emit import emit
+from .backend.netlist import Netlist
+from .passes.convert import ConversionReport, calibration_input, convert, encode_rate, evaluate_analog, needs_conversion
+from .passes.emit import emit, to_builder
 from .passes.lower import lower
 from .passes.quantize import QuantReport, quantize
 from .passes.replicate import Replicated
@@ -112,25 +114,34 @@ class _Stages:
 
 def _front(model: Any, spec: HwSpec, x: NDArray[Any] | None, y: NDArray[Any] | None,
            input_shape: tuple[int, ...] | None, percentile: float, st: _Stages, need_calibration: bool = False
-           ) -> tuple[ir.Graph, ConversionReport | None, ir.Graph | None, list[str]]:
+           ) -> tuple[ir.Graph, ConversionReport | None, ir.Graph | None, list[str], NDArray[np.float64] | None]:
     """Capture, convert (ReLU nets), lower. Returns the population graph, the conversion report,
-    the original ANN layer graph (None for spiking models) and notes for the report."""
+    the original ANN layer graph (None for spiking models), notes for the report and the ANN's
+    outputs ``[batch, n_out]`` on the calibration data (None without conversion or data)."""
     notes: list[str] = []
     graph = capture(model, input_shape, x)
     original = graph
     st.done("capture", 0.1)
     ann = needs_conversion(graph)
     conv = None
+    ann_out = None
     if ann:
         if x is None and need_calibration:
             raise CompileError("a ReLU network is converted with thresholds balanced on data: pass calibration="
                                "x (analog inputs [batch, *input_shape], a few hundred samples) or (x, labels)")
+        x_given = x is not None
         if x is None:
             shape = graph.of_type(ir.Input)[0].shape
             x = np.random.default_rng(0).random((16, *shape))
             notes.append("no calibration data: thresholds balanced on uniform random inputs in [0, 1]; pass "
                          "calibration= for meaningful quantisation figures")
-        graph, conv = convert(graph, x, percentile=percentile, labels=y)
+        x_cal = calibration_input(x)
+        acts = evaluate_analog(graph, x_cal)
+        graph, conv = convert(graph, x_cal, percentile=percentile, labels=y, activations=acts)
+        if x_given:
+            (o,) = original.of_type(ir.Output)
+            ann_out = acts[o.name]  # verification's ANN classes on calibration data: no second evaluation
+        del acts, x_cal  # the activations of every layer go before lowering
         st.done("convert", 0.2)
     mismatched = {n.datapath for n in graph.of_type(ir.Neuron) if n.datapath and n.datapath != spec.family}
     if mismatched:
@@ -138,7 +149,7 @@ def _front(model: Any, spec: HwSpec, x: NDArray[Any] | None, y: NDArray[Any] | N
                      f"{spec.family}: spike test, reset and delays differ from training")
     lowered = lower(graph)
     st.done("lower", 0.35)
-    return lowered, conv, original if ann else None, notes
+    return lowered, conv, original if ann else None, notes, ann_out
 
 
 def _check(lowered: ir.Graph, spec: HwSpec, dt: float, num_weight_bits: int | None, notes: list[str]
@@ -181,7 +192,7 @@ def check(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *
     spec = hw_specs.load(target)
     x, y = _split(calibration, labels)
     st = _Stages(None)
-    lowered, _, _, notes = _front(model, spec, x, y, input_shape, percentile, st)
+    lowered, _, _, notes, _ = _front(model, spec, x, y, input_shape, percentile, st)
     report, qgraph, layout = _check(lowered, spec, dt, num_weight_bits, notes)
     if build and report.fits and qgraph is not None:
         _build_into(report, qgraph, spec, {}, layout)
@@ -189,12 +200,13 @@ def check(model: Any, target: str | HwSpec = "loihi", calibration: Any = None, *
 
 
 def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[str, Any],
-                layout: Replicated | None = None, plasticity: Mapping[str, Any] | None = None
+                layout: Replicated | None = None, plasticity: Mapping[str, Any] | None = None,
+                builder: emulator.ProgramBuilder | None = None
                 ) -> emulator.Program | None:
     from .passes.rules import Violation
 
     try:
-        program = emit(qgraph, spec, metadata=meta, layout=layout, plasticity=plasticity)
+        program = emit(qgraph, spec, metadata=meta, layout=layout, plasticity=plasticity, builder=builder)
     except DoesNotFit as exc:
         report.violations.append(Violation("placement", "-", "cores, axons or synapse memory", 0, 1, spec.where(),
                                            str(exc)))
@@ -209,14 +221,15 @@ def _build_into(report: CheckReport, qgraph: ir.Graph, spec: HwSpec, meta: dict[
 def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph, spec: HwSpec,
                  spikes: NDArray[Any] | Callable[[int, int], NDArray[Any]], labels: NDArray[Any] | None, dt: float,
                  ann_pred: NDArray[Any] | None = None, *, samples: int | None = None,
-                 elements: int = CHUNK_ELEMENTS) -> dict[str, Any]:
+                 elements: int = CHUNK_ELEMENTS, netlist: Netlist | None = None) -> dict[str, Any]:
     """Emulate ``program`` on ``spikes`` and compare with the network-level simulations.
 
     ``spikes``: ``[samples, steps, n_in]`` counts, or a function ``(start, stop) → spikes`` of those
     samples (then ``samples`` gives their number), so that the inputs too are made a batch at a time.
     The emulator (fast engine) and both simulations stream over batches of samples and chunks of
     steps, each chunk array holding at most ``elements`` values: memory stays bounded however long
-    the run.
+    the run. ``netlist``: ``to_builder(qgraph, spec).netlist()`` when the caller has it (not held
+    here beyond the set-up).
 
     ``exact``: the emulated output spikes equal those of the quantised network run on the same fast
     engine without a mapping (its netlist: :mod:`emulator.lowering`; for TrueNorth the network
@@ -250,7 +263,8 @@ def verification(program: emulator.Program, lowered: ir.Graph, qgraph: ir.Graph,
     exact, mismatched = True, 0
     # the netlist's engine first: its set-up's temporaries (the synapse paths) are freed before the
     # Program's set-up needs as much again, so the two peaks do not add up
-    sim_q = NetworkSimulation(qgraph, spec, quantized=True, dt=dt, batch=batch, keep=(pop,))
+    sim_q = NetworkSimulation(qgraph, spec, quantized=True, dt=dt, batch=batch, keep=(pop,), netlist=netlist)
+    netlist = None
     emu = emulator.Simulator(program, engine="fast", batch=batch)
     sim_f = NetworkSimulation(lowered, spec, quantized=False, dt=dt, batch=batch, keep=(pop,))
     for lo, hi in spans(n, batch):
@@ -339,7 +353,8 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
     spec = hw_specs.load(target)
     x, y = _split(calibration, labels)
     st = _Stages(progress)
-    lowered, conv, ann_graph, notes = _front(model, spec, x, y, input_shape, percentile, st, need_calibration=True)
+    lowered, conv, ann_graph, notes, ann_out = _front(model, spec, x, y, input_shape, percentile, st,
+                                                      need_calibration=True)
     ann = ann_graph is not None
     check_report, qgraph, layout = _check(lowered, spec, dt, num_weight_bits, notes)
     st.done("quantize+rules", 0.55)
@@ -354,17 +369,26 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
         data = "test"
     xs = None if verify == "off" or x is None or not len(x) else (x if verify == "full" else x[:verify_samples])
     ann_pred = None
-    if xs is not None and ann_graph is not None:
+    if xs is not None and ann_out is not None and data == "calibration":
+        ann_pred = ann_out[:len(xs)].argmax(axis=1)  # xs: the first samples of the calibration data
+    elif xs is not None and ann_graph is not None:
         # the ANN's classes now, so that its weights are freed before the Program is built and emulated
         (o,) = ann_graph.of_type(ir.Output)
         rows = max(1, CHUNK_ELEMENTS // max(1, max(ann_graph.size(v.name) for v in ann_graph)))
         ann_pred = np.concatenate([evaluate_analog(ann_graph, xs[i:i + rows])[o.name].argmax(axis=1)
                                    for i in range(0, len(xs), rows)])  # in batches: memory stays bounded
-    ann_graph = None
+    ann_graph = ann_out = None
     meta: dict[str, Any] = {"compiler": {"target": spec.name, "dt": dt, "steps": steps,
                                          "converted": ann, "input_scale": conv.input_scale if conv else None}}
     rules = attach(qgraph, {**module_rules(model), **(plasticity or {})}, spec)
-    program = _build_into(check_report, qgraph, spec, meta, layout, rules)
+    # the declaration the Program is built from is the netlist verification runs (one route per
+    # neuron: the Program is built from the replicated graph, verification runs the one before
+    # copies; with learning rules, verification runs the Program without them: its own netlist)
+    one_route = families.get(spec.family).hardware.ONE_ROUTE_PER_NEURON
+    builder = None if one_route or xs is None or rules else to_builder(qgraph, spec)
+    program = _build_into(check_report, qgraph, spec, meta, layout, rules, builder)
+    netlists = [] if builder is None else [builder.netlist()]
+    builder = None
     st.done("emit", 0.8)
     if program is None:
         raise DoesNotFit("the model does not fit: " + str(check_report.violations[-1]))
@@ -389,7 +413,8 @@ def compile_with_report(model: Any, target: str | HwSpec = "loihi", calibration:
 
         else:
             source = _spike_input(xs, lowered.of_type(ir.Input)[0].shape, spec)
-        report.verification = verification(verified, lowered, qgraph, spec, source, y, dt, ann_pred, samples=n)
+        report.verification = verification(verified, lowered, qgraph, spec, source, y, dt, ann_pred, samples=n,
+                                           netlist=netlists.pop() if netlists else None)  # not held here
         st.done("verify", 1.0)
     report.timings = dict(st.timings)
     return program, report

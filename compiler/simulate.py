@@ -42,6 +42,7 @@ from emulator.lowering import NetlistSimulator
 from hw_specs import HwSpec
 
 from . import ir
+from .backend.netlist import Netlist
 
 __all__ = ["simulate", "predictions", "NetworkSimulation", "chunks"]
 
@@ -71,15 +72,52 @@ class _Projection:
     dense: NDArray[np.float64] | None  # [post, pre]
     sparse: sp.csr_matrix | None
     sparse_t: sp.csr_matrix | None = None  # [pre, post], for sparse activity
-    history: NDArray[np.float32] | None = None  # [delay, batch, n_pre]: the source's last steps
+    history: NDArray[np.float64] | None = None  # [delay, batch, n_pre]: the source's last steps
+
+
+#: synapses per block when a projection's positions are checked and scattered
+_BLOCK = 1 << 20
+
+
+def _dense_of(syn: ir.Synapses) -> NDArray[np.float64] | None:
+    """``syn``'s weights as a float64 ``[post, pre]`` array when its positions are distinct and in
+    row-major order (as lowering makes them), else None (then a repeated position must be summed).
+
+    Every position once: a float64 view of ``values`` (no copy; the matrix is only read); else a
+    scatter, block by block. The same matrix as the COO conversion: each entry is its one value."""
+    n_post, n_pre = syn.shape
+    values = syn.effective(None)
+    n = values.size
+    if n == n_post * n_pre:
+        post = np.asarray(syn.post_idx).reshape(n_post, n_pre)
+        pre = np.asarray(syn.pre_idx).reshape(n_post, n_pre)
+        if (post == np.arange(n_post)[:, None]).all() and (pre == np.arange(n_pre)[None, :]).all():
+            return np.asarray(values, dtype=np.float64).reshape(n_post, n_pre)
+    dense = np.zeros((n_post, n_pre))
+    flat = dense.reshape(-1)
+    last = -1
+    for lo in range(0, n, _BLOCK):
+        hi = min(n, lo + _BLOCK)
+        key = np.multiply(syn.post_idx[lo:hi], n_pre, dtype=np.int64)
+        key += syn.pre_idx[lo:hi]
+        if key[0] <= last or not (key[1:] > key[:-1]).all():
+            return None  # not strictly increasing: a position may repeat
+        last = int(key[-1])
+        flat[key] = values[lo:hi]
+    return dense
 
 
 def _projection(syn: ir.Synapses, graph: ir.Graph, spec: HwSpec) -> _Projection:
-    values = syn.effective(None).astype(np.float64)
     n_post, n_pre = syn.shape
     size = n_post * n_pre
     dense = sparse = None
-    if size and values.size >= DENSE_SHARE * size and size <= DENSE_MAX:
+    dense_form = size and syn.values.size >= DENSE_SHARE * size and size <= DENSE_MAX
+    if dense_form:
+        dense = _dense_of(syn)
+        if dense is not None:
+            return _Projection(syn, syn.inputs[0], _delay(syn, graph, spec), dense, None)
+    values = syn.effective(None).astype(np.float64)
+    if dense_form:
         dense = sp.coo_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape).toarray()  # sums repeats
     else:
         sparse = sp.csr_matrix((values, (syn.post_idx, syn.pre_idx)), shape=syn.shape)
@@ -90,13 +128,14 @@ class NetworkSimulation:
     """The population graph as a stream: ``run(spikes)`` advances by ``spikes.shape[1]`` steps.
 
     ``batch`` samples run side by side; :meth:`reset` returns to the state before the first step.
+    ``netlist`` (quantised only): ``to_builder(graph, spec).netlist()`` when the caller has it.
     ``run`` returns ``{population: [batch, steps, n]}`` float32 spike counts of the chunk (the
     output of every population, or of those named in ``keep``). ``quantized``: the quantised
     network on the emulator's fast engine, or the float network (see the module doc).
     """
 
     def __init__(self, graph: ir.Graph, spec: HwSpec, *, quantized: bool, dt: float = 1e-3, batch: int = 1,
-                 keep: tuple[str, ...] | None = None) -> None:
+                 keep: tuple[str, ...] | None = None, netlist: Netlist | None = None) -> None:
         self.quantized = quantized
         self.batch = batch
         self.keep = keep
@@ -109,8 +148,10 @@ class NetworkSimulation:
         if quantized:
             from .passes.emit import to_builder
 
-            self.netlist = NetlistSimulator(to_builder(graph, spec).netlist(), spec, batch=batch,
-                                            keep=self.names if keep is None else keep)
+            if netlist is None:
+                netlist = to_builder(graph, spec).netlist()
+            self.netlist = NetlistSimulator(netlist, spec, batch=batch, keep=self.names if keep is None else keep)
+            netlist = None
         else:
             hooks = families.get(spec.family).compiling
             for pop in neurons:
@@ -132,7 +173,7 @@ class NetworkSimulation:
         self.states = {pop.name: model.state(self.batch) for pop, model, _ in self.populations}
         for _, _, projs in self.populations:
             for proj in projs:
-                proj.history = np.zeros((proj.delay, self.batch, self.sizes[proj.pre]), dtype=np.float32)
+                proj.history = np.zeros((proj.delay, self.batch, self.sizes[proj.pre]))
 
     def run(self, spikes: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
         """Advance by ``spikes.shape[1]`` steps; ``spikes`` ``[batch, steps, n_in]`` counts."""
@@ -142,8 +183,10 @@ class NetworkSimulation:
             kept = self.netlist.run(x).populations
             return {name: kept[name].astype(np.float32) for name in names}
         steps = x.shape[1]
-        acts: dict[str, NDArray[np.float32]] = {self.input.name: np.ascontiguousarray(
-            x.transpose(1, 0, 2), dtype=np.float32)}  # time-major [steps, batch, n]: a step is contiguous
+        # time-major [steps, batch, n] (a step is contiguous), float64 as the products take them: spike
+        # counts are exact in it, and no layer's input is converted again
+        acts: dict[str, NDArray[np.float64]] = {self.input.name: np.ascontiguousarray(
+            x.transpose(1, 0, 2), dtype=np.float64)}
         for pop, model, projs in self.populations:
             a: NDArray[Any] | None = None
             for proj in projs:
@@ -152,13 +195,13 @@ class NetworkSimulation:
             if a is None:
                 a = np.zeros((steps, self.batch, pop.size), dtype=model.dtype)
             state = self.states[pop.name]
-            out = np.empty((steps, self.batch, pop.size), dtype=np.float32)
+            out = np.empty((steps, self.batch, pop.size))
             for t in range(steps):
                 out[t] = model.step(state, a[t])
             acts[pop.name] = out
-        return {name: acts[name].transpose(1, 0, 2) for name in names}
+        return {name: acts[name].transpose(1, 0, 2).astype(np.float32) for name in names}
 
-    def _current(self, proj: _Projection, pre: NDArray[np.float32], steps: int) -> NDArray[np.float64]:
+    def _current(self, proj: _Projection, pre: NDArray[np.float64], steps: int) -> NDArray[np.float64]:
         """The projection's weighted input at every step of the chunk, ``[steps, batch, n_post]``
         float64, its delay applied."""
         assert proj.history is not None
@@ -167,7 +210,7 @@ class NetworkSimulation:
             ext = np.concatenate([proj.history, pre], axis=0)
             pre, proj.history = ext[:steps], ext[steps:]
         n_post = proj.syn.shape[0]
-        flat64 = pre.reshape(-1, pre.shape[-1]).astype(np.float64)
+        flat64 = np.asarray(pre.reshape(-1, pre.shape[-1]), dtype=np.float64)
         cur: NDArray[Any]
         if proj.dense is not None:
             cur = flat64 @ proj.dense.T

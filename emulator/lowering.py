@@ -143,9 +143,10 @@ def _synops(netlist: Netlist, index: Mapping[str, int], port_first: Mapping[str,
             continue
         src = 0 if pr.pre_is_input else 1 + index[pr.pre]
         first = port_first[pr.pre] if pr.pre_is_input else 0
-        counts = np.bincount(pr.pre_idx, minlength=pr.pre_size).astype(np.int64)
         vec = terms.setdefault((src, int(pr.delay)), np.zeros(sizes[src], dtype=np.int64))
-        vec[first:first + pr.pre_size] += counts
+        part = vec[first:first + pr.pre_size]
+        for a in range(0, int(pr.pre_idx.size), _BLOCK * 16):  # blocks: no projection-sized index copy
+            part += np.bincount(pr.pre_idx[a:a + _BLOCK * 16], minlength=pr.pre_size)
     return tuple((src, d, terms[(src, d)]) for src, d in sorted(terms))
 
 

@@ -159,8 +159,8 @@ class _Model:
                 order = np.argsort(post, kind="stable")
                 post, pre = post[order], pre[order]
             n_post = self.sizes[c.post]
-            ptr = np.zeros(n_post + 1, dtype=np.int64)
-            np.cumsum(np.bincount(post, minlength=n_post), out=ptr[1:])
+            # row pointers of the sorted rows (a binary search per row: no index-sized count copy)
+            ptr = np.searchsorted(post, np.arange(n_post + 1, dtype=post.dtype)).astype(np.int64, copy=False)
             self.edges.append(_Edge(c.name, c.pre, c.pre_is_input, c.pre_size, c.post, post, pre,
                                     ptr, int(hardware.weight_bits(c.params)) + index_bits, header))
         self.order = _topological(list(self.sizes), [(e.pre, e.post) for e in self.edges if not e.pre_is_input])

@@ -26,9 +26,10 @@ from numpy.typing import NDArray
 from spikeforge.errors import CompileError
 
 from .. import ir
-from .lower import linear_matrix
+from .lower import csr_of_dense, linear_matrix
 
-__all__ = ["convert", "evaluate_analog", "encode_rate", "ConversionReport", "needs_conversion"]
+__all__ = ["convert", "evaluate_analog", "encode_rate", "ConversionReport", "needs_conversion",
+           "calibration_input"]
 
 
 @dataclass
@@ -71,6 +72,10 @@ def evaluate_analog(graph: ir.Graph, x: NDArray[Any]) -> dict[str, NDArray[np.fl
             acts[node.name] = acts[node.inputs[0]]
         elif isinstance(node, ir.Neuron):
             raise CompileError(f"evaluate_analog: {node.name!r} is a spiking neuron")
+        elif isinstance(node, ir.Dense) and np.isfinite(acts[node.inputs[0]]).all():
+            # zeros stored too: no pass to find them, and the matrix's data is the weight array itself
+            b = np.asarray(node.bias if node.bias is not None else np.zeros(node.weight.shape[0]), dtype=np.float64)
+            acts[node.name] = np.asarray(csr_of_dense(node.weight, keep_zeros=True) @ acts[node.inputs[0]].T).T + b
         else:
             m, b = linear_matrix(node, graph.shape(node.inputs[0]))
             acts[node.name] = np.asarray(m @ acts[node.inputs[0]].T).T + b
@@ -96,17 +101,28 @@ def _percentile(a: NDArray[Any], p: float) -> float:
     return float(np.percentile(pos, p))
 
 
-def convert(graph: ir.Graph, calibration: NDArray[Any], *, percentile: float = 99.9,
-            labels: NDArray[Any] | None = None) -> tuple[ir.Graph, ConversionReport]:
-    """Turn the ReLU layer graph into an IF layer graph balanced on ``calibration`` ``[batch, *shape]``."""
-    ir.validate(graph, "frontend")
+def calibration_input(calibration: Any) -> NDArray[np.float64]:
+    """``calibration`` as float64 ``[batch, *input_shape]``, checked (at least one sample, no
+    negative value); raises :class:`CompileError`."""
     x = np.asarray(calibration, dtype=np.float64)
     if x.ndim < 2 or len(x) == 0:
         raise CompileError(f"calibration data has shape {x.shape}; expected [batch, *input_shape] with batch >= 1")
     if x.min() < 0:
         raise CompileError(f"calibration input has negative values (min {x.min():.3g}); rate coding needs inputs "
                            ">= 0: shift or rescale the input (e.g. to [0, 1])")
-    acts = evaluate_analog(graph, x)
+    return x
+
+
+def convert(graph: ir.Graph, calibration: NDArray[Any], *, percentile: float = 99.9,
+            labels: NDArray[Any] | None = None, activations: dict[str, NDArray[np.float64]] | None = None
+            ) -> tuple[ir.Graph, ConversionReport]:
+    """Turn the ReLU layer graph into an IF layer graph balanced on ``calibration`` ``[batch, *shape]``.
+
+    ``activations``: ``evaluate_analog(graph, calibration)`` when the caller has it already (it
+    keeps the ANN's outputs), else it is computed here."""
+    ir.validate(graph, "frontend")
+    x = calibration_input(calibration)
+    acts = evaluate_analog(graph, x) if activations is None else activations
     in_scale = _percentile(x, percentile)
     report = ConversionReport(percentile=percentile, input_scale=in_scale)
     (out_node,) = graph.of_type(ir.Output)

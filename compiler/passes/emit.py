@@ -58,17 +58,21 @@ def to_builder(graph: ir.Graph, spec: HwSpec, plasticity: Mapping[str, Any] | No
 
 
 def emit(graph: ir.Graph, spec: HwSpec, metadata: Mapping[str, Any] | None = None,
-         layout: Replicated | None = None, plasticity: Mapping[str, Any] | None = None) -> emulator.Program:
+         layout: Replicated | None = None, plasticity: Mapping[str, Any] | None = None,
+         builder: emulator.ProgramBuilder | None = None) -> emulator.Program:
     """Build the Program for the quantised ``graph`` (see the module doc). One route per neuron
     (TrueNorth): ``layout`` is ``replicate(graph, spec)`` when the caller has it already (the
-    design rules compute it). ``plasticity``: learning rules by projection name."""
+    design rules compute it). Otherwise ``builder`` is ``to_builder(graph, spec, plasticity)`` when
+    the caller has it already (the compiler verifies the Program against the same declaration's
+    netlist). ``plasticity``: learning rules by projection name."""
     if families.get(spec.family).hardware.ONE_ROUTE_PER_NEURON:
         if layout is None:
             layout = replicate(graph, spec)
         builder = to_builder(layout.graph, spec, plasticity)
         placement: Mapping[str, Any] = layout.placement
     else:
-        builder = to_builder(graph, spec, plasticity)
+        if builder is None:
+            builder = to_builder(graph, spec, plasticity)
         placement = place(builder.netlist(), spec).cores
     try:
         return builder.build(placement=placement, metadata=metadata)

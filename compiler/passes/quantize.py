@@ -144,11 +144,59 @@ def _max_count(graph: ir.Graph, syn: ir.Synapses, spec: HwSpec) -> int:
     return int(spec.chip.max_input_count) if isinstance(graph[syn.inputs[0]], ir.Input) else 1
 
 
+#: synapses per block of the per-row integer sums (a block's temporaries stay small)
+_BLOCK = 1 << 20
+
+
 def _worst_input(syn: ir.Synapses, q: NDArray[Any], factor: float, count: int) -> NDArray[np.float64]:
-    # integer-valued terms: the sum is exact in any order (bincount is the fast scatter-add)
-    out: NDArray[np.float64] = np.bincount(syn.post_idx, weights=np.abs(q) * float(factor * count),
-                                           minlength=syn.shape[0]).astype(np.float64, copy=False)
-    return out
+    """``Σ_i |q_ji| · factor · count`` per post neuron ``j`` (float64 ``[n_post]``): the input when
+    every pre unit sends ``count`` spikes.
+
+    Integer-valued terms: the sum is exact in any order. Projections in (post, pre) order (as
+    lowering makes them) with integer mantissas sum per row in int64, a block of rows at a time
+    (no projection-sized temporary), else ``bincount`` scatters the float terms."""
+    n = syn.shape[0]
+    scale = float(factor * count)
+    post = syn.post_idx
+    if (q.dtype.kind in "iu" and q.size and scale == int(scale) and 0 <= scale
+            and bool(np.all(post[1:] >= post[:-1]))):
+        peak = max(int(np.max(q)), -int(np.min(q)))
+        if float(peak) * max(scale, 1.0) * q.size < 2.0 ** 53:  # every float sum is exact
+            bounds = np.searchsorted(post, np.arange(n + 1, dtype=post.dtype))  # (no cast of the indices)
+            rows = np.flatnonzero(bounds[1:] > bounds[:-1])  # rows with synapses
+            sums = np.zeros(n, dtype=np.int64)
+            group = max(1, _BLOCK * rows.size // q.size)
+            for g in range(0, rows.size, group):
+                part = rows[g:g + group]
+                lo, hi = int(bounds[part[0]]), int(bounds[part[-1] + 1])
+                sums[part] = np.add.reduceat(np.abs(q[lo:hi]).astype(np.int64, copy=False), bounds[part] - lo)
+            out: NDArray[np.float64] = sums.astype(np.float64) * scale
+            return out
+    return np.bincount(post, weights=np.abs(q) * scale, minlength=n).astype(np.float64, copy=False)
+
+
+def _projection_errors(values: NDArray[Any], q: NDArray[Any], unit: float, s: float, clip_at: float
+                       ) -> tuple[float, float]:
+    """``(relative RMS of q·unit/s − w, share of |w·s/unit| > clip_at)`` over a projection's
+    weights ``w``, with one float64 buffer the size of the projection (the same arithmetic as
+    :func:`_rel_rms` and the direct expressions, in place)."""
+    if values.dtype != np.float64:  # other dtypes: the direct expressions, in their own precision
+        scaled = np.abs(values * s / unit)
+        over = np.count_nonzero(scaled > clip_at)
+        return _rel_rms(q * unit / s - values, values), (over / scaled.size if scaled.size else float(np.mean(scaled)))
+    buf = np.multiply(values, s)
+    buf /= unit
+    np.abs(buf, out=buf)
+    over = np.count_nonzero(buf > clip_at)
+    clipped = over / buf.size if buf.size else float(np.mean(buf))
+    np.square(values, out=buf)
+    ref = float(np.sqrt(np.mean(buf))) if buf.size else 0.0
+    np.multiply(q, unit, out=buf)
+    buf /= s
+    buf -= values
+    np.square(buf, out=buf)
+    err = float(np.sqrt(np.mean(buf))) if buf.size else 0.0
+    return (err / ref if ref > 0 else 0.0), clipped
 
 
 def readouts(graph: ir.Graph, spec: HwSpec) -> set[str]:
@@ -243,23 +291,17 @@ def _mantissa_exponent(graph: ir.Graph, spec: HwSpec, dt: float, nwb: int | None
         vth = min(max(vth, max(vth_rng.lo, 1)), vth_rng.hi)
         names = []
         for syn, q, ej, (step, qmax, _) in zip(syns, qs, exps, geom, strict=True):
-            keep_nz = np.flatnonzero(q)  # positions once, for the three arrays
-            qsyn = ir.Synapses(syn.name, syn.inputs, post=syn.post, shape=syn.shape,
-                               post_idx=syn.post_idx.take(keep_nz), pre_idx=syn.pre_idx.take(keep_nz),
-                               values=q.take(keep_nz).astype(np.int64, copy=False),
+            w_err, clipped = _projection_errors(syn.values, q, 2.0 ** (ej + fam.INPUT_SHIFT), s, qmax + step / 2)
+            report.projections.append(ProjectionQuant(syn.name, node.name, int(ej), bits, w_err, clipped, int(qmax)))
+            nonzero = q != 0
+            if nonzero.all():  # every weight kept: the positions are the lowered ones (read-only alike)
+                post_idx, pre_idx, values = syn.post_idx, syn.pre_idx, q
+            else:
+                post_idx, pre_idx, values = syn.post_idx[nonzero], syn.pre_idx[nonzero], q[nonzero]
+            qsyn = ir.Synapses(syn.name, syn.inputs, post=syn.post, shape=syn.shape, post_idx=post_idx,
+                               pre_idx=pre_idx, values=values.astype(np.int64, copy=False),
                                params=MappingProxyType({"weight_exp": int(ej), "num_weight_bits": bits}),
                                delay=syn.delay, source=syn.source)
-            # the same arithmetic as (q·2^(e+6)/s − w) and |w·s/2^(e+6)|, in place: fewer large temporaries
-            err = q * 2.0 ** (ej + fam.INPUT_SHIFT)
-            err /= s
-            err -= syn.values
-            scaled = syn.values * s
-            scaled /= 2.0 ** (ej + fam.INPUT_SHIFT)
-            np.abs(scaled, out=scaled)
-            over = np.count_nonzero(scaled > qmax + step / 2)
-            clipped = over / scaled.size if scaled.size else float(np.mean(scaled))
-            report.projections.append(ProjectionQuant(syn.name, node.name, int(ej), bits,
-                                                      _rel_rms(err, syn.values), clipped, int(qmax)))
             if qsyn.values.size == 0:
                 continue
             out.add(qsyn)

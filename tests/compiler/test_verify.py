@@ -17,6 +17,7 @@ import hw_specs  # noqa: E402
 from compiler import ir  # noqa: E402
 from compiler import nn as snn  # noqa: E402
 from compiler.passes.convert import convert, encode_rate  # noqa: E402
+from compiler.passes.emit import to_builder  # noqa: E402
 from compiler.passes.lower import lower  # noqa: E402
 from compiler.passes.quantize import quantize  # noqa: E402
 from compiler.pipeline import capture, verification  # noqa: E402
@@ -80,6 +81,20 @@ def test_verification_in_small_chunks_gives_the_same_report(relu):
     whole = verification(program, low, q, spec, spikes, labels, 1e-3)
     tiny = verification(program, low, q, spec, spikes, labels, 1e-3, elements=60)  # batches of 2, 2-3 steps
     assert whole == tiny and whole["exact"]
+    # the netlist of emission's declaration (what compile passes on) instead of a new declaration
+    assert verification(program, low, q, spec, spikes, labels, 1e-3, netlist=to_builder(q, spec).netlist()) == whole
+
+
+def test_verification_on_calibration_reuses_the_ann_classes(relu):
+    """The ANN's classes on calibration data come from conversion's evaluation; on test data (or
+    when compiled piecewise) they are evaluated again: the same report either way."""
+    model, x = relu
+    labels = np.arange(40) % 4
+    _, rep = compiler.compile_with_report(model, "loihi", x, steps=20, labels=labels, verify_samples=9)
+    _, again = compiler.compile_with_report(model, "loihi", x, steps=20, labels=labels, verify_samples=9,
+                                            test=(x[:9], labels[:9]))
+    assert rep.verification == again.verification
+    assert "agreement_ann" in rep.verification and "accuracy_ann" in rep.verification
 
 
 def test_chunks_bound_the_array():

@@ -94,10 +94,11 @@ def weight_geometry(values: NDArray[Any], w_hi: int, bits: int) -> tuple[int, in
     truncation; a mixed-sign matrix loses one more bit), at most ``q_max`` (the spec's range).
     """
     mag_bits = max(w_hi.bit_length(), 1)  # 255 → 8-bit magnitude
-    mixed = bool((values > 0).any() and (values < 0).any())
+    hi, lo = float(np.max(values)), float(np.min(values))  # two passes: max|w| = max(hi, −lo)
+    mixed = hi > 0 and lo < 0
     k = max(0, mag_bits - bits + int(mixed))
     step = 1 << k
-    return step, (w_hi // step) * step, float(np.abs(values).max())
+    return step, (w_hi // step) * step, max(hi, -lo)
 
 
 def state_scale(q_max: int, w_max: float, e: int) -> float:
@@ -111,10 +112,29 @@ def exponent_for(w_max: float, s: float, q_max: int, lo: int, hi: int) -> int:
     return min(hi, max(lo, math.ceil(math.log2(need) - 1e-12))) if need > 0 else lo
 
 
+#: weights per block of the mantissa computation
+_BLOCK = 1 << 20
+
+
 def mantissas(values: NDArray[Any], s: float, e: int, step: int, q_max: int) -> NDArray[np.int64]:
-    """``clip(round(w·s / (2^(e+6)·step))·step, ±q_max)`` as int64."""
-    q = np.clip(np.round(values * s / (2.0 ** (e + INPUT_SHIFT) * step)) * step, -q_max, q_max)
-    return q.astype(np.int64, copy=False)
+    """``clip(round(w·s / (2^(e+6)·step))·step, ±q_max)`` as int64 (computed in place, a block of
+    weights at a time: one small float buffer)."""
+    w = np.asarray(values).reshape(-1)
+    if w.dtype != np.float64:  # (other dtypes compute in their own precision, as written above)
+        q = np.clip(np.round(values * s / (2.0 ** (e + INPUT_SHIFT) * step)) * step, -q_max, q_max)
+        return q.astype(np.int64, copy=False)
+    out = np.empty(w.size, dtype=np.int64)
+    buf = np.empty(min(w.size, _BLOCK), dtype=np.float64)
+    unit = 2.0 ** (e + INPUT_SHIFT) * step
+    for lo in range(0, w.size, _BLOCK):
+        b = buf[:min(w.size, lo + _BLOCK) - lo]
+        np.multiply(w[lo:lo + b.size], s, out=b)
+        b /= unit
+        np.round(b, out=b)
+        b *= step
+        np.clip(b, -q_max, q_max, out=b)
+        out[lo:lo + b.size] = b  # integer-valued: the cast is exact
+    return out.reshape(np.shape(values))
 
 
 def threshold_register(threshold: float, s: float) -> tuple[int, float]:
