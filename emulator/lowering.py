@@ -37,6 +37,7 @@ from . import families
 from .engine import Trace
 from .families.datapath import Synapses
 from .fast import FastEngine, Lowered, LoweredPopulation, LoweredSynapses, SynapseBlock
+from .inputs import check as check_inputs
 
 if TYPE_CHECKING:
     from compiler.backend.netlist import Netlist
@@ -195,59 +196,11 @@ class NetlistSimulator:
         ``spikes``: ``[batch, time, channels]`` counts for the only input port, or a mapping port →
         array; a 2-D ``[time, channels]`` array means batch 1. Missing steps are zeros.
         """
-        inputs = self._inputs(spikes, steps)
-        by_pop, probed, synops = self.engine.run(inputs, self.probes)
+        inputs = check_inputs(spikes, steps, self.ports, self.batch, self.spec, owner="netlist")
+        by_pop, probed, synops = self.engine.run(inputs.chunk(0, inputs.steps), self.probes)
         out = {name: by_pop[pop].astype(np.int16) for name, pop in self.outputs.items()}
         kept = {name: by_pop[name].astype(np.int16) for name in self.keep}
         return NetlistTrace(out, probed, synops, self.engine.name, kept)
-
-    def _inputs(self, spikes: ArrayLike | Mapping[str, ArrayLike] | None, steps: int | None
-                ) -> NDArray[np.integer[Any]]:
-        ports = self.ports
-        if spikes is None:
-            spikes = {}
-        if not isinstance(spikes, Mapping):
-            if len(ports) != 1:
-                raise EmulatorError(f"the netlist has input ports {list(ports)}; pass a dict port -> spikes")
-            spikes = {next(iter(ports)): spikes}
-        unknown = sorted(set(spikes) - set(ports))
-        if unknown:
-            raise EmulatorError(f"unknown input port(s) {unknown}; the netlist has {list(ports)}")
-        chip = self.spec.chip
-        arrays: dict[str, NDArray[np.int64]] = {}
-        for name, raw in spikes.items():
-            arr = np.asarray(raw)
-            if arr.ndim == 2 and self.batch == 1:
-                arr = arr[None]
-            if arr.ndim != 3 or arr.shape[0] != self.batch or arr.shape[2] != ports[name]:
-                raise EmulatorError(f"input {name!r}: spikes have shape {arr.shape}; expected [batch={self.batch}, "
-                                    f"time, channels={ports[name]}]")
-            if arr.dtype.kind not in "iub" and not (arr.dtype.kind == "f" and np.all(np.isfinite(arr))
-                                                    and np.all(arr == np.round(arr))):
-                raise EmulatorError(f"input {name!r}: spike counts must be integers")
-            arr = arr.astype(np.int64)
-            if arr.size and arr.min() < 0:
-                raise EmulatorError(f"input {name!r}: negative spike count {int(arr.min())}")
-            if arr.size and arr.max() > chip.max_input_count:
-                if not chip.clip_input_counts:
-                    raise EmulatorError(f"input {name!r}: a channel receives {int(arr.max())} spikes in one step; "
-                                        f"target {self.spec.name} accepts at most {chip.max_input_count} "
-                                        f"({self.spec.where()}: chip.max_input_count)")
-                arr = np.minimum(arr, chip.max_input_count)  # the chip clips
-            arrays[name] = arr
-        length = max((a.shape[1] for a in arrays.values()), default=0)
-        steps = length if steps is None else steps
-        if not isinstance(steps, int) or steps < length:
-            raise EmulatorError(f"steps = {steps!r}; expected an integer at least the input length {length}")
-        narrow = np.int16 if chip.max_input_count < (1 << 15) else np.int64
-        out = np.zeros((self.batch, steps, max(1, sum(ports.values()))), dtype=narrow)
-        first = 0
-        for name, size in ports.items():
-            if name in arrays:
-                a = arrays[name]
-                out[:, : a.shape[1], first:first + size] = a
-            first += size
-        return out
 
 
 def _parse_probes(probes: Iterable[str], populations: list[str], states: tuple[str, ...], family: str
