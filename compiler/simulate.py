@@ -72,7 +72,7 @@ class _Projection:
     dense: NDArray[np.float64] | None  # [post, pre]
     sparse: sp.csr_matrix | None
     sparse_t: sp.csr_matrix | None = None  # [pre, post], for sparse activity
-    history: NDArray[np.float64] | None = None  # [delay, batch, n_pre]: the source's last steps
+    history: NDArray[np.float32] | None = None  # [delay, batch, n_pre]: the source's last steps
 
 
 #: synapses per block when a projection's positions are checked and scattered
@@ -173,7 +173,7 @@ class NetworkSimulation:
         self.states = {pop.name: model.state(self.batch) for pop, model, _ in self.populations}
         for _, _, projs in self.populations:
             for proj in projs:
-                proj.history = np.zeros((proj.delay, self.batch, self.sizes[proj.pre]))
+                proj.history = np.zeros((proj.delay, self.batch, self.sizes[proj.pre]), dtype=np.float32)
 
     def run(self, spikes: NDArray[Any]) -> dict[str, NDArray[np.float32]]:
         """Advance by ``spikes.shape[1]`` steps; ``spikes`` ``[batch, steps, n_in]`` counts."""
@@ -183,10 +183,8 @@ class NetworkSimulation:
             kept = self.netlist.run(x).populations
             return {name: kept[name].astype(np.float32) for name in names}
         steps = x.shape[1]
-        # time-major [steps, batch, n] (a step is contiguous), float64 as the products take them: spike
-        # counts are exact in it, and no layer's input is converted again
-        acts: dict[str, NDArray[np.float64]] = {self.input.name: np.ascontiguousarray(
-            x.transpose(1, 0, 2), dtype=np.float64)}
+        acts: dict[str, NDArray[np.float32]] = {self.input.name: np.ascontiguousarray(
+            x.transpose(1, 0, 2), dtype=np.float32)}  # time-major [steps, batch, n]: a step is contiguous
         for pop, model, projs in self.populations:
             a: NDArray[Any] | None = None
             for proj in projs:
@@ -195,13 +193,13 @@ class NetworkSimulation:
             if a is None:
                 a = np.zeros((steps, self.batch, pop.size), dtype=model.dtype)
             state = self.states[pop.name]
-            out = np.empty((steps, self.batch, pop.size))
+            out = np.empty((steps, self.batch, pop.size), dtype=np.float32)
             for t in range(steps):
                 out[t] = model.step(state, a[t])
             acts[pop.name] = out
-        return {name: acts[name].transpose(1, 0, 2).astype(np.float32) for name in names}
+        return {name: acts[name].transpose(1, 0, 2) for name in names}
 
-    def _current(self, proj: _Projection, pre: NDArray[np.float64], steps: int) -> NDArray[np.float64]:
+    def _current(self, proj: _Projection, pre: NDArray[np.float32], steps: int) -> NDArray[np.float64]:
         """The projection's weighted input at every step of the chunk, ``[steps, batch, n_post]``
         float64, its delay applied."""
         assert proj.history is not None
@@ -210,7 +208,7 @@ class NetworkSimulation:
             ext = np.concatenate([proj.history, pre], axis=0)
             pre, proj.history = ext[:steps], ext[steps:]
         n_post = proj.syn.shape[0]
-        flat64 = np.asarray(pre.reshape(-1, pre.shape[-1]), dtype=np.float64)
+        flat64 = pre.reshape(-1, pre.shape[-1]).astype(np.float64)
         cur: NDArray[Any]
         if proj.dense is not None:
             cur = flat64 @ proj.dense.T
